@@ -1,0 +1,3 @@
+"""Kestrel: one endpoint in front of a pool of Anthropic accounts."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,211 @@
+"""Plain values shared by every layer: accounts, client keys, their states, and the errors.
+
+Nothing here does I/O. The exception tree is deliberately small: each surface (Anthropic,
+OpenAI, admin JSON) renders these into its own wire shape in exactly one place.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class AccountType(enum.StrEnum):
+    API_KEY = "api_key"
+    OAUTH = "oauth"
+
+
+class AccountState(enum.StrEnum):
+    """What the account's last upstream outcomes left it in, as stored.
+
+    `cooldown` and `disabled` are not stored states: they follow from `cooldown_until`
+    and `enabled`, see `Account.status`.
+    """
+
+    OK = "ok"
+    INVALID = "invalid"
+    EXHAUSTED = "exhausted"
+
+
+class AccountStatus(enum.StrEnum):
+    """What an operator sees: the state folded together with `enabled` and the clock."""
+
+    ACTIVE = "active"
+    COOLDOWN = "cooldown"
+    DISABLED = "disabled"
+    INVALID = "invalid"
+    EXHAUSTED = "exhausted"
+
+
+@dataclass(frozen=True)
+class Credential:
+    """An account's secret material, only ever held in memory once opened.
+
+    `repr=False` on every secret keeps them out of tracebacks and log lines that format
+    the object by accident.
+    """
+
+    api_key: str | None = field(default=None, repr=False)
+    access_token: str | None = field(default=None, repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    name: str
+    type: AccountType
+    base_url: str | None
+    priority: int
+    enabled: bool
+    state: AccountState
+    cooldown_until: float | None
+    consecutive_failures: int
+    last_error: str | None
+    last_used_at: float | None
+    created_at: float
+    updated_at: float
+    credential_hint: str
+
+    def status(self, now: float) -> AccountStatus:
+        """Disabled beats everything; a hard state (invalid, exhausted) beats a cooldown."""
+        if not self.enabled:
+            return AccountStatus.DISABLED
+        if self.state is AccountState.INVALID:
+            return AccountStatus.INVALID
+        if self.state is AccountState.EXHAUSTED:
+            return AccountStatus.EXHAUSTED
+        if self.cooldown_until is not None and self.cooldown_until > now:
+            return AccountStatus.COOLDOWN
+        return AccountStatus.ACTIVE
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A client key as stored: never the key itself, only its hash and a display prefix."""
+
+    id: int
+    name: str
+    prefix: str
+    created_at: float
+    last_used_at: float | None
+    revoked_at: float | None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+def mask_secret(secret: str) -> str:
+    """A hint that lets an operator recognise a credential without revealing it.
+
+    Keeps a recognisable family prefix (`sk-ant-`, `kst_`) and the last four characters; short
+    secrets show nothing but their family, so a hint never holds more than a guessable fraction.
+    """
+    family = next((f for f in ("sk-ant-", "sk-", "kst_") if secret.startswith(f)), "")
+    if len(secret) < 16:
+        return f"{family}…"
+    return f"{family}…{secret[-4:]}"
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class KestrelError(Exception):
+    """Base of every error Kestrel turns into an HTTP answer.
+
+    `status` and `type` are the Anthropic-flavoured defaults; each surface maps them to its own
+    shape. `field` names the offending input where there is one (admin API, OpenAI `param`).
+    """
+
+    status: int = 500
+    type: str = "api_error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class ClientError(KestrelError):
+    """The request is wrong; retrying it unchanged will not help."""
+
+    status = 400
+    type = "invalid_request_error"
+
+
+class ValidationError(ClientError):
+    """Well-formed JSON whose content is not acceptable (wrong type, missing or bad value)."""
+
+    status = 422
+
+
+class AuthenticationError(ClientError):
+    status = 401
+    type = "authentication_error"
+
+
+class PermissionDenied(ClientError):
+    status = 403
+    type = "permission_error"
+
+
+class NotFound(ClientError):
+    status = 404
+    type = "not_found_error"
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
+
+    def __init__(self, message: str, *, allow: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
+class Conflict(ClientError):
+    status = 409
+    type = "conflict_error"
+
+
+class PayloadTooLarge(ClientError):
+    status = 413
+    type = "request_too_large"
+
+
+class RateLimited(ClientError):
+    """Too many requests from this client, or (for the pool) every account is cooling down."""
+
+    status = 429
+    type = "rate_limit_error"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UpstreamError(KestrelError):
+    """Anthropic could not be reached or answered in a way no account retry fixed."""
+
+    status = 502
+    type = "api_error"
+
+
+class NoAccountAvailable(KestrelError):
+    """No account can serve: none configured, or all invalid / disabled / exhausted."""
+
+    status = 503
+    type = "api_error"
+
+
+class StoreError(Exception):
+    """The database cannot be used as it is (newer schema, unreadable file). Stops the start."""
+
+
+class ConfigError(Exception):
+    """One or more settings are wrong; each problem is one line the operator can act on."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems

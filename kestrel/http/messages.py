@@ -1,0 +1,160 @@
+"""The values a handler sees and returns: `Request`, `Response`, `Headers`, and the HTTP errors.
+
+This package is a small general-purpose HTTP/1.1 server; nothing here knows about Kestrel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+BodyReceiver = Callable[[], Awaitable[bytes | None]]
+"""Returns the next piece of the request body, or None once the body is complete."""
+
+
+class Headers:
+    """Case-insensitive, order-keeping, multi-valued header list (names lower-cased, latin-1)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items = [(k.lower(), v) for k, v in items]
+
+    @classmethod
+    def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
+        # h11 already lower-cases names; latin-1 maps every byte, so decoding cannot fail.
+        headers = cls()
+        headers._items = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+        return headers
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        name = name.lower()
+        for key, value in self._items:
+            if key == name:
+                return value
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        name = name.lower()
+        return [value for key, value in self._items if key == name]
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        # Values are left out on purpose: headers carry credentials.
+        return f"Headers({[k for k, _ in self._items]!r})"
+
+
+class HTTPError(Exception):
+    """An error the server itself can answer; applications may catch and re-render it."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(HTTPError):
+    status = 400
+
+
+class NotFound(HTTPError):
+    status = 404
+
+
+class MethodNotAllowed(HTTPError):
+    status = 405
+
+    def __init__(self, message: str, allow: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
+class BodyTooLarge(HTTPError):
+    status = 413
+
+
+class HeadersTooLarge(HTTPError):
+    status = 431
+
+
+class Request:
+    """One request as the handler sees it. The body is read lazily, so limits apply as it comes.
+
+    `state` is scratch space for the application (who authenticated, which route matched);
+    `path_params` is filled by the router.
+    """
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        target: str,
+        headers: Headers,
+        client: tuple[str, int] | None,
+        request_id: str,
+        receive: BodyReceiver,
+    ) -> None:
+        self.method = method
+        self.target = target
+        path, _, query = target.partition("?")
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.client = client
+        self.request_id = request_id
+        self.path_params: dict[str, str] = {}
+        self.state: dict[str, Any] = {}
+        self._receive = receive
+        self._body: bytes | None = None
+        self._streaming = False
+
+    @property
+    def client_host(self) -> str:
+        return self.client[0] if self.client else "-"
+
+    async def iter_body(self) -> AsyncIterator[bytes]:
+        """The body piece by piece as it arrives (with 100-continue sent on first read)."""
+        if self._body is not None:
+            if self._body:
+                yield self._body
+            return
+        if self._streaming:
+            raise RuntimeError("request body already consumed")
+        self._streaming = True
+        while (chunk := await self._receive()) is not None:
+            yield chunk
+
+    async def body(self) -> bytes:
+        """The whole body; raises `BodyTooLarge` past the server's limit, before buffering it."""
+        if self._body is None:
+            self._body = b"".join([chunk async for chunk in self.iter_body()])
+        return self._body
+
+
+@dataclass
+class Response:
+    """What a handler returns. An async-iterable body is sent chunked and flushed per chunk.
+
+    The server always closes an async-generator body (`aclose()`), whether it ran to the end,
+    failed, or the client went away, so the generator's `finally` is the place for cleanup.
+    """
+
+    status: int = 200
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes | AsyncIterable[bytes] = b""
+
+
+Handler = Callable[[Request], Awaitable[Response]]

@@ -1,0 +1,59 @@
+"""Method + path-pattern routing with `{param}` segments, 404 and 405-with-Allow."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from kestrel.http.messages import Handler, MethodNotAllowed, NotFound
+
+_PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: str
+    handler: Handler
+    regex: re.Pattern[str]
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    parts: list[str] = []
+    last = 0
+    for match in _PARAM.finditer(pattern):
+        parts.append(re.escape(pattern[last : match.start()]))
+        parts.append(f"(?P<{match.group(1)}>[^/]+)")
+        last = match.end()
+    parts.append(re.escape(pattern[last:]))
+    return re.compile("".join(parts) + r"\Z")
+
+
+class Router:
+    """Routes are matched in the order added; a GET route answers HEAD too."""
+
+    def __init__(self) -> None:
+        self._routes: list[Route] = []
+
+    def add(self, method: str, pattern: str, handler: Handler) -> None:
+        self._routes.append(Route(method.upper(), pattern, handler, _compile(pattern)))
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        return tuple(self._routes)
+
+    def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        """The handler and path parameters, or `NotFound` / `MethodNotAllowed` (with `allow`)."""
+        allowed: list[str] = []
+        for route in self._routes:
+            found = route.regex.match(path)
+            if found is None:
+                continue
+            if route.method == method or (method == "HEAD" and route.method == "GET"):
+                return route.handler, found.groupdict()
+            allowed.append(route.method)
+        if not allowed:
+            raise NotFound(f"no route for {path}")
+        if "GET" in allowed and "HEAD" not in allowed:
+            allowed.append("HEAD")
+        raise MethodNotAllowed(f"{method} is not allowed on {path}", tuple(sorted(set(allowed))))
