@@ -174,6 +174,13 @@ class PayloadTooLarge(ClientError):
     type = "request_too_large"
 
 
+class RequestTimeout(ClientError):
+    """The client stopped sending its request body."""
+
+    status = 408
+    type = "timeout_error"
+
+
 class RateLimited(ClientError):
     """Too many requests from this client, or (for the pool) every account is cooling down."""
 
@@ -209,3 +216,40 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+# --- request logs -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try of one account for a client request."""
+
+    account_id: int
+    status: int | None  # None: no HTTP answer (connect error, timeout, reset)
+    error_type: str | None
+    duration_ms: float
+
+
+@dataclass(frozen=True)
+class RequestLog:
+    """One row per client request on a proxy route, whatever became of it."""
+
+    ts: float
+    request_id: str
+    route: str
+    status: int
+    key_id: int | None = None
+    account_id: int | None = None
+    model: str | None = None
+    stream: bool = False
+    error_type: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+    latency_ms: float = 0.0
+    ttfb_ms: float | None = None
+    client: str | None = None
+    user_agent: str | None = None
+    attempts: tuple[Attempt, ...] = ()

@@ -1,5 +1,6 @@
 """A small HTTP/1.1 server on h11 and asyncio. Reusable: imports nothing else from Kestrel."""
 
+from kestrel.http.limits import ServerLimits
 from kestrel.http.messages import (
     BadRequest,
     BodyTooLarge,
@@ -10,9 +11,11 @@ from kestrel.http.messages import (
     MethodNotAllowed,
     NotFound,
     Request,
+    RequestTimeout,
     Response,
 )
 from kestrel.http.routing import Route, Router
+from kestrel.http.server import Server
 
 __all__ = [
     "BadRequest",
@@ -24,7 +27,10 @@ __all__ = [
     "MethodNotAllowed",
     "NotFound",
     "Request",
+    "RequestTimeout",
     "Response",
     "Route",
     "Router",
+    "Server",
+    "ServerLimits",
 ]

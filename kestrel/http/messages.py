@@ -90,6 +90,12 @@ class HeadersTooLarge(HTTPError):
     status = 431
 
 
+class RequestTimeout(HTTPError):
+    """The client went quiet in the middle of its request body (the server's body_timeout)."""
+
+    status = 408
+
+
 class Request:
     """One request as the handler sees it. The body is read lazily, so limits apply as it comes.
 

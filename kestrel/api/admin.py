@@ -1,0 +1,252 @@
+"""Admin API for accounts and client keys: parse, call the store, shape the reply.
+
+Credentials are write-only: they go in through `api_key` and come back only as a
+`credential_hint`. Client keys are shown whole exactly once, in the answer that creates them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kestrel.api.endpoints import Auth, Endpoint
+from kestrel.api.responses import iso_time, json_response, read_json_object
+from kestrel.api.schema import Schema, validate
+from kestrel.domain import Account, AccountType, ApiKey, ClientError, Credential
+from kestrel.http import Request, Response
+from kestrel.store.accounts import UNSET, AccountStore
+from kestrel.store.keys import KeyStore
+
+_TIME = {"type": ["string", "null"], "format": "date-time", "readOnly": True}
+_NAME = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": r"^[^\x00-\x1f\x7f]+$"}
+_SECRET = {"type": "string", "minLength": 8, "maxLength": 4096, "pattern": r"^[\x21-\x7e]+$",
+           "writeOnly": True, "description": "The Anthropic API key. Never returned."}
+
+ACCOUNT: Schema = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer", "readOnly": True},
+        "name": _NAME,
+        "type": {"type": "string", "enum": ["api_key", "oauth"], "readOnly": True},
+        "base_url": {"type": ["string", "null"], "format": "uri",
+                     "description": "Upstream for this account; null means CLAUDE_BASE_URL."},
+        "priority": {"type": "integer", "minimum": -1000, "maximum": 1000,
+                     "description": "Higher is tried first."},
+        "enabled": {"type": "boolean"},
+        "status": {"type": "string", "readOnly": True,
+                   "enum": ["active", "cooldown", "disabled", "invalid", "exhausted"]},
+        "cooldown_until": _TIME,
+        "consecutive_failures": {"type": "integer", "readOnly": True},
+        "last_error": {"type": ["string", "null"], "readOnly": True},
+        "last_used_at": _TIME,
+        "created_at": _TIME,
+        "updated_at": _TIME,
+        "credential_hint": {"type": "string", "readOnly": True},
+    },
+    "required": ["id", "name", "type", "base_url", "priority", "enabled", "status",
+                 "cooldown_until", "consecutive_failures", "last_error", "last_used_at",
+                 "created_at", "updated_at", "credential_hint"],
+}
+
+_WRITABLE = {"name": _NAME, "api_key": _SECRET, "base_url": ACCOUNT["properties"]["base_url"],
+             "priority": ACCOUNT["properties"]["priority"],
+             "enabled": ACCOUNT["properties"]["enabled"]}
+
+ACCOUNT_CREATE: Schema = {
+    "type": "object",
+    "properties": {"type": {"type": "string", "enum": ["api_key"],
+                            "description": "OAuth accounts are connected through the OAuth flow."},
+                   **_WRITABLE},
+    "required": ["name", "api_key"],
+    "additionalProperties": False,
+}
+
+ACCOUNT_UPDATE: Schema = {
+    "type": "object",
+    "properties": _WRITABLE,
+    "additionalProperties": False,
+}
+
+API_KEY: Schema = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "name": {"type": "string"},
+        "prefix": {"type": "string", "description": "The first characters, to recognise it."},
+        "created_at": _TIME,
+        "last_used_at": _TIME,
+        "revoked_at": _TIME,
+    },
+    "required": ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at"],
+}
+
+API_KEY_CREATED: Schema = {
+    "type": "object",
+    "properties": {**API_KEY["properties"],
+                   "key": {"type": "string", "description": "Shown this once; store it now."}},
+    "required": [*API_KEY["required"], "key"],
+}
+
+KEY_CREATE: Schema = {
+    "type": "object",
+    "properties": {"name": _NAME},
+    "required": ["name"],
+    "additionalProperties": False,
+}
+
+
+def _list_of(item: Schema) -> Schema:
+    return {"type": "object", "properties": {"data": {"type": "array", "items": item}},
+            "required": ["data"]}
+
+
+ERROR: Schema = {
+    "type": "object",
+    "properties": {"error": {"type": "object", "properties": {
+        "type": {"type": "string"}, "message": {"type": "string"},
+        "field": {"type": ["string", "null"]}}, "required": ["type", "message"]}},
+    "required": ["error"],
+}
+
+
+def account_json(account: Account, now: float) -> dict[str, Any]:
+    return {
+        "id": account.id,
+        "name": account.name,
+        "type": account.type.value,
+        "base_url": account.base_url,
+        "priority": account.priority,
+        "enabled": account.enabled,
+        "status": account.status(now).value,
+        "cooldown_until": iso_time(account.cooldown_until)
+        if account.cooldown_until and account.cooldown_until > now else None,
+        "consecutive_failures": account.consecutive_failures,
+        "last_error": account.last_error,
+        "last_used_at": iso_time(account.last_used_at),
+        "created_at": iso_time(account.created_at),
+        "updated_at": iso_time(account.updated_at),
+        "credential_hint": account.credential_hint,
+    }
+
+
+def key_json(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "created_at": iso_time(key.created_at),
+        "last_used_at": iso_time(key.last_used_at),
+        "revoked_at": iso_time(key.revoked_at),
+    }
+
+
+def _path_id(request: Request, name: str = "id") -> int:
+    raw = request.path_params[name]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise ClientError(f"{raw!r} is not a valid id", field=name)
+    return int(raw)
+
+
+class AdminApi:
+    def __init__(self, accounts: AccountStore, keys: KeyStore, clock: Callable[[], float]) -> None:
+        self._accounts = accounts
+        self._keys = keys
+        self._clock = clock
+
+    def endpoints(self) -> list[Endpoint]:
+        account: dict[int, Schema | None] = {200: ACCOUNT}
+        errors: dict[int, Schema | None] = {400: ERROR, 401: ERROR, 404: ERROR, 422: ERROR,
+                                            429: ERROR}
+
+        def admin(method: str, path: str, handler: Any, summary: str, tag: str,
+                  responses: dict[int, Schema | None], request: Schema | None = None) -> Endpoint:
+            return Endpoint(method, path, handler, summary, tag, Auth.ADMIN,
+                            request_schema=request, responses={**responses, **errors})
+
+        return [
+            admin("GET", "/admin/accounts", self.list_accounts, "List accounts", "accounts",
+                  {200: _list_of(ACCOUNT)}),
+            admin("POST", "/admin/accounts", self.create_account, "Add an API-key account",
+                  "accounts", {201: ACCOUNT, 409: ERROR, 413: ERROR}, ACCOUNT_CREATE),
+            admin("GET", "/admin/accounts/{id}", self.get_account, "Get an account",
+                  "accounts", account),
+            admin("PUT", "/admin/accounts/{id}", self.update_account,
+                  "Change an account (only the fields given)", "accounts",
+                  {**account, 409: ERROR, 413: ERROR}, ACCOUNT_UPDATE),
+            admin("DELETE", "/admin/accounts/{id}", self.delete_account, "Delete an account",
+                  "accounts", {204: None}),
+            admin("POST", "/admin/accounts/{id}/reset", self.reset_account,
+                  "Clear cooldown, failure count and invalid/exhausted state", "accounts",
+                  account),
+            admin("GET", "/admin/keys", self.list_keys, "List client keys", "keys",
+                  {200: _list_of(API_KEY)}),
+            admin("POST", "/admin/keys", self.create_key,
+                  "Create a client key (shown once)", "keys", {201: API_KEY_CREATED, 413: ERROR},
+                  KEY_CREATE),
+            admin("DELETE", "/admin/keys/{id}", self.revoke_key, "Revoke a client key", "keys",
+                  {200: API_KEY}),
+        ]
+
+    async def list_accounts(self, request: Request) -> Response:
+        now = self._clock()
+        accounts = await self._accounts.list()
+        return json_response({"data": [account_json(a, now) for a in accounts]})
+
+    async def get_account(self, request: Request) -> Response:
+        account = await self._accounts.get(_path_id(request))
+        return json_response(account_json(account, self._clock()))
+
+    async def create_account(self, request: Request) -> Response:
+        body = await read_json_object(request)
+        validate(ACCOUNT_CREATE, body)
+        now = self._clock()
+        account = await self._accounts.create(
+            name=body["name"],
+            type=AccountType.API_KEY,
+            credential=Credential(api_key=body["api_key"]),
+            base_url=body.get("base_url"),
+            priority=body.get("priority", 0),
+            enabled=body.get("enabled", True),
+            now=now,
+        )
+        return json_response(account_json(account, now), 201)
+
+    async def update_account(self, request: Request) -> Response:
+        account_id = _path_id(request)
+        body = await read_json_object(request)
+        validate(ACCOUNT_UPDATE, body)
+        now = self._clock()
+        account = await self._accounts.update(
+            account_id,
+            now=now,
+            name=body.get("name"),
+            credential=Credential(api_key=body["api_key"]) if "api_key" in body else None,
+            base_url=body.get("base_url", UNSET),
+            priority=body.get("priority"),
+            enabled=body.get("enabled"),
+        )
+        return json_response(account_json(account, now))
+
+    async def delete_account(self, request: Request) -> Response:
+        await self._accounts.delete(_path_id(request))
+        return Response(204)
+
+    async def reset_account(self, request: Request) -> Response:
+        now = self._clock()
+        account = await self._accounts.reset(_path_id(request), now=now)
+        return json_response(account_json(account, now))
+
+    async def list_keys(self, request: Request) -> Response:
+        keys = await self._keys.list()
+        return json_response({"data": [key_json(k) for k in keys]})
+
+    async def create_key(self, request: Request) -> Response:
+        body = await read_json_object(request)
+        validate(KEY_CREATE, body)
+        key, secret = await self._keys.create(name=body["name"], now=self._clock())
+        return json_response({**key_json(key), "key": secret}, 201,
+                             [("cache-control", "no-store")])
+
+    async def revoke_key(self, request: Request) -> Response:
+        key = await self._keys.revoke(_path_id(request), now=self._clock())
+        return json_response(key_json(key))

@@ -1,0 +1,283 @@
+"""Admin API for request logs: a filtered, paged listing and the aggregate stats behind the charts.
+
+Query strings are parsed here, each known parameter validated against the same schema that
+documents it in `/openapi.json`; unknown parameters are ignored. Times go out as RFC 3339 (UTC,
+milliseconds) and come in as RFC 3339 or epoch seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from kestrel.api.admin import ERROR
+from kestrel.api.endpoints import Auth, Endpoint
+from kestrel.api.responses import iso_time, json_response
+from kestrel.api.schema import Schema, validate
+from kestrel.domain import ValidationError
+from kestrel.http import Request, Response
+from kestrel.store.request_logs import RequestLogStore, StoredLog
+
+DEFAULT_LIMIT = 50
+# A page of 500 rows is about 300 kB of JSON: plenty for a table, small enough to render at once.
+MAX_LIMIT = 500
+
+# window → (seconds covered, bucket seconds): 60, 96 and 168 points, each a readable chart.
+WINDOWS = {"1h": (3_600, 60), "24h": (86_400, 900), "7d": (7 * 86_400, 3_600)}
+DEFAULT_WINDOW = "24h"
+
+_ID = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+_TIME_FORMS = "RFC 3339 time (with offset, e.g. 2025-01-31T12:00:00Z) or epoch seconds."
+_TIME_PARAM = {"type": "string", "maxLength": 64}
+
+LOGS_QUERY: dict[str, Schema] = {
+    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT,
+              "description": "Rows per page."},
+    "cursor": {"type": "string", "maxLength": 200,
+               "description": "`next_cursor` of the previous page, with the same filters."},
+    "account_id": {**_ID, "description": "Only requests finally served by this account."},
+    "key_id": {**_ID, "description": "Only requests made with this client key."},
+    "status": {"type": "integer", "minimum": 100, "maximum": 599,
+               "description": "Only requests answered with this HTTP status."},
+    "model": {"type": "string", "minLength": 1, "maxLength": 200,
+              "description": "Only requests for this model (exact name)."},
+    "since": {**_TIME_PARAM, "description": f"Only requests at or after this time. {_TIME_FORMS}"},
+    "until": {**_TIME_PARAM, "description": f"Only requests before this time. {_TIME_FORMS}"},
+}
+
+STATS_QUERY: dict[str, Schema] = {
+    "window": {"type": "string", "enum": list(WINDOWS), "default": DEFAULT_WINDOW,
+               "description": "Time covered, ending with the current bucket: 1h in 1-minute "
+                              "buckets, 24h in 15-minute buckets, 7d in 1-hour buckets."},
+}
+
+_TIME = {"type": "string", "format": "date-time"}
+_COUNT = {"type": "integer", "minimum": 0}
+_MS = {"type": ["number", "null"], "minimum": 0}
+
+
+def _object(properties: dict[str, Schema], description: str | None = None) -> Schema:
+    # additionalProperties false: the conformance test then also catches an undocumented field.
+    schema: Schema = {"type": "object", "properties": properties, "required": list(properties),
+                      "additionalProperties": False}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+ATTEMPT = _object({
+    "account_id": {"type": "integer"},
+    "status": {"type": ["integer", "null"],
+               "description": "Upstream status; null when no HTTP answer came (connect error, "
+                              "timeout, reset)."},
+    "error_type": {"type": ["string", "null"]},
+    "duration_ms": {"type": "number", "minimum": 0},
+}, "One try of one upstream account.")
+
+LOG = _object({
+    "id": {"type": "integer"},
+    "ts": _TIME,
+    "request_id": {"type": "string"},
+    "route": {"type": "string"},
+    "status": {"type": "integer", "description": "The status the client got."},
+    "key_id": {"type": ["integer", "null"]},
+    "account_id": {"type": ["integer", "null"],
+                   "description": "The account that gave the final answer, if any."},
+    "model": {"type": ["string", "null"]},
+    "stream": {"type": "boolean"},
+    "error_type": {"type": ["string", "null"]},
+    "input_tokens": _COUNT,
+    "output_tokens": _COUNT,
+    "cache_read_tokens": _COUNT,
+    "cache_creation_tokens": _COUNT,
+    "latency_ms": {"type": "number", "minimum": 0},
+    "ttfb_ms": _MS,
+    "client": {"type": ["string", "null"]},
+    "user_agent": {"type": ["string", "null"]},
+    "attempts": {"type": "array", "items": ATTEMPT},
+}, "One client request on a proxy route.")
+
+LOG_PAGE = _object({
+    "data": {"type": "array", "items": LOG, "description": "Newest first."},
+    "next_cursor": {"type": ["string", "null"],
+                    "description": "Pass as `cursor` for the next page; null on the last."},
+})
+
+_TOKENS = {"input_tokens": _COUNT, "output_tokens": _COUNT, "cache_read_tokens": _COUNT,
+           "cache_creation_tokens": _COUNT}
+_GROUP: dict[str, Schema] = {
+    "requests": _COUNT,
+    "errors": {**_COUNT, "description": "Requests answered with status >= 400, or whose "
+                                        "error_type is set (a stream that failed midway)."},
+    "errors_by_type": {"type": "object", "additionalProperties": _COUNT,
+                       "description": "Errors by error_type, or `http_<status>` if none."},
+    **_TOKENS,
+    "p50_latency_ms": _MS,
+    "p95_latency_ms": _MS,
+    "p50_ttfb_ms": _MS,
+    "p95_ttfb_ms": _MS,
+}
+
+
+def _ranking(name: str, id_schema: Schema) -> Schema:
+    return {"type": "array", "description": "Busiest first.",
+            "items": _object({name: id_schema, **_GROUP})}
+
+
+STATS = _object({
+    "window": {"type": "string", "enum": list(WINDOWS)},
+    "since": _TIME,
+    "until": _TIME,
+    "bucket_seconds": {"type": "integer", "minimum": 1},
+    "totals": _object(_GROUP, "Percentiles are nearest-rank; null when there is no value."),
+    "accounts": _ranking("account_id", {"type": ["integer", "null"]}),
+    "keys": _ranking("key_id", {"type": ["integer", "null"]}),
+    "models": _ranking("model", {"type": ["string", "null"]}),
+    "series": {"type": "array", "description": "Every bucket of the window, oldest first; "
+                                               "empty buckets count zero.",
+               "items": _object({"start": _TIME, "requests": _COUNT, "errors": _COUNT,
+                                 **_TOKENS, "p50_latency_ms": _MS, "p95_latency_ms": _MS})},
+})
+
+
+def log_json(row: StoredLog) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "ts": iso_time(row.ts),
+        "request_id": row.request_id,
+        "route": row.route,
+        "status": row.status,
+        "key_id": row.key_id,
+        "account_id": row.account_id,
+        "model": row.model,
+        "stream": row.stream,
+        "error_type": row.error_type,
+        "input_tokens": row.input_tokens,
+        "output_tokens": row.output_tokens,
+        "cache_read_tokens": row.cache_read_tokens,
+        "cache_creation_tokens": row.cache_creation_tokens,
+        "latency_ms": row.latency_ms,
+        "ttfb_ms": row.ttfb_ms,
+        "client": row.client,
+        "user_agent": row.user_agent,
+        "attempts": [{"account_id": a.account_id, "status": a.status,
+                      "error_type": a.error_type, "duration_ms": a.duration_ms}
+                     for a in row.attempts],
+    }
+
+
+# --- query-string parsing -------------------------------------------------------------------------
+
+_INTEGER = re.compile(r"[+-]?[0-9]{1,19}")
+_EPOCH = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
+
+
+class _Query:
+    """The known parameters of one query string, each validated against its documented schema."""
+
+    def __init__(self, request: Request, schemas: dict[str, Schema]) -> None:
+        self._schemas = schemas
+        self._values: dict[str, str] = {}
+        for name, values in parse_qs(request.query, keep_blank_values=True).items():
+            if name not in schemas:
+                continue  # unknown parameters are ignored, as documented
+            if len(values) > 1:
+                raise ValidationError(f"{name} is given more than once", field=name)
+            self._values[name] = values[0]
+
+    def string(self, name: str) -> str | None:
+        value = self._values.get(name)
+        if value is not None:
+            validate(self._schemas[name], value, path=name)
+        return value
+
+    def integer(self, name: str) -> int | None:
+        raw = self._values.get(name)
+        if raw is None:
+            return None
+        if not _INTEGER.fullmatch(raw):
+            raise ValidationError(f"{name} must be an integer", field=name)
+        value = int(raw)
+        validate(self._schemas[name], value, path=name)
+        return value
+
+    def time(self, name: str) -> float | None:
+        """RFC 3339 with an offset, or epoch seconds, as epoch seconds."""
+        raw = self.string(name)
+        if raw is None:
+            return None
+        if _EPOCH.fullmatch(raw):
+            value = float(raw)
+        else:
+            try:
+                moment = datetime.fromisoformat(raw)
+            except ValueError:
+                raise ValidationError(f"{name} must be an RFC 3339 time or epoch seconds",
+                                      field=name) from None
+            if moment.tzinfo is None:
+                # Without an offset the moment depends on whose clock is meant: refuse to guess.
+                raise ValidationError(f"{name} needs a UTC offset, for example Z or +02:00",
+                                      field=name)
+            value = moment.timestamp()
+        if not math.isfinite(value):
+            raise ValidationError(f"{name} is out of range", field=name)
+        return value
+
+
+class LogsApi:
+    def __init__(self, store: RequestLogStore, clock: Callable[[], float]) -> None:
+        self._store = store
+        self._clock = clock
+
+    def endpoints(self) -> list[Endpoint]:
+        errors: dict[int, Schema | None] = {401: ERROR, 422: ERROR, 429: ERROR}
+        return [
+            Endpoint("GET", "/admin/logs", self.list_logs, "List request logs, newest first",
+                     "logs", Auth.ADMIN, responses={200: LOG_PAGE, **errors}, query=LOGS_QUERY),
+            Endpoint("GET", "/admin/stats", self.stats,
+                     "Request, error, token and latency totals and time series", "logs",
+                     Auth.ADMIN, responses={200: STATS, **errors}, query=STATS_QUERY),
+        ]
+
+    async def list_logs(self, request: Request) -> Response:
+        query = _Query(request, LOGS_QUERY)
+        limit = query.integer("limit")
+        since, until = query.time("since"), query.time("until")
+        if since is not None and until is not None and until <= since:
+            raise ValidationError("until must be after since", field="until")
+        rows, next_cursor = await self._store.query(
+            limit=DEFAULT_LIMIT if limit is None else limit,
+            cursor=query.string("cursor"),
+            account_id=query.integer("account_id"),
+            key_id=query.integer("key_id"),
+            status=query.integer("status"),
+            model=query.string("model"),
+            since=since,
+            until=until,
+        )
+        return json_response({"data": [log_json(row) for row in rows],
+                              "next_cursor": next_cursor})
+
+    async def stats(self, request: Request) -> Response:
+        window = _Query(request, STATS_QUERY).string("window") or DEFAULT_WINDOW
+        seconds, bucket = WINDOWS[window]
+        # Buckets sit on whole minutes / quarters / hours, the last one being the current one, so
+        # a chart refreshed a minute later shifts by whole buckets instead of redrawing them all.
+        until = (math.floor(self._clock() / bucket) + 1) * bucket
+        since = until - seconds
+        stats = await self._store.stats(since=since, until=until, bucket_seconds=bucket)
+        return json_response({
+            "window": window,
+            "since": iso_time(since),
+            "until": iso_time(until),
+            "bucket_seconds": bucket,
+            "totals": stats["totals"],
+            "accounts": stats["accounts"],
+            "keys": stats["keys"],
+            "models": stats["models"],
+            "series": [{**point, "start": iso_time(point["start"])} for point in stats["series"]],
+        })

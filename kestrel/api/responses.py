@@ -1,0 +1,44 @@
+"""Building JSON responses and rendering times, shared by every surface."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from kestrel.domain import ClientError
+from kestrel.http import Request, Response
+
+JSON_TYPE = "application/json"
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Iterable[tuple[str, str]] = ()
+) -> Response:
+    payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return Response(status, [("content-type", JSON_TYPE), *headers], payload)
+
+
+def iso_time(ts: float | None) -> str | None:
+    """RFC 3339 in UTC with milliseconds: what both JavaScript and humans read without help."""
+    if ts is None:
+        return None
+    moment = datetime.fromtimestamp(ts, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, or a `ClientError` that says what is wrong with it."""
+    raw = await request.body()
+    if not raw.strip():
+        raise ClientError("the request body must be a JSON object; it is empty")
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ClientError(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ClientError("the request body is nested too deeply") from None
+    if not isinstance(value, dict):
+        raise ClientError("the request body must be a JSON object")
+    return value

@@ -1,0 +1,109 @@
+"""Wiring: the application object owns the store and the routes, and dispatches each request.
+
+There is no global state: tests build their own `App` (or run the real process) and every
+resource is closed by `App.close()`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+
+from kestrel import http
+from kestrel.api.admin import AdminApi
+from kestrel.api.admin_auth import AdminGuard
+from kestrel.api.endpoints import Auth, Endpoint
+from kestrel.api.errors import error_response, from_http_error, surface_for_path
+from kestrel.api.health import HealthApi
+from kestrel.api.openapi import openapi_endpoint
+from kestrel.config import Settings
+from kestrel.crypto import Sealer
+from kestrel.domain import AccountType, Credential, KestrelError
+from kestrel.logs import request_id_var
+from kestrel.store.accounts import AccountStore
+from kestrel.store.database import Database
+from kestrel.store.keys import KeyStore
+from kestrel.store.meta import check_encryption_key
+
+log = logging.getLogger("kestrel.app")
+
+
+class App:
+    def __init__(self, settings: Settings, db: Database, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.db = db
+        self.clock = clock
+        sealer = Sealer(settings.encryption_key)
+        self.accounts = AccountStore(db, sealer)
+        self.keys = KeyStore(db)
+        self._admin_guard = AdminGuard(settings.admin_key)
+        self.endpoints: list[Endpoint] = [
+            *HealthApi(db).endpoints(),
+            *AdminApi(self.accounts, self.keys, clock).endpoints(),
+        ]
+        self.endpoints.append(openapi_endpoint(lambda: self.endpoints))
+        self.router = http.Router()
+        for endpoint in self.endpoints:
+            self.router.add(endpoint.method, endpoint.path,
+                            functools.partial(self._run_endpoint, endpoint))
+
+    @classmethod
+    async def open(cls, settings: Settings) -> App:
+        """Open the database, prove the encryption key opens it, seed the env's account.
+
+        Raises `StoreError` with an operator-facing message when the database cannot be used.
+        """
+        db = await Database.open(settings.db_path)
+        try:
+            await check_encryption_key(db, Sealer(settings.encryption_key))
+            app = cls(settings, db)
+            await app._seed_default_account()
+        except BaseException:
+            await db.close()
+            raise
+        return app
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def _seed_default_account(self) -> None:
+        key = self.settings.claude_api_key
+        if not key or await self.accounts.find_by_api_key(key) is not None:
+            return
+        if any(a.name == "default" for a in await self.accounts.list()):
+            # The operator may have rotated the key of `default` through the admin API; adding
+            # the env's old key back on every start would undo that.
+            log.warning("CLAUDE_API_KEY is set but an account named 'default' already holds "
+                        "another key; leaving the accounts as they are")
+            return
+        await self.accounts.create(name="default", type=AccountType.API_KEY,
+                                   credential=Credential(api_key=key), now=self.clock())
+        log.info("added account 'default' from CLAUDE_API_KEY")
+
+    async def handle(self, request: http.Request) -> http.Response:
+        """The server's single handler: route, authenticate, run, and render any error."""
+        token = request_id_var.set(request.request_id)
+        surface = surface_for_path(request.path)
+        try:
+            handler, params = self.router.match(request.method, request.path)
+            request.path_params = params
+            return await handler(request)
+        except http.HTTPError as exc:
+            return error_response(surface, from_http_error(exc))
+        except KestrelError as exc:
+            return error_response(surface, exc)
+        except Exception:
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            return error_response(surface, KestrelError(
+                f"internal error; the server log has the details (request {request.request_id})"))
+        finally:
+            request_id_var.reset(token)
+
+    async def _run_endpoint(self, endpoint: Endpoint, request: http.Request) -> http.Response:
+        if endpoint.auth is Auth.ADMIN:
+            self._admin_guard.check(request.headers.get("x-admin-key"), request.client_host,
+                                    self.clock())
+        return await endpoint.handler(request)

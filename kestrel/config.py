@@ -1,0 +1,298 @@
+"""Settings from the environment, validated once at start.
+
+Every problem is collected before anything is reported, so an operator fixes a broken
+configuration in one pass. A first start needs no configuration at all: a missing ADMIN_KEY or
+ENCRYPTION_KEY is read from (or generated into) a 0600 secrets file beside the database.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from kestrel.crypto import encode_key, generate_key, parse_key
+from kestrel.domain import ConfigError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_DB_PATH = "kestrel.db"
+DEFAULT_CLAUDE_BASE_URL = "https://api.anthropic.com"
+# Anthropic's own request limit for the Messages API is 32 MB; a larger body could never succeed.
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+# Long enough for most streamed answers to finish; systemd's default stop timeout is 90 s.
+DEFAULT_SHUTDOWN_GRACE = 30.0
+# 16 characters of a random alphabet are out of reach of online guessing; shorter keys are typos.
+MIN_ADMIN_KEY_LENGTH = 16
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "pretty", "auto")
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str
+    port: int
+    log_level: str
+    log_format: str
+    db_path: Path
+    encryption_key: bytes = field(repr=False)
+    admin_key: str = field(repr=False)
+    claude_api_key: str | None = field(repr=False)
+    claude_base_url: str
+    max_body_bytes: int
+    shutdown_grace: float
+    oauth_client_id: str | None
+    oauth_redirect_uri: str | None
+    oauth_auth_url: str | None
+    oauth_token_url: str | None
+    oauth_scopes: str | None
+    secrets_path: Path
+    generated: tuple[str, ...]
+
+
+def secrets_path_for(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".secrets")
+
+
+def load_settings(
+    environ: Mapping[str, str],
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    db_path: str | None = None,
+) -> Settings:
+    """Read and check every setting; CLI overrides (`host`, `port`, `db_path`) beat the env.
+
+    Raises `ConfigError` with one line per problem. Secrets are only read from or written to
+    disk once everything else is valid, so a typo never leaves a stray secrets file behind.
+    """
+    problems: list[str] = []
+
+    def get(name: str) -> str | None:
+        value = environ.get(name, "").strip()
+        return value or None  # an empty variable counts as unset
+
+    host_value = host or get("HOST") or DEFAULT_HOST
+
+    if port is not None:
+        port_value = _check_port("--port", str(port), problems)
+    else:
+        port_value = _check_port("PORT", get("PORT") or str(DEFAULT_PORT), problems)
+
+    log_level = _one_of("LOG_LEVEL", get("LOG_LEVEL") or "info", LOG_LEVELS, problems)
+    log_format = _one_of("LOG_FORMAT", get("LOG_FORMAT") or "auto", LOG_FORMATS, problems)
+
+    db_source = "--db" if db_path else "DB_PATH"
+    db = Path(db_path or get("DB_PATH") or DEFAULT_DB_PATH).expanduser()
+    if not db.parent.is_dir():
+        problems.append(f"{db_source}: directory {str(db.parent)!r} does not exist")
+    elif db.is_dir():
+        problems.append(f"{db_source}: {str(db)!r} is a directory, not a database file")
+
+    env_encryption_key: bytes | None = None
+    if (raw_key := get("ENCRYPTION_KEY")) is not None:
+        env_encryption_key = _parse_encryption_key("ENCRYPTION_KEY", raw_key, problems)
+
+    env_admin_key = get("ADMIN_KEY")
+    if env_admin_key is not None:
+        _check_admin_key("ADMIN_KEY", env_admin_key, problems)
+
+    base_url = _check_base_url(get("CLAUDE_BASE_URL") or DEFAULT_CLAUDE_BASE_URL, problems)
+
+    max_body = get("MAX_BODY_BYTES") or str(DEFAULT_MAX_BODY_BYTES)
+    max_body_bytes = 0
+    if _DIGITS.fullmatch(max_body) and int(max_body) > 0:
+        max_body_bytes = int(max_body)
+    else:
+        problems.append(f"MAX_BODY_BYTES: {max_body!r} is not a positive whole number of bytes")
+
+    grace = get("SHUTDOWN_GRACE_SECONDS") or str(DEFAULT_SHUTDOWN_GRACE)
+    shutdown_grace = 0.0
+    try:
+        shutdown_grace = float(grace)
+        if not math.isfinite(shutdown_grace) or shutdown_grace < 0:
+            raise ValueError(grace)
+    except ValueError:
+        problems.append(f"SHUTDOWN_GRACE_SECONDS: {grace!r} is not a number of seconds >= 0")
+
+    if problems:
+        raise ConfigError(problems)
+
+    secrets_file = secrets_path_for(db)
+    admin_key, encryption_key, generated = _first_run_secrets(
+        secrets_file, env_admin_key, env_encryption_key
+    )
+    return Settings(
+        host=host_value,
+        port=port_value,
+        log_level=log_level,
+        log_format=log_format,
+        db_path=db,
+        encryption_key=encryption_key,
+        admin_key=admin_key,
+        claude_api_key=get("CLAUDE_API_KEY"),
+        claude_base_url=base_url,
+        max_body_bytes=max_body_bytes,
+        shutdown_grace=shutdown_grace,
+        oauth_client_id=get("OAUTH_CLIENT_ID"),
+        oauth_redirect_uri=get("OAUTH_REDIRECT_URI"),
+        oauth_auth_url=get("OAUTH_AUTH_URL"),
+        oauth_token_url=get("OAUTH_TOKEN_URL"),
+        oauth_scopes=get("OAUTH_SCOPES"),
+        secrets_path=secrets_file,
+        generated=generated,
+    )
+
+
+# --- single settings ----------------------------------------------------------------------------
+
+
+def _check_port(name: str, value: str, problems: list[str]) -> int:
+    if _DIGITS.fullmatch(value) and int(value) <= 65535:
+        return int(value)
+    problems.append(f"{name}: {value!r} is not a port number (0-65535)")
+    return 0
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...], problems: list[str]) -> str:
+    if value.lower() in allowed:
+        return value.lower()
+    problems.append(f"{name}: {value!r} is not one of {', '.join(allowed)}")
+    return allowed[0]
+
+
+def _parse_encryption_key(source: str, value: str, problems: list[str]) -> bytes | None:
+    try:
+        return parse_key(value)
+    except ValueError as exc:
+        reason = str(exc)
+        if value in reason:  # parse_key promises not to echo the key; make sure of it
+            reason = "must be 32 bytes given as 64 hex characters or base64"
+        problems.append(f"{source}: {reason}")
+        return None
+
+
+def _check_admin_key(source: str, value: str, problems: list[str]) -> bool:
+    if len(value) >= MIN_ADMIN_KEY_LENGTH:
+        return True
+    problems.append(
+        f"{source}: must be at least {MIN_ADMIN_KEY_LENGTH} characters (got {len(value)})"
+    )
+    return False
+
+
+def _check_base_url(value: str, problems: list[str]) -> str:
+    shown = f"CLAUDE_BASE_URL: {value!r}"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        problems.append(f"{shown} is not a valid URL")
+        return value
+    if "@" in parts.netloc:  # user:password@ is a credential: say so without echoing it
+        problems.append("CLAUDE_BASE_URL: must not contain user:password@ (the URL is not shown)")
+        return value
+    if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"\s", value):
+        problems.append(f"{shown} is not an http:// or https:// URL")
+    elif parts.query or parts.fragment or value.endswith(("?", "#")):
+        problems.append(f"{shown} must not have a query or fragment")
+    return value.rstrip("/")
+
+
+# --- first-run secrets --------------------------------------------------------------------------
+
+
+def _first_run_secrets(
+    path: Path, env_admin_key: str | None, env_encryption_key: bytes | None
+) -> tuple[str, bytes, tuple[str, ...]]:
+    """Fill in what the environment left out from the secrets file, generating what's missing.
+
+    A value from the environment is used as is and never written. A value in the file is never
+    replaced. The file is rewritten (atomically) only when something was generated.
+    """
+    if env_admin_key is not None and env_encryption_key is not None:
+        return env_admin_key, env_encryption_key, ()
+
+    stored = _read_secrets(path)
+    problems: list[str] = []
+    generated: list[str] = []
+
+    admin_key = env_admin_key
+    if admin_key is None:
+        if "admin_key" in stored:
+            admin_key = stored["admin_key"]
+            _check_admin_key(f"{path}: admin_key", admin_key, problems)
+        else:
+            admin_key = stored["admin_key"] = "kadm_" + secrets.token_urlsafe(32)
+            generated.append("ADMIN_KEY")
+
+    encryption_key = env_encryption_key
+    if encryption_key is None:
+        if "encryption_key" in stored:
+            source = f"{path}: encryption_key"
+            encryption_key = _parse_encryption_key(source, stored["encryption_key"], problems)
+        else:
+            encryption_key = generate_key()
+            stored["encryption_key"] = encode_key(encryption_key)
+            generated.append("ENCRYPTION_KEY")
+
+    if problems or encryption_key is None:
+        raise ConfigError(problems)
+    if generated:
+        try:
+            _write_atomically(path, json.dumps(stored, indent=2) + "\n")
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot write the secrets file: {exc.strerror}"]) from None
+    return admin_key, encryption_key, tuple(generated)
+
+
+def _read_secrets(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError([f"{path}: cannot read the secrets file: {reason}"]) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        # Never rewrite it: it may hold the only copy of the key that opens the database.
+        raise ConfigError([
+            f"{path}: not a valid secrets file (expected a JSON object of strings); repair it, "
+            "or set ADMIN_KEY and ENCRYPTION_KEY"
+        ])
+    return data
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write `text` so that `path` holds either the old or the new content, never a torn one."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    # 0600 from the start: a chmod after the write would leave a window where others can read.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    # The rename itself is durable only once the directory entry is on disk.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

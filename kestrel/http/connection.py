@@ -1,0 +1,495 @@
+"""One client connection: read a request head, run the handler, write the response, repeat.
+
+One task per connection runs `run()`. For each exchange the handler and the writing of its
+response run in a child task (the *cycle*), so a watcher that notices the client leave can
+cancel exactly that, and the connection task can still close the socket and log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import AsyncIterable
+from dataclasses import dataclass, field
+
+import h11
+
+from kestrel.http.body import BodyState, RequestBody
+from kestrel.http.limits import (
+    LINGER_MAX_BYTES,
+    LINGER_SECONDS,
+    PIPELINE_BUFFER_FACTOR,
+    READ_SIZE,
+    ServerLimits,
+)
+from kestrel.http.messages import Handler, Headers, HTTPError, Request, RequestTimeout, Response
+from kestrel.http.wire import (
+    DateCache,
+    InvalidResponse,
+    choose_request_id,
+    error_response,
+    internal_error_response,
+    protocol_error,
+    refuse_before_handler,
+    response_head,
+)
+
+log = logging.getLogger("kestrel.http")
+
+# Largest single write. asyncio's transport pauses writers at 64 KiB buffered, so a slice
+# drains as soon as the client takes most of it.
+WRITE_SLICE = 64 * 1024
+
+# Waiting for a closed socket to be released: a client that stopped reading can keep our
+# unsent bytes queued forever, so past this the transport is aborted instead.
+CLOSE_WAIT_SECONDS = 1.0
+
+
+class Phase(enum.Enum):
+    """Where a connection is in its life; what may interrupt it depends on this alone."""
+
+    IDLE = "idle"  # between requests, nothing of the next one received: may be closed
+    READING_HEAD = "reading_head"  # part of a request head received
+    HANDLING = "handling"  # handler running, nothing of the response sent
+    RESPONDING = "responding"  # response head sent, body going out
+    DRAINING = "draining"  # response done, discarding a request body the handler left
+    CLOSED = "closed"
+
+
+class _ClientGone(Exception):
+    """The client went away (EOF, reset, failed or stalled write)."""
+
+
+class _StreamBroken(Exception):
+    """The response body failed after its head was sent; already logged."""
+
+
+@dataclass
+class _Exchange:
+    """What the access log says about one request."""
+
+    started: float
+    method: str = "-"
+    path: str = "-"
+    # Even a request too broken to parse gets an id, so its 400 can be found in the log.
+    request_id: str = field(default_factory=lambda: choose_request_id(None))
+    status: int = 0
+    bytes_sent: int = 0
+    finished: bool = False  # the whole response, end of body included, was written
+
+
+class Connection:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        handler: Handler,
+        limits: ServerLimits,
+        server_header: str,
+        access_logger: logging.Logger | None,
+        dates: DateCache,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._handler = handler
+        self._limits = limits
+        self._server_header = server_header
+        self._access = access_logger
+        self._dates = dates
+        # Header-size trap: h11 refuses a head that grows past this while incomplete, with
+        # error_status_hint 431.
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+        peer = writer.get_extra_info("peername")
+        self.client: tuple[str, int] | None = (
+            (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and len(peer) >= 2 else None
+        )
+        self.phase = Phase.IDLE
+        self._loop = asyncio.get_running_loop()
+        self._accepted_at = self._loop.time()
+        self._served = 0
+        self._closing = False  # shutdown: finish the current exchange, then close
+        self._client_gone = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> asyncio.Task[None]:
+        self._task = self._loop.create_task(self.run())
+        return self._task
+
+    def begin_shutdown(self) -> None:
+        """Close now if idle; otherwise let the exchange finish and close after it."""
+        self._closing = True
+        # Timer-vs-state trap: only an idle connection is interrupted, and the phase is checked
+        # right here, at the moment of acting; a busy one is never cut mid-response.
+        if self.phase is Phase.IDLE and self._task is not None:
+            self._task.cancel()
+
+    def abort(self) -> None:
+        """Last resort (the task never ran, or gave up): release the socket without waiting."""
+        if not self._writer.transport.is_closing():
+            self._writer.transport.abort()
+
+    async def run(self) -> None:
+        abort = False
+        try:
+            while not self._closing and await self._exchange():
+                pass
+        except asyncio.CancelledError:
+            abort = True
+            raise
+        except Exception:
+            # A bug of ours; it must cost this connection only, never the server.
+            abort = True
+            log.exception("connection failed")
+        finally:
+            self.phase = Phase.CLOSED
+            await self._close(abort=abort or self._client_gone)
+
+    # -- one exchange ------------------------------------------------------------------------
+
+    async def _exchange(self) -> bool:
+        """Serve one request. True if the connection can carry another."""
+        try:
+            event = await self._read_head()
+        except TimeoutError:
+            # The head was started but not finished in time (slowloris): 408, then close.
+            await self._answer_directly(_Exchange(self._loop.time()),
+                                        error_response(RequestTimeout("request head timed out")))
+            return False
+        except h11.RemoteProtocolError as exc:
+            # Malformed request line or headers, conflicting framing, or a head over the size
+            # limit: h11's hint says which status (400, 431, 501). Answer and close.
+            await self._answer_directly(_Exchange(self._loop.time()),
+                                        error_response(protocol_error(exc)))
+            return False
+        if event is None:
+            return False
+        self._served += 1
+        self.phase = Phase.HANDLING
+        method = event.method.decode("ascii")
+        target = event.target.decode("latin-1")
+        headers = Headers.from_raw(event.headers)
+        exchange = _Exchange(
+            started=self._loop.time(),
+            method=method,
+            # Never the query string: it may carry keys or other secrets.
+            path=target.partition("?")[0],
+            request_id=choose_request_id(headers.get("x-request-id")),
+        )
+        refusal = refuse_before_handler(event, self._limits)
+        if refusal is not None:
+            await self._answer_directly(exchange, error_response(refusal))
+            return False
+        length = headers.get("content-length")
+        body = RequestBody(self._h11, read=self._read, send_continue=self._send_continue,
+                           limits=self._limits,
+                           declared_length=int(length) if length is not None else None)
+        body.take_buffered()
+        request = Request(method=method, target=target, headers=headers, client=self.client,
+                          request_id=exchange.request_id, receive=body.receive)
+        cycle = self._loop.create_task(self._cycle(request, body, exchange))
+        watcher = self._loop.create_task(self._watch(body, cycle))
+        try:
+            await asyncio.wait({cycle})
+        except asyncio.CancelledError:
+            # Shutdown gave up waiting: stop the handler and its stream (their `finally`
+            # blocks run), then let the connection close.
+            cycle.cancel()
+            await asyncio.wait({cycle})
+            raise
+        finally:
+            watcher.cancel()
+            await asyncio.wait({watcher})
+            body.detach()
+            self._log_access(exchange)
+            if cycle.done() and not cycle.cancelled():
+                error = cycle.exception()
+                if isinstance(error, _ClientGone):
+                    self._client_gone = True
+                elif error is not None and not isinstance(error, _StreamBroken):
+                    log.error("exchange failed", exc_info=error)
+        if cycle.cancelled() or cycle.exception() is not None or self._client_gone:
+            return False
+        return await self._next_cycle(body)
+
+    async def _next_cycle(self, body: RequestBody) -> bool:
+        """After a complete response: make the connection ready for the next request."""
+        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.SEND_BODY:
+            # Pipelining trap: the handler answered without reading the whole body, and the
+            # next request only starts after it. Drain a little, or close.
+            self.phase = Phase.DRAINING
+            if not await body.drain(self._limits.drain_limit_bytes):
+                return False
+        if (self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE
+                and not self._closing):
+            self._h11.start_next_cycle()
+            return True
+        return False
+
+    async def _read_head(self) -> h11.Request | None:
+        """The next request head, or None when the connection should just close.
+
+        Raises TimeoutError when a started head is not finished in time, and h11's
+        RemoteProtocolError when it is malformed or too large.
+        """
+        loop = self._loop
+        buffered = bool(self._h11.trailing_data[0])  # a pipelined request already arrived
+        self.phase = Phase.READING_HEAD if buffered else Phase.IDLE
+        if self._served == 0:
+            # Slowloris trap: a new connection must deliver its first head within
+            # header_timeout of being accepted.
+            idle_deadline = head_deadline = self._accepted_at + self._limits.header_timeout
+        else:
+            # Between requests the client may idle for keepalive_timeout; once the next head
+            # starts it has header_timeout to finish it.
+            idle_deadline = loop.time() + self._limits.keepalive_timeout
+            head_deadline = loop.time() + self._limits.header_timeout
+        while True:
+            event = self._h11.next_event()
+            if event is h11.NEED_DATA:
+                # Timer-vs-state trap: these deadlines exist only around this read, so no
+                # idle or head timer can be left running to fire during a response.
+                idle = self.phase is Phase.IDLE
+                try:
+                    async with asyncio.timeout_at(idle_deadline if idle else head_deadline):
+                        data = await self._read()
+                except TimeoutError:
+                    if idle:
+                        # Nothing of a request: close quietly. A 408 here could cross the
+                        # client's next request on the wire and be taken as its answer.
+                        return None
+                    raise
+                if idle and data:
+                    self.phase = Phase.READING_HEAD
+                    if self._served:
+                        head_deadline = loop.time() + self._limits.header_timeout
+                self._h11.receive_data(data)
+            elif isinstance(event, h11.Request):
+                return event
+            else:
+                return None  # ConnectionClosed: the client ended the connection between requests
+
+    async def _cycle(self, request: Request, body: RequestBody, exchange: _Exchange) -> None:
+        """Run the handler and write its response (the child task a disconnect cancels)."""
+        response: Response | None = None
+        try:
+            try:
+                response = await self._handler(request)
+                if not isinstance(response, Response):
+                    raise TypeError(f"handler returned {type(response).__name__}, not Response")
+            except _ClientGone:
+                raise
+            except HTTPError as exc:
+                # An HTTP error the application did not render itself: plain JSON.
+                response = error_response(exc)
+            except Exception:
+                log.exception("unhandled error in handler for %s %s", request.method,
+                              request.path)
+                response = internal_error_response()
+            if self._client_gone:
+                raise _ClientGone  # the handler swallowed our cancellation
+            await self._respond(request.method, response, exchange, close=self._must_close(body))
+        finally:
+            # Always close a generator body (end, error, disconnect, shutdown), so its
+            # `finally` (closing an upstream stream, say) runs now and not at garbage collection.
+            if response is not None:
+                await _close_iterator(response.body)
+
+    def _must_close(self, body: RequestBody) -> bool:
+        """Decided before the head goes out, so the response itself can say `close`."""
+        if self._closing or self._served >= self._limits.max_requests_per_connection:
+            return True
+        if body.state is BodyState.FAILED:
+            return True
+        if body.state is BodyState.PENDING:
+            if self._h11.they_are_waiting_for_100_continue:
+                # 100-continue trap: the client never got its 100 and may or may not send the
+                # body now; the next bytes on this connection are ambiguous, so close.
+                return True
+            remaining = body.remaining
+            if remaining is not None and remaining > self._limits.drain_limit_bytes:
+                return True
+        return False
+
+    async def _answer_directly(self, exchange: _Exchange, response: Response) -> None:
+        """A response the handler never sees (refused or unparsable request), then close."""
+        try:
+            await self._respond(exchange.method, response, exchange, close=True)
+        except _ClientGone:
+            self._client_gone = True
+        self._log_access(exchange)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def _respond(self, method: str, response: Response, exchange: _Exchange, *,
+                       close: bool) -> None:
+        def head(resp: Response) -> tuple[h11.Response, bool]:
+            return response_head(method, resp, request_id=exchange.request_id,
+                                 date=self._dates.get(time.time()),
+                                 server=self._server_header, close=close)
+
+        try:
+            event, send_body = head(response)
+        except InvalidResponse as exc:
+            log.error("%s (%s %s)", exc, method, exchange.path)
+            response = internal_error_response()  # the caller still closes the original body
+            event, send_body = head(response)
+        await self._send(event)
+        exchange.status = event.status_code
+        self.phase = Phase.RESPONDING
+        if send_body:
+            if isinstance(response.body, bytes):
+                await self._send_data(response.body, exchange)
+            else:
+                await self._stream(response.body, exchange)
+        await self._send(h11.EndOfMessage())
+        exchange.finished = True
+
+    async def _stream(self, body: AsyncIterable[bytes], exchange: _Exchange) -> None:
+        iterator = aiter(body)
+        try:
+            while True:
+                try:
+                    chunk = await anext(iterator)
+                    if not isinstance(chunk, bytes | bytearray | memoryview):
+                        raise TypeError(f"response body yielded {type(chunk).__name__}")
+                except StopAsyncIteration:
+                    return
+                except Exception:
+                    # After-the-head trap: the status is already on the wire, so this cannot
+                    # become a 500. Closing without the last chunk tells the client the body
+                    # is incomplete.
+                    log.exception("response body failed after its head was sent (%s %s)",
+                                  exchange.method, exchange.path)
+                    raise _StreamBroken from None
+                # Backpressure trap: each chunk is written and drained before the next one is
+                # asked for, so a slow client slows the producer; nothing queues up.
+                await self._send_data(bytes(chunk), exchange)
+        finally:
+            if iterator is not body:
+                await _close_iterator(iterator)
+
+    async def _send_data(self, data: bytes, exchange: _Exchange) -> None:
+        # In slices, so write_timeout bounds a stall (no progress), not a slow but steady
+        # download of a large body.
+        for start in range(0, len(data), WRITE_SLICE):
+            piece = data[start:start + WRITE_SLICE]
+            await self._send(h11.Data(data=piece))
+            exchange.bytes_sent += len(piece)
+
+    async def _send_continue(self) -> None:
+        await self._send(h11.InformationalResponse(status_code=100, headers=[]))
+
+    async def _send(self, event: h11.Event) -> None:
+        if self._client_gone or self._writer.transport.is_closing():
+            self._h11.send_failed()
+            raise _ClientGone
+        data = self._h11.send(event)
+        try:
+            if data:
+                self._writer.write(data)
+            # A client that stops reading must not hold the response (and whatever feeds it)
+            # forever.
+            async with asyncio.timeout(self._limits.write_timeout):
+                await self._writer.drain()
+        except (OSError, TimeoutError):
+            # Failed-write trap: h11 believes those bytes went out. Tell it, and never reuse
+            # this connection.
+            self._h11.send_failed()
+            self._client_gone = True
+            raise _ClientGone from None
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def _read(self) -> bytes:
+        try:
+            return await self._reader.read(READ_SIZE)
+        except OSError:  # a reset is an end of input like any other
+            return b""
+
+    async def _watch(self, body: RequestBody, cycle: asyncio.Task[None]) -> None:
+        """Cancel the cycle if the client leaves while its response is being made.
+
+        Disconnect trap: while a handler runs or a stream is written nobody reads the socket,
+        so a client that left would go unnoticed until a write fails (for a quiet stream,
+        perhaps never) and the upstream work behind it would go on. Reading starts only once
+        the body is complete: before that the handler owns the socket's input.
+        """
+        await body.complete.wait()
+        kept = 0
+        while kept <= self._limits.max_header_bytes * PIPELINE_BUFFER_FACTOR:
+            data = await self._read()
+            if not data:
+                self._client_gone = True
+                cycle.cancel()
+                return
+            # A pipelined request: h11 holds it (answering PAUSED) until start_next_cycle().
+            self._h11.receive_data(data)
+            kept += len(data)
+
+    # -- closing -----------------------------------------------------------------------------
+
+    async def _close(self, *, abort: bool) -> None:
+        transport = self._writer.transport
+        if abort:
+            transport.abort()
+        else:
+            if self._h11.their_state in (h11.SEND_BODY, h11.ERROR):
+                await self._linger()
+            self._writer.close()
+        try:
+            async with asyncio.timeout(CLOSE_WAIT_SECONDS):
+                await self._writer.wait_closed()
+        except (OSError, TimeoutError):
+            transport.abort()
+
+    async def _linger(self) -> None:
+        """Half-close and swallow what the client is still sending, briefly.
+
+        We answered without reading all the client sent (a 413 before the body, a 400 on a
+        broken head). Closing at once with unread input makes the kernel send a reset, which
+        can destroy our response before the client reads it.
+        """
+        if self._writer.transport.is_closing() or not self._writer.can_write_eof():
+            return
+        try:
+            self._writer.write_eof()
+            swallowed = 0
+            async with asyncio.timeout(LINGER_SECONDS):
+                while swallowed < LINGER_MAX_BYTES:
+                    data = await self._read()
+                    if not data:
+                        return
+                    swallowed += len(data)
+        except (OSError, TimeoutError):
+            return
+
+    def _log_access(self, exchange: _Exchange) -> None:
+        if self._access is None:
+            return
+        # 499 (nginx's "client closed request"): the client left before the response ended.
+        status = 499 if self._client_gone and not exchange.finished else exchange.status
+        # Never header values: they carry credentials. The path has no query string.
+        self._access.info("%s %s %d", exchange.method, exchange.path, status, extra={"http": {
+            "method": exchange.method,
+            "path": exchange.path,
+            "status": status,
+            "duration_ms": round((self._loop.time() - exchange.started) * 1000, 1),
+            "request_id": exchange.request_id,
+            "client": self.client[0] if self.client else None,
+            "bytes_sent": exchange.bytes_sent,
+        }})
+
+
+async def _close_iterator(body: object) -> None:
+    """`aclose()` an async generator (or any iterator that has it), logging its failures."""
+    aclose = getattr(body, "aclose", None)
+    if aclose is None or isinstance(body, bytes):
+        return
+    try:
+        await aclose()
+    except Exception:
+        log.exception("closing a response body failed")
+

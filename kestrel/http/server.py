@@ -1,0 +1,135 @@
+"""The listener: accept connections, keep track of them, and shut down gracefully.
+
+Everything about a single connection lives in `connection.py`; this module owns what spans
+them all: the listening socket, the set of live connections, and the shutdown sequence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from kestrel.http.connection import Connection
+from kestrel.http.limits import ServerLimits
+from kestrel.http.messages import Handler
+from kestrel.http.wire import DateCache
+
+__all__ = ["DEFAULT_LIMITS", "Server", "ServerLimits"]
+
+log = logging.getLogger("kestrel.http")
+
+DEFAULT_LIMITS = ServerLimits()
+
+# After the grace period the remaining connections are cancelled; their handlers' and
+# generators' `finally` blocks then get this long before shutdown stops waiting for them.
+CANCEL_WAIT_SECONDS = 5.0
+
+
+class Server:
+    """An HTTP/1.1 server for one `Handler`.
+
+    `start()` binds, `serve_until(stop)` serves until the event is set and then shuts down
+    gracefully; `shutdown()` can also be called directly and is idempotent.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        limits: ServerLimits = DEFAULT_LIMITS,
+        access_logger: logging.Logger | None = None,
+        server_header: str = "kestrel",
+    ) -> None:
+        self._handler = handler
+        self._limits = limits
+        self._access_logger = access_logger
+        self._server_header = server_header
+        self._dates = DateCache()
+        self._listener: asyncio.Server | None = None
+        # Shutdown trap: on 3.11 asyncio's Server.close() leaves accepted sockets open, so
+        # the server keeps its own record of every live connection.
+        self._connections: dict[Connection, asyncio.Task[None]] = {}
+        self._closing = False
+        self._shutdown_task: asyncio.Task[None] | None = None
+        self.host = ""
+        self.port = 0
+
+    @property
+    def active_connections(self) -> int:
+        return len(self._connections)
+
+    async def start(self, host: str, port: int) -> None:
+        """Bind and start accepting. Port 0 picks a free port; `self.port` tells which."""
+        if self._listener is not None:
+            raise RuntimeError("server already started")
+        self._listener = await asyncio.start_server(self._accept, host, port)
+        name = self._listener.sockets[0].getsockname()
+        self.host, self.port = str(name[0]), int(name[1])
+
+    async def serve_until(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set, then shut down gracefully and return."""
+        if self._listener is None:
+            raise RuntimeError("call start() before serve_until()")
+        try:
+            await stop.wait()
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Stop accepting, close idle connections, let busy ones finish within the grace
+        period, then cancel the rest. Safe to call more than once, also concurrently."""
+        if self._shutdown_task is None:
+            self._shutdown_task = asyncio.get_running_loop().create_task(self._shutdown())
+        # Shielded: a caller that is itself cancelled must not abandon shutdown halfway.
+        await asyncio.shield(self._shutdown_task)
+
+    async def _shutdown(self) -> None:
+        self._closing = True
+        if self._listener is not None:
+            self._listener.close()  # closes the listening socket: new connects are refused
+        for connection in list(self._connections):
+            connection.begin_shutdown()
+        pending = set(self._connections.values())
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=self._limits.shutdown_grace)
+        if pending:
+            log.warning("shutdown grace of %.1fs is over; cutting %d connection(s)",
+                        self._limits.shutdown_grace, len(pending))
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=CANCEL_WAIT_SECONDS)
+            for connection, task in list(self._connections.items()):
+                if task in pending:
+                    connection.abort()
+        if self._listener is not None:
+            # On 3.12+ this waits for every accepted connection to be closed, which by now
+            # they are; on 3.11 it returns at once.
+            await self._listener.wait_closed()
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # A plain function, not a coroutine: the connection is registered in the same step
+        # as the accept, so a shutdown starting right now cannot miss it.
+        if self._closing:
+            writer.transport.abort()
+            return
+        connection = Connection(
+            reader,
+            writer,
+            handler=self._handler,
+            limits=self._limits,
+            server_header=self._server_header,
+            access_logger=self._access_logger,
+            dates=self._dates,
+        )
+        task = connection.start()
+        self._connections[connection] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            self._connections.pop(connection, None)
+            # If the task was cancelled before it ever ran, its `finally` never closed the
+            # socket; this does.
+            connection.abort()
+            if not done.cancelled() and done.exception() is not None:
+                log.error("connection task failed", exc_info=done.exception())
+
+        task.add_done_callback(forget)

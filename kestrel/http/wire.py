@@ -1,0 +1,196 @@
+"""Protocol decisions with no I/O: what a response's head says, what an error looks like.
+
+The connection code asks these functions and does the reading and writing itself, so every
+rule about framing and headers can be tested without a socket (hypercorn splits protocol and
+transport the same way).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Iterable
+from email.utils import formatdate
+from http import HTTPStatus
+
+import h11
+
+from kestrel.http.limits import ServerLimits
+from kestrel.http.messages import (
+    BadRequest,
+    HeadersTooLarge,
+    HTTPError,
+    MethodNotAllowed,
+    Response,
+)
+
+# A client's X-Request-ID is echoed only if it is short and made of characters that are safe
+# in a log line and a header; anything else could smuggle log syntax or bloat every record.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+# The server owns the framing of every response: a handler (or an upstream whose headers it
+# forwards) cannot know whether we chunk, how long the body is on the wire, or whether this
+# connection stays open. `keep-alive` is meaningful only next to `connection`.
+_KNOWN_STATUSES = frozenset(int(status) for status in HTTPStatus)
+
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+
+
+class InvalidResponse(Exception):
+    """A handler returned something that cannot go on the wire (bad status or header)."""
+
+
+class NotImplementedByServer(HTTPError):
+    """A request feature this server does not do (CONNECT tunnels, unknown transfer codings)."""
+
+    status = 501
+
+
+def choose_request_id(given: str | None) -> str:
+    """The client's id when it is well-formed, else a new one. Both ends log the same value."""
+    if given is not None and _REQUEST_ID.fullmatch(given):
+        return given
+    return "req_" + secrets.token_hex(12)
+
+
+class DateCache:
+    """RFC 7231 IMF-fixdate for the `Date` header, formatted once per second, not per response.
+
+    h11 adds no `Date` header, and RFC 7231 §7.1.1.2 requires one from a server with a clock.
+    """
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = ""
+
+    def get(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._value = formatdate(second, usegmt=True)
+        return self._value
+
+
+_WORD_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def error_type(exc: HTTPError) -> str:
+    """A stable machine-readable name from the class: `BodyTooLarge` → `body_too_large`,
+    `HTTPError` → `http_error`."""
+    return _WORD_BOUNDARY.sub("_", type(exc).__name__).lower()
+
+
+def _json_response(status: int, kind: str, message: str,
+                   extra_headers: Iterable[tuple[str, str]] = ()) -> Response:
+    body = json.dumps({"error": {"type": kind, "message": message}}).encode()
+    return Response(status=status, headers=[("content-type", "application/json"),
+                                            *extra_headers], body=body)
+
+
+def error_response(exc: HTTPError) -> Response:
+    """The server's own rendering of an HTTP error the application did not render itself."""
+    extra: list[tuple[str, str]] = []
+    if isinstance(exc, MethodNotAllowed) and exc.allow:
+        extra.append(("allow", ", ".join(exc.allow)))
+    return _json_response(exc.status, error_type(exc), exc.message, extra)
+
+
+def internal_error_response() -> Response:
+    # Never the exception's text: it may hold paths, upstream replies or credentials. The
+    # traceback goes to the server log, and x-request-id ties the two together.
+    return _json_response(500, "internal_error", "internal server error")
+
+
+def protocol_error(exc: h11.RemoteProtocolError) -> HTTPError:
+    """An HTTP error for what h11 refused. h11's own message can quote the client's bytes,
+    so the message is a fixed one per status."""
+    status = exc.error_status_hint
+    if status == 431:
+        return HeadersTooLarge("request line and headers are too large")
+    if status == 501:
+        return NotImplementedByServer("unsupported transfer coding")
+    return BadRequest("malformed request")
+
+
+def head_size(event: h11.Request) -> int:
+    """Bytes of the request line and headers as they came on the wire (give or take spaces)."""
+    size = len(event.method) + len(event.target) + len(b"HTTP/1.1") + 4
+    for name, value in event.headers:
+        size += len(name) + len(value) + 4
+    return size
+
+
+def refuse_before_handler(event: h11.Request, limits: ServerLimits) -> HTTPError | None:
+    """Requests answered without asking the handler, before any of the body is read.
+
+    A body over the size limit is not among them: the handler is asked, and its first read
+    fails (see `RequestBody`), so the application can shape that 413 like its other errors.
+    """
+    names = {name for name, _ in event.headers}
+    if b"content-length" in names and b"transfer-encoding" in names:
+        # h11 follows RFC 7230 and lets Transfer-Encoding win, but two framings in one request
+        # is the classic request-smuggling shape: refuse it (RFC 9112 §6.3 allows that).
+        return BadRequest("malformed request")
+    # h11's max_incomplete_event_size only fires while the head is still incomplete; a head
+    # that arrived whole in one read passes it, so the limit is checked again on the result.
+    if head_size(event) > limits.max_header_bytes:
+        return HeadersTooLarge("request line and headers are too large")
+    # A 2xx to CONNECT would make h11 hand the socket over as a tunnel; we never tunnel.
+    if event.method == b"CONNECT":
+        return NotImplementedByServer("CONNECT is not supported")
+    return None
+
+
+def response_head(
+    method: str,
+    response: Response,
+    *,
+    request_id: str,
+    date: str,
+    server: str,
+    close: bool,
+) -> tuple[h11.Response, bool]:
+    """The h11 response event for `response`, and whether body bytes may follow it.
+
+    Raises `InvalidResponse` if the handler's status or headers are not valid HTTP.
+    """
+    status = response.status
+    # 1xx, 204 and 304 have no body by definition; HEAD gets the GET's headers but no body
+    # bytes at all (h11 raises on any Data after a HEAD response).
+    bodiless_status = 100 <= status < 200 or status in (204, 304)
+    send_body = method != "HEAD" and not bodiless_status
+    headers: list[tuple[str, str]] = []
+    given_length: str | None = None
+    for name, value in response.headers:
+        key = name.lower()
+        if key == "content-length":
+            given_length = value
+        elif key not in _FRAMING_HEADERS and key != "x-request-id":
+            headers.append((key, value))
+    if isinstance(response.body, bytes) and not bodiless_status:
+        if method == "HEAD" and not response.body and given_length is not None:
+            # A HEAD-specific handler that states the length its GET would have.
+            headers.append(("content-length", given_length))
+        else:
+            headers.append(("content-length", str(len(response.body))))
+    # An iterable body gets no Content-Length: h11 then sends it chunked to HTTP/1.1 clients
+    # and delimits it by closing the connection for HTTP/1.0 ones.
+    # h11 adds neither `Date` nor `Server`; a handler's own values win.
+    present = {key for key, _ in headers}
+    if "date" not in present:
+        headers.append(("date", date))
+    if "server" not in present and server:
+        headers.append(("server", server))
+    headers.append(("x-request-id", request_id))
+    if close:
+        headers.append(("connection", "close"))
+    try:
+        # h11 sends an empty reason phrase unless given one; some tools print it.
+        reason = HTTPStatus(status).phrase if status in _KNOWN_STATUSES else ""
+        event = h11.Response(status_code=status, headers=headers, reason=reason)
+    except (h11.LocalProtocolError, UnicodeError, TypeError, ValueError):
+        # Not h11's message: it quotes the offending header value, and values hold secrets.
+        raise InvalidResponse(f"handler returned an invalid status ({status!r}) or header "
+                              f"(names: {', '.join(key for key, _ in headers)})") from None
+    return event, send_body

@@ -1,0 +1,240 @@
+"""Structured logging on the stdlib: one JSON object per line, or a human line on a terminal.
+
+Log calls carry their data as dicts in a few known `extra` groups, for example
+`log.info("GET /health 200", extra={"http": {"method": "GET", "status": 200, ...}})`. JSON lines
+keep each group as a nested object beside the core keys; pretty lines flatten them to key=value.
+While a request is handled, `request_id_var` holds its id and every line carries it. A
+redacting filter on the handler scrubs anything that looks like a credential from messages,
+fields and tracebacks before any formatter sees them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Callable
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+request_id_var: ContextVar[str | None] = ContextVar("kestrel_request_id", default=None)
+
+STRUCTURED_GROUPS = ("http", "event", "account", "upstream")
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+          "error": logging.ERROR}
+
+# --- redaction ----------------------------------------------------------------------------------
+
+REDACTED = "[redacted]"
+
+# Order matters: `Bearer sk-ant-…` must be taken whole by the Bearer rule first.
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    # RFC 6750 token characters; 8+ so that prose like "a Bearer token" stays readable.
+    (re.compile(r"\b(Bearer)\s+[A-Za-z0-9._~+/-]{8,}=*", re.IGNORECASE), rf"\1 …{REDACTED}"),
+    (re.compile(r"sk-ant-[A-Za-z0-9_-]{8,}"), f"sk-ant-…{REDACTED}"),
+    (re.compile(r"kst_[A-Za-z0-9_-]{8,}"), f"kst_…{REDACTED}"),
+    (re.compile(r"kadm_[A-Za-z0-9_-]{8,}"), f"kadm_…{REDACTED}"),
+    # `api_key=…` (query strings, repr) and `'x-api-key': '…'` (dict reprs, JSON) in free text;
+    # a bare `x-api-key: invalid` is left alone, it is how error messages talk about headers.
+    (re.compile(r"""(?ix)
+        ( (?:x[-_])?api[-_]?key | x[-_]admin[-_]key | authorization | access[-_]token
+        | refresh[-_]token | password | secret )
+        ( ['"] \s* : \s* ['"]? | \s* = \s* ['"]? )
+        (?! Bearer\b | [^\s'"]*…\[redacted\] | \[redacted\] )
+        [^\s'",;&}]+
+     """), rf"\1\2{REDACTED}"),
+]
+
+# Structured keys whose values are secrets whatever they look like (compared after lowercasing
+# and turning `-` into `_`, by suffix: `x_api_key`, `client_secret`, `oauth_refresh_token`).
+_SECRET_KEY_SUFFIXES = ("api_key", "authorization", "admin_key", "access_token", "refresh_token",
+                        "password", "secret", "encryption_key", "cookie")
+
+
+def redact(text: str) -> str:
+    """`text` with every credential-looking part replaced by a mask."""
+    for pattern, mask in _PATTERNS:
+        text = pattern.sub(mask, text)
+    return text
+
+
+def _is_secret_key(key: object) -> bool:
+    return isinstance(key, str) and key.lower().replace("-", "_").endswith(_SECRET_KEY_SUFFIXES)
+
+
+def _redact_value(value: object) -> object:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {k: REDACTED if _is_secret_key(k) else _redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        if len(value) == 2 and _is_secret_key(value[0]):  # a header pair
+            return [value[0], REDACTED]
+        return [_redact_value(v) for v in value]
+    return redact(value if isinstance(value, str) else str(value))
+
+
+class RedactingFilter(logging.Filter):
+    """Defence in depth: callers should not log secrets, and if one does, it never gets out.
+
+    Works on the record in place (the message with its arguments merged, the structured groups,
+    the traceback text), so every formatter downstream sees only the scrubbed version.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._tracebacks = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # arguments that do not fit the format: drop them, they may be secret
+            message = f"{record.msg} (log arguments did not fit the message)"
+        record.msg, record.args = redact(message), None
+        for group in STRUCTURED_GROUPS:
+            value = getattr(record, group, None)
+            if isinstance(value, dict):
+                setattr(record, group, _redact_value(value))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._tracebacks.formatException(record.exc_info)
+        if record.exc_text:
+            # Formatters reuse exc_text when it is set, so the raw traceback is never rendered.
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+# --- formatters ---------------------------------------------------------------------------------
+
+
+def _groups(record: logging.LogRecord) -> dict[str, dict[str, Any]]:
+    return {group: value for group in STRUCTURED_GROUPS
+            if isinstance(value := getattr(record, group, None), dict)}
+
+
+def _pairs(record: logging.LogRecord, skip_http: tuple[str, ...]) -> list[tuple[str, Any]]:
+    """The request id, then every field of every group, flattened for the one-line form."""
+    request_id = request_id_var.get()
+    pairs: list[tuple[str, Any]] = [] if request_id is None else [("request_id", request_id)]
+    for group, fields in _groups(record).items():
+        pairs.extend((str(k), v) for k, v in fields.items()
+                     if not (k == "request_id" and v == request_id)
+                     and not (group == "http" and k in skip_http))
+    return pairs
+
+
+def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> str | None:
+    if record.exc_info and not record.exc_text:
+        record.exc_text = formatter.formatException(record.exc_info)
+    parts = [p for p in (record.exc_text, record.stack_info) if p]
+    return "\n".join(parts) if parts else None
+
+
+class JsonFormatter(logging.Formatter):
+    """`{"ts", "level", "logger", "msg", "request_id", "http": {...}, ..., "exc"}` per line.
+
+    The groups stay nested (`record["http"]["status"]`), so no field can clash with another
+    group's or overwrite a core key.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created, tz=UTC)
+        line: dict[str, Any] = {
+            "ts": ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if (request_id := request_id_var.get()) is not None:
+            line["request_id"] = request_id
+        line.update(_groups(record))
+        exc = _exception_text(self, record)
+        if exc is not None:
+            line["exc"] = exc
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+_PRETTY_LEVELS = {"WARNING": "WARN", "CRITICAL": "CRIT"}
+_PRETTY_NAMES = {"request_id": "req", "bytes_sent": "bytes"}
+_HTTP_SUMMARY = ("method", "path", "status", "duration_ms")
+
+
+class PrettyFormatter(logging.Formatter):
+    """`19:31:02.123 INFO  kestrel.http  GET /health 200 1.2ms req=req_abc client=127.0.0.1`.
+
+    Local time, for a person at a terminal. A request line is summed up from its `http` fields
+    (the message follows only if it adds something); other fields follow as key=value.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        clock = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+        level = _PRETTY_LEVELS.get(record.levelname, record.levelname)
+        text = record.getMessage()
+        http = getattr(record, "http", None)
+        summed_up: tuple[str, ...] = ()
+        if isinstance(http, dict) and all(k in http for k in _HTTP_SUMMARY):
+            summary = (f"{http['method']} {http['path']} {http['status']} "
+                       f"{_number(http['duration_ms'])}ms")
+            text = summary if summary.startswith(text) else f"{summary} {text}"
+            summed_up = _HTTP_SUMMARY
+        pairs = " ".join(f"{_PRETTY_NAMES.get(k, k)}={_pretty_value(v)}"
+                         for k, v in _pairs(record, summed_up))
+        line = f"{clock}.{int(record.msecs):03d} {level:<5} {record.name}  {text}"
+        line = f"{line} {pairs}" if pairs else line
+        exc = _exception_text(self, record)
+        return f"{line}\n{exc}" if exc else line
+
+
+def _number(value: object) -> str:
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def _pretty_value(value: object) -> str:
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    text = _number(value)
+    if not text or any(c in text for c in ' "=\n\t'):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+# --- setup --------------------------------------------------------------------------------------
+
+
+def resolve_format(fmt: str, stream: TextIO) -> str:
+    """`json` or `pretty`; `auto` is pretty on a terminal and JSON everywhere else."""
+    if fmt in ("json", "pretty"):
+        return fmt
+    if fmt != "auto":
+        raise ValueError(f"log format {fmt!r} is not one of json, pretty, auto")
+    isatty: Callable[[], bool] | None = getattr(stream, "isatty", None)
+    try:
+        return "pretty" if isatty is not None and isatty() else "json"
+    except ValueError:  # a closed stream
+        return "json"
+
+
+class _KestrelHandler(logging.StreamHandler[TextIO]):
+    """Marks the handler setup_logging owns, so a second call replaces it instead of adding."""
+
+
+def setup_logging(*, level: str, fmt: str, stream: TextIO | None = None) -> None:
+    """Send the `kestrel` loggers to `stream` (stderr by default) at `level`, in `fmt`."""
+    if level.lower() not in LEVELS:
+        raise ValueError(f"log level {level!r} is not one of {', '.join(LEVELS)}")
+    stream = sys.stderr if stream is None else stream
+    handler = _KestrelHandler(stream)
+    handler.addFilter(RedactingFilter())
+    pretty = resolve_format(fmt, stream) == "pretty"
+    handler.setFormatter(PrettyFormatter() if pretty else JsonFormatter())
+
+    logger = logging.getLogger("kestrel")
+    for old in [h for h in logger.handlers if isinstance(h, _KestrelHandler)]:
+        logger.removeHandler(old)
+        old.close()
+    logger.addHandler(handler)
+    logger.setLevel(LEVELS[level.lower()])
+    logger.propagate = False

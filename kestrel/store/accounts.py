@@ -1,0 +1,223 @@
+"""Upstream accounts: rows in, `Account` values out, credentials sealed at rest.
+
+A credential is stored as JSON sealed with AES-GCM, its associated data naming the row
+(`kestrel:account:<id>:credential`), so a blob copied into another row does not open. Callers
+never see a blob: they get `Account` (with only a masked hint) or, when the proxy needs to send a
+request, the opened `Credential`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import enum
+import hmac
+import json
+import sqlite3
+from typing import Any, Final
+
+from kestrel.crypto import Sealer
+from kestrel.domain import (
+    Account,
+    AccountState,
+    AccountType,
+    Conflict,
+    Credential,
+    NotFound,
+    ValidationError,
+    mask_secret,
+)
+from kestrel.store.database import Database
+
+
+class _Unset(enum.Enum):
+    UNSET = "UNSET"
+
+
+# `base_url=None` means "clear it"; leaving the argument out (UNSET) means "keep it".
+UNSET: Final = _Unset.UNSET
+
+_COLUMNS = ("id, name, type, base_url, priority, enabled, state, cooldown_until, "
+            "consecutive_failures, last_error, last_used_at, created_at, updated_at, "
+            "credential_hint")
+
+
+def _account(row: tuple[Any, ...]) -> Account:
+    (id_, name, type_, base_url, priority, enabled, state, cooldown_until, failures,
+     last_error, last_used_at, created_at, updated_at, hint) = row
+    return Account(id=id_, name=name, type=AccountType(type_), base_url=base_url,
+                   priority=priority, enabled=bool(enabled), state=AccountState(state),
+                   cooldown_until=cooldown_until, consecutive_failures=failures,
+                   last_error=last_error, last_used_at=last_used_at, created_at=created_at,
+                   updated_at=updated_at, credential_hint=hint)
+
+
+def _aad(account_id: int) -> bytes:
+    return f"kestrel:account:{account_id}:credential".encode()
+
+
+def _secret(type_: AccountType, credential: Credential) -> str:
+    """The secret that identifies the credential: what the hint is made from."""
+    secret = credential.api_key if type_ is AccountType.API_KEY else credential.access_token
+    if not secret:
+        what = "an api_key" if type_ is AccountType.API_KEY else "an access_token"
+        raise ValidationError(f"a {type_.value} account needs {what}", field="credential")
+    return secret
+
+
+def _fetch(conn: sqlite3.Connection, account_id: int) -> Account:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM accounts WHERE id = ?", (account_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"account {account_id} not found")
+    return _account(row)
+
+
+def _check_name_free(conn: sqlite3.Connection, name: str, account_id: int | None) -> None:
+    # Checked inside the write transaction (which holds the write lock), so it cannot race.
+    row = conn.execute("SELECT id FROM accounts WHERE name = ?", (name,)).fetchone()
+    if row is not None and row[0] != account_id:
+        raise Conflict(f"an account named {name!r} exists", field="name")
+
+
+class AccountStore:
+    """The accounts table. Every method is one transaction, so a reader never sees a row
+    between its insert and its sealed credential, or half of an update."""
+
+    def __init__(self, db: Database, sealer: Sealer) -> None:
+        self._db = db
+        self._sealer = sealer
+
+    def _seal(self, account_id: int, credential: Credential) -> bytes:
+        plaintext = json.dumps(dataclasses.asdict(credential), separators=(",", ":")).encode()
+        return self._sealer.seal(plaintext, aad=_aad(account_id))
+
+    def _open(self, account_id: int, blob: bytes) -> Credential:
+        data = json.loads(self._sealer.open(blob, aad=_aad(account_id)))
+        return Credential(**{f.name: data.get(f.name) for f in dataclasses.fields(Credential)})
+
+    async def list(self) -> builtins.list[Account]:
+        """Every account, in the order the pool prefers them: priority high to low, then age."""
+        def run(conn: sqlite3.Connection) -> builtins.list[Account]:
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM accounts ORDER BY priority DESC, id")
+            return [_account(row) for row in rows]
+        return await self._db.read(run)
+
+    async def get(self, account_id: int) -> Account:
+        return await self._db.read(lambda conn: _fetch(conn, account_id))
+
+    async def create(self, *, name: str, type: AccountType, credential: Credential,
+                     base_url: str | None = None, priority: int = 0, enabled: bool = True,
+                     now: float) -> Account:
+        """Insert the row, then seal with its id: the id is part of the seal's associated data,
+        and both steps share one transaction so no row ever exists without its credential."""
+        hint = mask_secret(_secret(type, credential))
+
+        def run(conn: sqlite3.Connection) -> Account:
+            _check_name_free(conn, name, None)
+            cursor = conn.execute(
+                "INSERT INTO accounts (name, type, credential, credential_hint, base_url, "
+                "priority, enabled, created_at, updated_at) VALUES (?, ?, x'', ?, ?, ?, ?, ?, ?)",
+                (name, type.value, hint, base_url, priority, int(enabled), now, now))
+            account_id = cursor.lastrowid
+            assert account_id is not None
+            conn.execute("UPDATE accounts SET credential = ? WHERE id = ?",
+                         (self._seal(account_id, credential), account_id))
+            return _fetch(conn, account_id)
+        return await self._db.write(run)
+
+    async def update(self, account_id: int, *, now: float, name: str | None = None,
+                     credential: Credential | None = None,
+                     base_url: str | None | _Unset = UNSET, priority: int | None = None,
+                     enabled: bool | None = None) -> Account:
+        """Change only the given fields.
+
+        A new credential also clears the account's failure state: an operator who fixes a key
+        expects the pool to try it again at once, not after the old cooldown.
+        """
+        def run(conn: sqlite3.Connection) -> Account:
+            current = _fetch(conn, account_id)
+            changes: dict[str, object] = {"updated_at": now}
+            if name is not None:
+                _check_name_free(conn, name, account_id)
+                changes["name"] = name
+            if not isinstance(base_url, _Unset):
+                changes["base_url"] = base_url
+            if priority is not None:
+                changes["priority"] = priority
+            if enabled is not None:
+                changes["enabled"] = int(enabled)
+            if credential is not None:
+                changes.update(
+                    credential=self._seal(account_id, credential),
+                    credential_hint=mask_secret(_secret(current.type, credential)),
+                    state=AccountState.OK.value, cooldown_until=None, consecutive_failures=0,
+                    last_error=None)
+            # Column names come from the fixed keys above, never from the caller.
+            assignments = ", ".join(f"{column} = ?" for column in changes)
+            conn.execute(f"UPDATE accounts SET {assignments} WHERE id = ?",
+                         (*changes.values(), account_id))
+            return _fetch(conn, account_id)
+        return await self._db.write(run)
+
+    async def delete(self, account_id: int) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            if conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,)).rowcount == 0:
+                raise NotFound(f"account {account_id} not found")
+        await self._db.write(run)
+
+    async def reset(self, account_id: int, *, now: float) -> Account:
+        """Forget the failures: the operator says the account is fine again."""
+        def run(conn: sqlite3.Connection) -> Account:
+            cursor = conn.execute(
+                "UPDATE accounts SET state = ?, cooldown_until = NULL, consecutive_failures = 0,"
+                " last_error = NULL, updated_at = ? WHERE id = ?",
+                (AccountState.OK.value, now, account_id))
+            if cursor.rowcount == 0:
+                raise NotFound(f"account {account_id} not found")
+            return _fetch(conn, account_id)
+        return await self._db.write(run)
+
+    async def record_outcome(self, account_id: int, *, now: float, state: AccountState,
+                             cooldown_until: float | None, consecutive_failures: int,
+                             last_error: str | None, used: bool) -> None:
+        """Persist what the proxy learnt from an upstream answer.
+
+        `updated_at` stays: it records operator changes, not traffic. A row deleted while its
+        request was in flight is ignored, since the outcome no longer matters to anyone.
+        """
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE accounts SET state = ?, cooldown_until = ?, consecutive_failures = ?,"
+                " last_error = ?, last_used_at = CASE WHEN ? THEN ? ELSE last_used_at END"
+                " WHERE id = ?",
+                (state.value, cooldown_until, consecutive_failures, last_error, int(used), now,
+                 account_id))
+        await self._db.write(run)
+
+    async def credential(self, account_id: int) -> Credential:
+        """The opened credential; `CryptoError` if its blob does not open with our key."""
+        def run(conn: sqlite3.Connection) -> bytes:
+            row = conn.execute("SELECT credential FROM accounts WHERE id = ?",
+                               (account_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"account {account_id} not found")
+            return bytes(row[0])
+        return self._open(account_id, await self._db.read(run))
+
+    async def find_by_api_key(self, api_key: str) -> Account | None:
+        """The api_key account holding exactly this key, if any.
+
+        Seals are randomised, so the key cannot be looked up by value: each credential is opened
+        and compared in constant time. Fine for the handful of accounts a pool has.
+        """
+        presented = api_key.encode()
+
+        def run(conn: sqlite3.Connection) -> Account | None:
+            rows = conn.execute("SELECT id, credential FROM accounts WHERE type = ? ORDER BY id",
+                                (AccountType.API_KEY.value,)).fetchall()
+            for account_id, blob in rows:
+                stored = self._open(account_id, bytes(blob)).api_key
+                if stored is not None and hmac.compare_digest(stored.encode(), presented):
+                    return _fetch(conn, account_id)
+            return None
+        return await self._db.read(run)

@@ -1,0 +1,105 @@
+"""Client API keys: only a hash and a display prefix are stored, never the key.
+
+A key is `kst_` + 32 random bytes (URL-safe base64). With 256 bits of entropy a plain SHA-256 is
+enough: there is nothing to brute-force that a slow password hash would protect, and a fast hash
+keeps authentication a single indexed lookup per request.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import hmac
+import secrets
+import sqlite3
+from typing import Any
+
+from kestrel.domain import ApiKey, NotFound
+from kestrel.store.database import Database
+
+KEY_PREFIX = "kst_"
+KEY_RANDOM_BYTES = 32
+# `kst_` plus 8 random characters: enough to tell keys apart in a list, far too little to guess
+# the remaining 35 characters from.
+DISPLAY_PREFIX_LENGTH = 12
+
+_COLUMNS = "id, name, prefix, created_at, last_used_at, revoked_at"
+
+
+def _hash(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def _api_key(row: tuple[Any, ...]) -> ApiKey:
+    id_, name, prefix, created_at, last_used_at, revoked_at = row
+    return ApiKey(id=id_, name=name, prefix=prefix, created_at=created_at,
+                  last_used_at=last_used_at, revoked_at=revoked_at)
+
+
+def _fetch(conn: sqlite3.Connection, key_id: int) -> ApiKey:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"key {key_id} not found")
+    return _api_key(row)
+
+
+class KeyStore:
+    """The api_keys table: issue, list, revoke and check the keys clients present."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, *, name: str, now: float) -> tuple[ApiKey, str]:
+        """The stored row and the plaintext key: this return value is the only place it exists."""
+        key = KEY_PREFIX + secrets.token_urlsafe(KEY_RANDOM_BYTES)
+
+        def run(conn: sqlite3.Connection) -> ApiKey:
+            cursor = conn.execute(
+                "INSERT INTO api_keys (name, key_hash, prefix, created_at) VALUES (?, ?, ?, ?)",
+                (name, _hash(key), key[:DISPLAY_PREFIX_LENGTH], now))
+            assert cursor.lastrowid is not None
+            return _fetch(conn, cursor.lastrowid)
+        return await self._db.write(run), key
+
+    async def list(self) -> builtins.list[ApiKey]:
+        """Newest first: the key just made is the one an operator looks for."""
+        def run(conn: sqlite3.Connection) -> builtins.list[ApiKey]:
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at DESC, "
+                                "id DESC")
+            return [_api_key(row) for row in rows]
+        return await self._db.read(run)
+
+    async def get(self, key_id: int) -> ApiKey:
+        return await self._db.read(lambda conn: _fetch(conn, key_id))
+
+    async def revoke(self, key_id: int, *, now: float) -> ApiKey:
+        """Idempotent: revoking twice keeps the first `revoked_at`, the moment access ended."""
+        def run(conn: sqlite3.Connection) -> ApiKey:
+            conn.execute("UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?",
+                         (now, key_id))
+            return _fetch(conn, key_id)
+        return await self._db.write(run)
+
+    async def authenticate(self, presented: str) -> ApiKey | None:
+        """The live key matching `presented`, or None when it is unknown or revoked."""
+        if not presented.startswith(KEY_PREFIX):
+            return None  # not one of ours: no need to touch the database
+        wanted = _hash(presented)
+
+        def run(conn: sqlite3.Connection) -> tuple[bytes, ApiKey] | None:
+            row = conn.execute(f"SELECT key_hash, {_COLUMNS} FROM api_keys WHERE key_hash = ?",
+                               (wanted,)).fetchone()
+            return None if row is None else (bytes(row[0]), _api_key(row[1:]))
+        found = await self._db.read(run)
+        # The index lookup already matched; compare_digest makes the final word constant-time
+        # should the lookup ever become a prefix or range search.
+        if found is None or not hmac.compare_digest(found[0], wanted):
+            return None
+        key = found[1]
+        return None if key.revoked else key
+
+    async def touch(self, key_id: int, *, now: float) -> None:
+        """Record use. A key deleted meanwhile is simply not there to touch."""
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now, key_id))
+        await self._db.write(run)

@@ -1,0 +1,340 @@
+"""Request logs: batched inserts, a filtered newest-first listing, aggregate stats, pruning.
+
+Rows arrive through `LogWriter` in batches, so the per-request cost on the database is a share of
+one transaction. The same transaction moves `last_used_at` of the keys and accounts in the batch
+forward, which is why "last used" costs no write per request either.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kestrel.domain import Attempt, RequestLog, ValidationError
+from kestrel.store.database import Database
+
+# Rows deleted per write transaction by `prune`: each chunk takes a few milliseconds, so request
+# log batches and admin writes queued behind a large prune wait for one chunk, not for all of it.
+PRUNE_CHUNK = 5_000
+
+# More buckets than any chart can draw; a guard against a caller asking for a year by the second.
+MAX_BUCKETS = 10_000
+
+_COLUMNS = ("ts, request_id, route, status, key_id, account_id, model, stream, error_type, "
+            "input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, latency_ms, "
+            "ttfb_ms, client, user_agent, attempts")
+_INSERT = (f"INSERT INTO request_logs ({_COLUMNS}) "
+           f"VALUES ({', '.join('?' * (_COLUMNS.count(',') + 1))})")
+
+TOKEN_KINDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredLog(RequestLog):
+    """A request log as stored: every `RequestLog` field plus its row id."""
+
+    id: int
+
+
+def _attempts_json(attempts: Iterable[Attempt]) -> str:
+    return json.dumps([{"account_id": a.account_id, "status": a.status,
+                        "error_type": a.error_type, "duration_ms": a.duration_ms}
+                       for a in attempts], separators=(",", ":"))
+
+
+def _row_values(row: RequestLog) -> tuple[Any, ...]:
+    return (row.ts, row.request_id, row.route, row.status, row.key_id, row.account_id, row.model,
+            int(row.stream), row.error_type, row.input_tokens, row.output_tokens,
+            row.cache_read_tokens, row.cache_creation_tokens, row.latency_ms, row.ttfb_ms,
+            row.client, row.user_agent, _attempts_json(row.attempts))
+
+
+def _stored_log(row: tuple[Any, ...]) -> StoredLog:
+    (id_, ts, request_id, route, status, key_id, account_id, model, stream, error_type,
+     input_tokens, output_tokens, cache_read, cache_creation, latency_ms, ttfb_ms, client,
+     user_agent, attempts) = row
+    return StoredLog(
+        id=id_, ts=ts, request_id=request_id, route=route, status=status, key_id=key_id,
+        account_id=account_id, model=model, stream=bool(stream), error_type=error_type,
+        input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cache_read,
+        cache_creation_tokens=cache_creation, latency_ms=latency_ms, ttfb_ms=ttfb_ms,
+        client=client, user_agent=user_agent,
+        attempts=tuple(Attempt(account_id=a["account_id"], status=a["status"],
+                               error_type=a["error_type"], duration_ms=a["duration_ms"])
+                       for a in json.loads(attempts)))
+
+
+# --- cursors ------------------------------------------------------------------------------------
+# The listing is ordered by (ts DESC, id DESC), so a cursor is the position of the last row shown.
+# `repr` of a float round-trips exactly, so the next page starts right after that row even when
+# many rows share a timestamp. Base64 keeps it opaque: clients must not build cursors themselves.
+
+
+def encode_cursor(ts: float, row_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{ts!r}:{row_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, int]:
+    """The (ts, id) a cursor points after; `ValidationError` (field `cursor`) if it is not one."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        ts_text, row_id_text = raw.split(":")
+        ts, row_id = float(ts_text), int(row_id_text)
+    except (ValueError, binascii.Error, UnicodeError):
+        raise ValidationError("invalid cursor", field="cursor") from None
+    if (not math.isfinite(ts) or not 0 <= row_id < 2**63
+            or encode_cursor(ts, row_id) != cursor.rstrip("=")):
+        raise ValidationError("invalid cursor", field="cursor")
+    return ts, row_id
+
+
+# --- stats arithmetic (pure) ----------------------------------------------------------------------
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float | None:
+    """The nearest-rank percentile: the smallest value with at least p% of values at or below it.
+
+    Always one of the values (never interpolated), so a p95 latency is a latency some request
+    really had. `None` for no values; p=0 gives the minimum.
+    """
+    if not 0 <= p <= 100:
+        raise ValueError(f"percentile must be within 0..100, not {p}")
+    if not sorted_values:
+        return None
+    # round(): p * n / 100 is an integer in exact arithmetic more often than in floats
+    # (95 * 20 / 100); without it a float a hair above 19 would pick the 20th value.
+    rank = math.ceil(round(p * len(sorted_values) / 100, 9))
+    return sorted_values[max(rank, 1) - 1]
+
+
+def is_error(status: int, error_type: str | None) -> bool:
+    """A request counts as an error when the client got an HTTP error status, or when it got a
+    200 that went wrong later (a stream cut off midway records its `error_type`)."""
+    return status >= 400 or error_type is not None
+
+
+def error_kind(status: int, error_type: str | None) -> str:
+    """What an error is counted as: its `error_type`, or `http_<status>` when it has none."""
+    return error_type if error_type is not None else f"http_{status}"
+
+
+@dataclass
+class _Group:
+    """Running totals for one slice of the rows (all, one account, one key, one model, a bucket)."""
+
+    requests: int = 0
+    errors: int = 0
+    errors_by_type: dict[str, int] = field(default_factory=dict)
+    tokens: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    latencies: list[float] = field(default_factory=list)
+    ttfbs: list[float] = field(default_factory=list)
+
+    def add(self, status: int, error_type: str | None, tokens: Sequence[int],
+            latency_ms: float, ttfb_ms: float | None) -> None:
+        self.requests += 1
+        if is_error(status, error_type):
+            self.errors += 1
+            kind = error_kind(status, error_type)
+            self.errors_by_type[kind] = self.errors_by_type.get(kind, 0) + 1
+        for index, count in enumerate(tokens):
+            self.tokens[index] += count
+        self.latencies.append(latency_ms)
+        if ttfb_ms is not None:
+            self.ttfbs.append(ttfb_ms)
+
+    def _tokens(self) -> dict[str, int]:
+        return dict(zip(TOKEN_KINDS, self.tokens, strict=True))
+
+    def summary(self) -> dict[str, Any]:
+        self.latencies.sort()
+        self.ttfbs.sort()
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "errors_by_type": dict(sorted(self.errors_by_type.items())),
+            **self._tokens(),
+            "p50_latency_ms": percentile(self.latencies, 50),
+            "p95_latency_ms": percentile(self.latencies, 95),
+            "p50_ttfb_ms": percentile(self.ttfbs, 50),
+            "p95_ttfb_ms": percentile(self.ttfbs, 95),
+        }
+
+    def bucket(self, start: float) -> dict[str, Any]:
+        self.latencies.sort()
+        return {
+            "start": start,
+            "requests": self.requests,
+            "errors": self.errors,
+            **self._tokens(),
+            "p50_latency_ms": percentile(self.latencies, 50),
+            "p95_latency_ms": percentile(self.latencies, 95),
+        }
+
+
+def _ranked(groups: dict[Any, _Group], name: str) -> list[dict[str, Any]]:
+    """Busiest first; ties by id, with the rows that have none (null) last."""
+    order = sorted(groups, key=lambda k: (-groups[k].requests, k is None, "" if k is None else k))
+    return [{name: key, **groups[key].summary()} for key in order]
+
+
+def summarize(rows: Iterable[Sequence[Any]], *, since: float, until: float,
+              bucket_seconds: int) -> dict[str, Any]:
+    """Aggregate rows of (ts, account_id, key_id, model, status, error_type, input, output,
+    cache_read, cache_creation, latency_ms, ttfb_ms) that lie in [since, until).
+
+    The series covers the whole window, empty buckets included, so a chart needs no gap logic:
+    bucket i starts at `since + i * bucket_seconds`, the last one may end past `until`. An empty
+    bucket counts zero everywhere and has null percentiles (there is no latency to report).
+    """
+    if bucket_seconds <= 0:
+        raise ValueError("bucket_seconds must be positive")
+    if until <= since:
+        raise ValueError("until must be after since")
+    count = math.ceil((until - since) / bucket_seconds)
+    if count > MAX_BUCKETS:
+        raise ValueError(f"{count} buckets is more than {MAX_BUCKETS}")
+    totals = _Group()
+    accounts: dict[int | None, _Group] = {}
+    keys: dict[int | None, _Group] = {}
+    models: dict[str | None, _Group] = {}
+    buckets = [_Group() for _ in range(count)]
+    for (ts, account_id, key_id, model, status, error_type, *tokens, latency, ttfb) in rows:
+        # min(): a ts a rounding error below `until` must not index past the last bucket.
+        slot = buckets[min(int((ts - since) // bucket_seconds), count - 1)]
+        for group in (totals, accounts.setdefault(account_id, _Group()),
+                      keys.setdefault(key_id, _Group()), models.setdefault(model, _Group()),
+                      slot):
+            group.add(status, error_type, tokens, latency, ttfb)
+    return {
+        "since": since,
+        "until": until,
+        "bucket_seconds": bucket_seconds,
+        "totals": totals.summary(),
+        "accounts": _ranked(accounts, "account_id"),
+        "keys": _ranked(keys, "key_id"),
+        "models": _ranked(models, "model"),
+        "series": [b.bucket(since + i * bucket_seconds) for i, b in enumerate(buckets)],
+    }
+
+
+# --- the store ------------------------------------------------------------------------------------
+
+
+def _latest_per_id(pairs: Iterable[tuple[int | None, float]]) -> list[tuple[float, int]]:
+    latest: dict[int, float] = {}
+    for row_id, ts in pairs:
+        if row_id is not None and ts > latest.get(row_id, -math.inf):
+            latest[row_id] = ts
+    return [(ts, row_id) for row_id, ts in latest.items()]
+
+
+class RequestLogStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def insert_many(self, rows: Sequence[RequestLog]) -> None:
+        """Insert the rows and move `last_used_at` of their keys and accounts forward, in one
+        transaction. A row already older than what is stored never moves it back."""
+        if not rows:
+            return
+        values = [_row_values(row) for row in rows]
+        key_times = _latest_per_id((row.key_id, row.ts) for row in rows)
+        account_times = _latest_per_id((row.account_id, row.ts) for row in rows)
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.executemany(_INSERT, values)
+            # A key or account deleted meanwhile simply matches no row.
+            conn.executemany("UPDATE api_keys SET last_used_at = "
+                             "max(coalesce(last_used_at, 0), ?) WHERE id = ?", key_times)
+            conn.executemany("UPDATE accounts SET last_used_at = "
+                             "max(coalesce(last_used_at, 0), ?) WHERE id = ?", account_times)
+        await self._db.write(run)
+
+    async def query(
+        self,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        account_id: int | None = None,
+        key_id: int | None = None,
+        status: int | None = None,
+        model: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> tuple[list[StoredLog], str | None]:
+        """One page, newest first (by ts, then id), and the cursor of the next page (None: last).
+
+        Filters combine with AND; `since` is inclusive, `until` exclusive. A cursor is only
+        meaningful with the filters it was issued for.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("account_id", account_id), ("key_id", key_id),
+                              ("status", status), ("model", model)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("ts < ?")
+            args.append(until)
+        if cursor is not None:
+            where.append("(ts, id) < (?, ?)")
+            args.extend(decode_cursor(cursor))
+        sql = (f"SELECT id, {_COLUMNS} FROM request_logs"
+               f"{' WHERE ' + ' AND '.join(where) if where else ''}"
+               f" ORDER BY ts DESC, id DESC LIMIT ?")
+        args.append(limit + 1)  # one more than asked tells whether a next page exists
+
+        def run(conn: sqlite3.Connection) -> list[StoredLog]:
+            return [_stored_log(row) for row in conn.execute(sql, args)]
+        rows = await self._db.read(run)
+        if len(rows) <= limit:
+            return rows, None
+        page = rows[:limit]
+        return page, encode_cursor(page[-1].ts, page[-1].id)
+
+    async def stats(self, *, since: float, until: float, bucket_seconds: int) -> dict[str, Any]:
+        """Totals, per account / key / model, and a time series over [since, until).
+
+        Each group: `requests`, `errors` (see `is_error`) and `errors_by_type` (see `error_kind`),
+        the four token counts, and p50/p95 of `latency_ms` and `ttfb_ms` (nearest rank; null when
+        there are no values — ttfb is null for requests that never got a first byte). Series
+        buckets carry counts, tokens and latency percentiles; see `summarize`.
+
+        Reads every row of the window once: fine for the windows the dashboard shows (days of a
+        personal or team proxy); a far larger table would want pre-aggregated buckets.
+        """
+        def run(conn: sqlite3.Connection) -> dict[str, Any]:
+            rows = conn.execute(
+                "SELECT ts, account_id, key_id, model, status, error_type, input_tokens, "
+                "output_tokens, cache_read_tokens, cache_creation_tokens, latency_ms, ttfb_ms "
+                "FROM request_logs WHERE ts >= ? AND ts < ?", (since, until))
+            return summarize(rows, since=since, until=until, bucket_seconds=bucket_seconds)
+        return await self._db.read(run)
+
+    async def prune(self, before: float) -> int:
+        """Delete rows with ts < `before`, chunk by chunk; return how many went."""
+        def run(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM request_logs WHERE id IN "
+                "(SELECT id FROM request_logs WHERE ts < ? LIMIT ?)", (before, PRUNE_CHUNK)
+            ).rowcount
+
+        deleted = 0
+        while True:
+            # One transaction per chunk: whatever waits in the writer queue runs in between.
+            chunk = await self._db.write(run)
+            deleted += chunk
+            if chunk < PRUNE_CHUNK:
+                return deleted

@@ -1,0 +1,24 @@
+"""Fixtures shared by the suite: a real Kestrel process in a fresh directory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.process import KestrelProcess
+
+ADMIN_KEY = "test-admin-key-0123456789"
+ENCRYPTION_KEY = "11" * 32
+
+
+@pytest.fixture
+def kestrel_env() -> dict[str, str]:
+    """Settings for a test server; tests add to it before asking for `kestrel`."""
+    return {"ADMIN_KEY": ADMIN_KEY, "ENCRYPTION_KEY": ENCRYPTION_KEY}
+
+
+@pytest.fixture
+def kestrel(tmp_path: Path, kestrel_env: dict[str, str]) -> Iterator[KestrelProcess]:
+    with KestrelProcess(tmp_path, env=kestrel_env) as process:
+        yield process

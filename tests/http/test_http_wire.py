@@ -1,0 +1,152 @@
+"""The protocol decisions of `kestrel.http.wire`, without sockets."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from email.utils import parsedate_to_datetime
+
+import h11
+import pytest
+
+from kestrel.http import (
+    BodyTooLarge,
+    HTTPError,
+    MethodNotAllowed,
+    NotFound,
+    Response,
+    ServerLimits,
+)
+from kestrel.http.wire import (
+    DateCache,
+    InvalidResponse,
+    choose_request_id,
+    error_response,
+    internal_error_response,
+    refuse_before_handler,
+    response_head,
+)
+
+GENERATED_ID = re.compile(r"req_[0-9a-f]{24}")
+
+
+def headers_of(event: h11.Response) -> list[tuple[str, str]]:
+    return [(k.decode(), v.decode()) for k, v in event.headers]
+
+
+def head(method: str, response: Response, *, close: bool = False) -> tuple[h11.Response, bool]:
+    return response_head(method, response, request_id="rid-1", date="DATE", server="srv",
+                         close=close)
+
+
+async def _gen() -> AsyncIterator[bytes]:
+    yield b"x"
+
+
+@pytest.mark.parametrize("given", ["abc", "A.b_c:d-9", "x" * 128])
+def test_well_formed_request_id_is_kept(given: str) -> None:
+    assert choose_request_id(given) == given
+
+
+@pytest.mark.parametrize("given", [None, "", "has space", "x" * 129, "semi;colon", "é", "a\n"])
+def test_other_request_ids_are_replaced(given: str | None) -> None:
+    assert GENERATED_ID.fullmatch(choose_request_id(given))
+    assert choose_request_id(given) != choose_request_id(given)
+
+
+def test_date_is_imf_fixdate_and_cached_per_second() -> None:
+    cache = DateCache()
+    assert cache.get(0.0) == "Thu, 01 Jan 1970 00:00:00 GMT"
+    assert cache.get(0.9) == "Thu, 01 Jan 1970 00:00:00 GMT"
+    value = cache.get(1_700_000_000.5)
+    assert value == "Tue, 14 Nov 2023 22:13:20 GMT"
+    assert parsedate_to_datetime(value).timestamp() == 1_700_000_000
+
+
+def test_bytes_body_gets_its_own_content_length_and_framing_headers_are_dropped() -> None:
+    event, send_body = head("GET", Response(200, [
+        ("Content-Length", "999"), ("Transfer-Encoding", "gzip"), ("Connection", "keep-alive"),
+        ("Keep-Alive", "timeout=5"), ("X-Request-ID", "spoofed"), ("X-Other", "1"),
+    ], b"hello"))
+    assert send_body
+    assert headers_of(event) == [("x-other", "1"), ("content-length", "5"), ("date", "DATE"),
+                                 ("server", "srv"), ("x-request-id", "rid-1")]
+    assert event.reason == b"OK"
+
+
+def test_iterable_body_gets_no_content_length() -> None:
+    gen = _gen()
+    event, send_body = head("GET", Response(200, [("content-length", "1")], gen))
+    names = [name for name, _ in headers_of(event)]
+    assert send_body and "content-length" not in names and "transfer-encoding" not in names
+    # Close the never-started generator so no "never awaited" warning is left behind.
+    gen.aclose().close()  # type: ignore[attr-defined]
+
+
+def test_head_keeps_get_headers_but_sends_no_body() -> None:
+    event, send_body = head("HEAD", Response(200, [], b"twelve bytes"))
+    assert not send_body
+    assert ("content-length", "12") in headers_of(event)
+    # A HEAD-only handler may state the length its GET would have.
+    event, _ = head("HEAD", Response(200, [("content-length", "4096")], b""))
+    assert ("content-length", "4096") in headers_of(event)
+
+
+def test_no_content_status_has_no_length_and_no_body() -> None:
+    event, send_body = head("GET", Response(204, [], b""))
+    assert not send_body
+    assert "content-length" not in dict(headers_of(event))
+
+
+def test_close_and_handler_date_server_are_respected() -> None:
+    event, _ = head("GET", Response(200, [("date", "THEIRS"), ("server", "app")], b""),
+                    close=True)
+    pairs = headers_of(event)
+    assert ("date", "THEIRS") in pairs and ("server", "app") in pairs
+    assert ("date", "DATE") not in pairs and pairs[-1] == ("connection", "close")
+
+
+@pytest.mark.parametrize("response", [
+    Response(200, [("x-bad", "secret-value\r\ninjected: 1")], b""),
+    Response(99, [], b""),
+    Response(200, [("bad name", "secret-value")], b""),
+])
+def test_invalid_response_is_refused_without_quoting_values(response: Response) -> None:
+    with pytest.raises(InvalidResponse) as info:
+        head("GET", response)
+    assert "secret-value" not in str(info.value)
+
+
+def test_error_responses_are_plain_json() -> None:
+    resp = error_response(MethodNotAllowed("no", ("GET", "HEAD")))
+    assert resp.status == 405
+    assert ("allow", "GET, HEAD") in resp.headers
+    assert isinstance(resp.body, bytes)
+    assert json.loads(resp.body) == {"error": {"type": "method_not_allowed", "message": "no"}}
+    assert error_response(NotFound("gone")).status == 404
+    assert error_response(BodyTooLarge("big")).status == 413
+    assert json.loads(error_response(HTTPError("x")).body)["error"]["type"] == "http_error"  # type: ignore[arg-type]
+    internal = internal_error_response()
+    assert internal.status == 500
+    assert json.loads(internal.body)["error"]["type"] == "internal_error"  # type: ignore[arg-type]
+
+
+def _request(method: bytes = b"GET", headers: list[tuple[str, str]] | None = None,
+             target: bytes = b"/") -> h11.Request:
+    return h11.Request(method=method, target=target,
+                       headers=[("host", "x"), *(headers or [])])
+
+
+def test_refusals_before_the_handler() -> None:
+    limits = ServerLimits(max_header_bytes=200, max_body_bytes=100)
+    assert refuse_before_handler(_request(), limits) is None
+    # A large declared body is the body reader's business, not a refusal of the head.
+    assert refuse_before_handler(_request(headers=[("content-length", "101")]), limits) is None
+    both = refuse_before_handler(_request(headers=[("content-length", "1"),
+                                                   ("transfer-encoding", "chunked")]), limits)
+    assert both is not None and both.status == 400
+    long_head = refuse_before_handler(_request(headers=[("x-pad", "a" * 200)]), limits)
+    assert long_head is not None and long_head.status == 431
+    connect = refuse_before_handler(_request(b"CONNECT", target=b"example.com:443"), limits)
+    assert connect is not None and connect.status == 501

@@ -1,0 +1,110 @@
+"""Client keys on a real database file: only hashes stored, revocation, authentication."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from kestrel.domain import NotFound
+from kestrel.store.database import Database
+from kestrel.store.keys import KeyStore
+
+T = TypeVar("T")
+
+
+def with_keys(path: Path, body: Callable[[KeyStore], Awaitable[T]]) -> T:
+    async def main() -> T:
+        db = await Database.open(path)
+        try:
+            return await body(KeyStore(db))
+        finally:
+            await db.close()
+    return asyncio.run(main())
+
+
+@contextlib.contextmanager
+def raw(path: Path) -> Iterator[sqlite3.Connection]:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def test_create_returns_the_key_once_and_stores_only_its_hash_and_prefix(tmp_path: Path) -> None:
+    path = tmp_path / "k.db"
+
+    async def body(keys: KeyStore) -> str:
+        row, key = await keys.create(name="laptop", now=10.0)
+        assert key.startswith("kst_") and len(key) == 4 + 43
+        assert (row.name, row.prefix, row.created_at, row.last_used_at, row.revoked) == (
+            "laptop", key[:12], 10.0, None, False)
+        assert await keys.get(row.id) == row
+        other_row, other = await keys.create(name="laptop", now=11.0)  # names need not be unique
+        assert other != key and other_row.id != row.id
+        return key
+    key = with_keys(path, body)
+    with raw(path) as conn:
+        stored = conn.execute("SELECT key_hash, prefix FROM api_keys ORDER BY id").fetchone()
+    assert stored == (hashlib.sha256(key.encode()).digest(), key[:12])
+    for file in tmp_path.iterdir():
+        content = file.read_bytes()
+        assert key.encode() not in content and key[12:].encode() not in content, file.name
+
+
+def test_the_key_is_not_in_the_wal_while_the_database_is_open(tmp_path: Path) -> None:
+    async def body(keys: KeyStore) -> None:
+        _, key = await keys.create(name="k", now=1.0)
+        wal = (tmp_path / "k.db-wal").read_bytes()
+        assert hashlib.sha256(key.encode()).digest() in wal  # proof we read the right bytes
+        assert key.encode() not in wal and key[12:].encode() not in wal
+    with_keys(tmp_path / "k.db", body)
+
+
+def test_authenticate_accepts_a_live_key_only(tmp_path: Path) -> None:
+    async def body(keys: KeyStore) -> None:
+        row, key = await keys.create(name="ci", now=1.0)
+        _, other = await keys.create(name="other", now=1.0)
+        assert await keys.authenticate(key) == row
+        assert await keys.authenticate("kst_" + "A" * 43) is None   # well-formed, unknown
+        assert await keys.authenticate(key[:-1]) is None
+        assert await keys.authenticate(key + "x") is None
+        assert await keys.authenticate("sk-ant-api03-whatever") is None
+        assert await keys.authenticate("") is None
+        await keys.revoke(row.id, now=5.0)
+        assert await keys.authenticate(key) is None
+        assert await keys.authenticate(other) is not None  # revoking one leaves the others
+    with_keys(tmp_path / "k.db", body)
+
+
+def test_revoke_is_idempotent_and_keeps_the_first_time(tmp_path: Path) -> None:
+    async def body(keys: KeyStore) -> None:
+        row, _ = await keys.create(name="k", now=1.0)
+        first = await keys.revoke(row.id, now=5.0)
+        again = await keys.revoke(row.id, now=9.0)
+        assert first.revoked_at == again.revoked_at == 5.0 and again.revoked
+        with pytest.raises(NotFound, match="^key 42 not found$"):
+            await keys.revoke(42, now=9.0)
+        with pytest.raises(NotFound):
+            await keys.get(42)
+    with_keys(tmp_path / "k.db", body)
+
+
+def test_list_is_newest_first_and_touch_records_use(tmp_path: Path) -> None:
+    async def body(keys: KeyStore) -> None:
+        assert await keys.list() == []
+        old, _ = await keys.create(name="old", now=1.0)
+        await keys.create(name="new", now=2.0)
+        await keys.create(name="same-time", now=2.0)
+        assert [k.name for k in await keys.list()] == ["same-time", "new", "old"]
+        await keys.touch(old.id, now=7.5)
+        assert (await keys.get(old.id)).last_used_at == 7.5
+        await keys.touch(999, now=8.0)  # a key deleted meanwhile: nothing to do, no error
+    with_keys(tmp_path / "k.db", body)

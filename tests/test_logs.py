@@ -1,0 +1,200 @@
+"""Structured logging: the line shapes, the request id from context, and redaction everywhere."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from kestrel.logs import request_id_var, resolve_format, setup_logging
+
+HTTP = {"method": "GET", "path": "/health", "status": 200, "duration_ms": 1.23,
+        "request_id": "req_abc", "client": "127.0.0.1", "bytes_sent": 15}
+
+
+@pytest.fixture(autouse=True)
+def _restore_kestrel_logger() -> Iterator[None]:
+    logger = logging.getLogger("kestrel")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:] = saved[0]
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
+
+
+@pytest.fixture
+def capture() -> Callable[..., io.StringIO]:
+    def start(fmt: str = "json", level: str = "debug") -> io.StringIO:
+        stream = io.StringIO()
+        setup_logging(level=level, fmt=fmt, stream=stream)
+        return stream
+    return start
+
+
+def json_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_json_line_carries_http_fields_and_the_request_id(
+    capture: Callable[..., io.StringIO]
+) -> None:
+    stream = capture("json")
+    log = logging.getLogger("kestrel.http")
+    token = request_id_var.set("req_abc")
+    try:
+        log.info("GET /health 200", extra={"http": HTTP})
+        logging.getLogger("kestrel.proxy").warning("picked %s", "acct-1",
+                                                   extra={"account": {"id": 3, "name": "main"}})
+    finally:
+        request_id_var.reset(token)
+    logging.getLogger("kestrel").info("after the request")
+
+    http_line, proxy_line, outside = json_lines(stream)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", http_line.pop("ts"))
+    assert http_line == {"level": "info", "logger": "kestrel.http", "msg": "GET /health 200",
+                         "request_id": "req_abc", "http": HTTP}
+    del proxy_line["ts"]
+    assert proxy_line == {"level": "warning", "logger": "kestrel.proxy", "msg": "picked acct-1",
+                          "request_id": "req_abc", "account": {"id": 3, "name": "main"}}
+    assert "request_id" not in outside
+
+
+def test_groups_stay_apart_and_cannot_overwrite_the_core_keys(
+    capture: Callable[..., io.StringIO]
+) -> None:
+    stream = capture("json")
+    logging.getLogger("kestrel").info("real", extra={"event": {"msg": "fake", "name": "e"},
+                                                     "account": {"name": "a"}, "other": "x"})
+    (line,) = json_lines(stream)
+    assert (line["msg"], line["level"]) == ("real", "info")
+    assert line["event"] == {"msg": "fake", "name": "e"} and line["account"] == {"name": "a"}
+    assert "other" not in line  # only the known groups are structured output
+
+
+def test_pretty_line(capture: Callable[..., io.StringIO]) -> None:
+    stream = capture("pretty")
+    token = request_id_var.set("req_abc")
+    try:
+        logging.getLogger("kestrel.http").info("GET /health 200", extra={"http": HTTP})
+        logging.getLogger("kestrel.app").warning("started", extra={"event": {"port": 8080,
+                                                                             "db": "a b.db"}})
+    finally:
+        request_id_var.reset(token)
+    request, started = stream.getvalue().splitlines()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} INFO  kestrel\.http  GET /health 200 1\.2ms "
+                        r"req=req_abc client=127\.0\.0\.1 bytes=15", request), request
+    assert started.endswith(' WARN  kestrel.app  started req=req_abc port=8080 db="a b.db"')
+
+
+def test_exceptions_are_included(capture: Callable[..., io.StringIO]) -> None:
+    for fmt in ("json", "pretty"):
+        stream = capture(fmt)
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            logging.getLogger("kestrel").exception("failed")
+        text = stream.getvalue()
+        if fmt == "json":
+            (line,) = json_lines(stream)
+            text = line["exc"]
+        assert "Traceback (most recent call last)" in text and "RuntimeError: boom" in text
+
+
+def test_setup_is_idempotent_and_sets_level_and_propagation(
+    capture: Callable[..., io.StringIO]
+) -> None:
+    capture("json", "debug")
+    stream = capture("json", "WARNING")
+    logger = logging.getLogger("kestrel")
+    assert len(logger.handlers) == 1 and logger.propagate is False
+    logging.getLogger("kestrel.x").info("quiet")
+    logging.getLogger("kestrel.x").warning("loud")
+    assert [line["msg"] for line in json_lines(stream)] == ["loud"]
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_auto_format_is_json_off_a_terminal_and_pretty_on_one(
+    capture: Callable[..., io.StringIO]
+) -> None:
+    assert resolve_format("auto", io.StringIO()) == "json"
+    assert resolve_format("auto", _Tty()) == "pretty"
+    assert resolve_format("pretty", io.StringIO()) == "pretty"
+    stream = capture("auto")
+    logging.getLogger("kestrel").info("hello")
+    assert json_lines(stream)[0]["msg"] == "hello"
+
+
+# --- redaction ----------------------------------------------------------------------------------
+
+SECRETS = [
+    pytest.param("sk-ant-api03-AbC_dEf-0123456789xyz", "sk-ant-", id="anthropic-key"),
+    pytest.param("sk-ant-oat01-Zz9_Yy8-Xx7Ww6Vv5", "sk-ant-", id="anthropic-oauth-token"),
+    pytest.param("kst_Q1w2E3r4T5y6U7i8", "kst_", id="kestrel-client-key"),
+    pytest.param("kadm_Q1w2E3r4T5y6U7i8O9p0", "kadm_", id="admin-key"),
+    pytest.param("Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln", "Bearer ", id="bearer"),
+]
+
+
+def _secret_part(secret: str) -> str:
+    """What must never appear: everything after the recognisable family prefix."""
+    return secret.split(" ", 1)[1] if secret.startswith("Bearer ") else secret[8:]
+
+
+@pytest.mark.parametrize("fmt", ["json", "pretty"])
+@pytest.mark.parametrize(("secret", "family"), SECRETS)
+def test_secret_patterns_are_redacted_everywhere(
+    capture: Callable[..., io.StringIO], secret: str, family: str, fmt: str
+) -> None:
+    stream = capture(fmt)
+    log = logging.getLogger("kestrel.proxy")
+    log.info(f"in the message {secret} end")
+    log.info("in the args %s end", secret)
+    log.info("in a field", extra={"upstream": {"detail": f"said {secret}", "nested": [secret]}})
+    try:
+        raise ValueError(f"upstream rejected {secret}")
+    except ValueError:
+        log.exception("in a traceback")
+    text = stream.getvalue()
+    assert _secret_part(secret) not in text
+    assert text.count(f"{family}…[redacted]") >= 5, text
+
+
+def test_values_under_secret_names_are_redacted_whatever_they_look_like(
+    capture: Callable[..., io.StringIO]
+) -> None:
+    stream = capture("json")
+    names = ["api_key", "x-api-key", "Authorization", "x-admin-key", "access_token",
+             "refresh_token", "password", "secret", "client_secret"]
+    logging.getLogger("kestrel").info("headers", extra={"upstream": {
+        **{name: "plain-value-123" for name in names},
+        "headers": [["X-Api-Key", "plain-value-123"], ["content-type", "application/json"]],
+        "input_tokens": 12, "secrets_path": "k.db.secrets",
+    }})
+    line = json_lines(stream)[0]["upstream"]
+    assert "plain-value-123" not in json.dumps(line)
+    assert {name: line[name] for name in names} == {name: "[redacted]" for name in names}
+    assert line["headers"] == [["X-Api-Key", "[redacted]"], ["content-type", "application/json"]]
+    assert (line["input_tokens"], line["secrets_path"]) == (12, "k.db.secrets")
+
+
+def test_key_value_pairs_in_text_are_redacted_but_prose_is_not(
+    capture: Callable[..., io.StringIO]
+) -> None:
+    stream = capture("json")
+    log = logging.getLogger("kestrel")
+    log.info("sent %s", {"x-api-key": "plain-value-123", "accept": "json"})
+    log.info("GET /oauth?code=1&access_token=plain-value-123&state=2")
+    log.info("x-api-key: invalid; a Bearer token is required; input_tokens=12")
+    sent, query, prose = (line["msg"] for line in json_lines(stream))
+    assert sent == "sent {'x-api-key': '[redacted]', 'accept': 'json'}"
+    assert query == "GET /oauth?code=1&access_token=[redacted]&state=2"
+    assert prose == "x-api-key: invalid; a Bearer token is required; input_tokens=12"
