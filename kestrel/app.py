@@ -11,21 +11,31 @@ import logging
 import time
 from collections.abc import Callable
 
+import httpx
+
 from kestrel import http
 from kestrel.api.admin import AdminApi
 from kestrel.api.admin_auth import AdminGuard
+from kestrel.api.admin_logs import LogsApi
+from kestrel.api.client_auth import authenticate_client
 from kestrel.api.endpoints import Auth, Endpoint
 from kestrel.api.errors import error_response, from_http_error, surface_for_path
 from kestrel.api.health import HealthApi
 from kestrel.api.openapi import openapi_endpoint
+from kestrel.api.proxy import ProxyApi
 from kestrel.config import Settings
 from kestrel.crypto import Sealer
 from kestrel.domain import AccountType, Credential, KestrelError
 from kestrel.logs import request_id_var
+from kestrel.proxy.forwarder import Forwarder
+from kestrel.proxy.pool import AccountPool
+from kestrel.proxy.selection import Rotation
 from kestrel.store.accounts import AccountStore
 from kestrel.store.database import Database
 from kestrel.store.keys import KeyStore
+from kestrel.store.log_writer import LogWriter
 from kestrel.store.meta import check_encryption_key
+from kestrel.store.request_logs import RequestLogStore
 
 log = logging.getLogger("kestrel.app")
 
@@ -39,10 +49,26 @@ class App:
         sealer = Sealer(settings.encryption_key)
         self.accounts = AccountStore(db, sealer)
         self.keys = KeyStore(db)
+        self.pool = AccountPool(self.accounts, rotation=Rotation(settings.rotation))
+        request_logs = RequestLogStore(db)
+        self.log_writer = LogWriter(request_logs, retention_days=settings.log_retention_days,
+                                    clock=clock)
+        self.upstream = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.upstream_read_timeout,
+                                  connect=settings.upstream_connect_timeout),
+            # Every stream holds a connection for its whole life: no cap below the number of
+            # streams Kestrel serves at once, or they would queue behind each other.
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+        )
+        self.forwarder = Forwarder(self.pool, self.upstream, self.log_writer.submit,
+                                   default_base_url=settings.claude_base_url,
+                                   cooldown_max=settings.cooldown_max, clock=clock)
         self._admin_guard = AdminGuard(settings.admin_key)
         self.endpoints: list[Endpoint] = [
             *HealthApi(db).endpoints(),
-            *AdminApi(self.accounts, self.keys, clock).endpoints(),
+            *ProxyApi(self.forwarder, clock).endpoints(),
+            *AdminApi(self.accounts, self.keys, self.pool, clock).endpoints(),
+            *LogsApi(request_logs, clock).endpoints(),
         ]
         self.endpoints.append(openapi_endpoint(lambda: self.endpoints))
         self.router = http.Router()
@@ -60,13 +86,23 @@ class App:
         try:
             await check_encryption_key(db, Sealer(settings.encryption_key))
             app = cls(settings, db)
-            await app._seed_default_account()
         except BaseException:
             await db.close()
+            raise
+        try:
+            await app._seed_default_account()
+            await app.pool.load()
+            await app.log_writer.start()
+        except BaseException:
+            await app.close()
             raise
         return app
 
     async def close(self) -> None:
+        """Release everything, the pending request logs written first. Call after the server
+        stopped, so no request is still writing."""
+        await self.log_writer.close()
+        await self.upstream.aclose()
         await self.db.close()
 
     async def _seed_default_account(self) -> None:
@@ -106,4 +142,6 @@ class App:
         if endpoint.auth is Auth.ADMIN:
             self._admin_guard.check(request.headers.get("x-admin-key"), request.client_host,
                                     self.clock())
+        elif endpoint.auth is Auth.CLIENT:
+            request.state["api_key"] = await authenticate_client(request.headers, self.keys)
         return await endpoint.handler(request)

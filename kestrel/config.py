@@ -31,8 +31,18 @@ DEFAULT_SHUTDOWN_GRACE = 30.0
 # 16 characters of a random alphabet are out of reach of online guessing; shorter keys are typos.
 MIN_ADMIN_KEY_LENGTH = 16
 
+# A stale or skewed rate-limit window must not park an account for days; an hour re-probes it.
+DEFAULT_COOLDOWN_MAX = 3600.0
+DEFAULT_LOG_RETENTION_DAYS = 30.0
+# Connecting to Anthropic takes well under a second; ten covers a slow DNS or TLS handshake.
+DEFAULT_UPSTREAM_CONNECT_TIMEOUT = 10.0
+# Between two bytes of an answer. Streams send pings every few seconds, but a non-streaming
+# answer of a long generation arrives whole after minutes: ten of them bound a hung upstream.
+DEFAULT_UPSTREAM_READ_TIMEOUT = 600.0
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "pretty", "auto")
+ROTATIONS = ("balanced", "fill-first")
 
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -50,6 +60,11 @@ class Settings:
     claude_base_url: str
     max_body_bytes: int
     shutdown_grace: float
+    rotation: str
+    cooldown_max: float
+    log_retention_days: float
+    upstream_connect_timeout: float
+    upstream_read_timeout: float
     oauth_client_id: str | None
     oauth_redirect_uri: str | None
     oauth_auth_url: str | None
@@ -115,14 +130,25 @@ def load_settings(
     else:
         problems.append(f"MAX_BODY_BYTES: {max_body!r} is not a positive whole number of bytes")
 
-    grace = get("SHUTDOWN_GRACE_SECONDS") or str(DEFAULT_SHUTDOWN_GRACE)
-    shutdown_grace = 0.0
-    try:
-        shutdown_grace = float(grace)
-        if not math.isfinite(shutdown_grace) or shutdown_grace < 0:
-            raise ValueError(grace)
-    except ValueError:
-        problems.append(f"SHUTDOWN_GRACE_SECONDS: {grace!r} is not a number of seconds >= 0")
+    def seconds(name: str, default: float, *, positive: bool = False) -> float:
+        raw = get(name) or str(default)
+        try:
+            value = float(raw)
+            if math.isfinite(value) and (value > 0 if positive else value >= 0):
+                return value
+        except ValueError:
+            pass
+        problems.append(f"{name}: {raw!r} is not a number {'> 0' if positive else '>= 0'}"
+                        f" ({'days' if name.endswith('_DAYS') else 'seconds'})")
+        return default
+
+    shutdown_grace = seconds("SHUTDOWN_GRACE_SECONDS", DEFAULT_SHUTDOWN_GRACE)
+    rotation = _one_of("ROTATION", get("ROTATION") or "balanced", ROTATIONS, problems)
+    cooldown_max = seconds("COOLDOWN_MAX", DEFAULT_COOLDOWN_MAX, positive=True)
+    retention = seconds("LOG_RETENTION_DAYS", DEFAULT_LOG_RETENTION_DAYS)
+    connect_timeout = seconds("UPSTREAM_CONNECT_TIMEOUT", DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
+                              positive=True)
+    read_timeout = seconds("UPSTREAM_READ_TIMEOUT", DEFAULT_UPSTREAM_READ_TIMEOUT, positive=True)
 
     if problems:
         raise ConfigError(problems)
@@ -143,6 +169,11 @@ def load_settings(
         claude_base_url=base_url,
         max_body_bytes=max_body_bytes,
         shutdown_grace=shutdown_grace,
+        rotation=rotation,
+        cooldown_max=cooldown_max,
+        log_retention_days=retention,
+        upstream_connect_timeout=connect_timeout,
+        upstream_read_timeout=read_timeout,
         oauth_client_id=get("OAUTH_CLIENT_ID"),
         oauth_redirect_uri=get("OAUTH_REDIRECT_URI"),
         oauth_auth_url=get("OAUTH_AUTH_URL"),

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from support.process import KestrelProcess
 
 ADMIN_KEY = "test-admin-key-0123456789"

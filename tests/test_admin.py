@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from conftest import ADMIN_KEY
 from support.process import KestrelProcess
 

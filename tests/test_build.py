@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support.process import KestrelProcess
-
 import kestrel
+
+from support.process import KestrelProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 

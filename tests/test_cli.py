@@ -8,10 +8,10 @@ import sqlite3
 import stat
 from pathlib import Path
 
+from kestrel import __version__
+
 from conftest import ADMIN_KEY, ENCRYPTION_KEY
 from support.process import KestrelProcess, run_kestrel
-
-from kestrel import __version__
 
 CLAUDE_KEY = "sk-ant-api03-FROM-ENVIRONMENT-abcdefgh1234"
 

@@ -47,9 +47,15 @@ def problems_of(environ: dict[str, str], **overrides: object) -> list[str]:
     ("MAX_BODY_BYTES", "12MB", "MAX_BODY_BYTES: '12MB' is not a positive whole number of bytes"),
     ("MAX_BODY_BYTES", "0", "MAX_BODY_BYTES: '0' is not a positive whole number of bytes"),
     ("SHUTDOWN_GRACE_SECONDS", "-1",
-     "SHUTDOWN_GRACE_SECONDS: '-1' is not a number of seconds >= 0"),
+     "SHUTDOWN_GRACE_SECONDS: '-1' is not a number >= 0 (seconds)"),
     ("SHUTDOWN_GRACE_SECONDS", "soon",
-     "SHUTDOWN_GRACE_SECONDS: 'soon' is not a number of seconds >= 0"),
+     "SHUTDOWN_GRACE_SECONDS: 'soon' is not a number >= 0 (seconds)"),
+    ("ROTATION", "random", "ROTATION: 'random' is not one of balanced, fill-first"),
+    ("COOLDOWN_MAX", "0", "COOLDOWN_MAX: '0' is not a number > 0 (seconds)"),
+    ("LOG_RETENTION_DAYS", "a month", "LOG_RETENTION_DAYS: 'a month' is not a number >= 0 (days)"),
+    ("UPSTREAM_CONNECT_TIMEOUT", "-3",
+     "UPSTREAM_CONNECT_TIMEOUT: '-3' is not a number > 0 (seconds)"),
+    ("UPSTREAM_READ_TIMEOUT", "inf", "UPSTREAM_READ_TIMEOUT: 'inf' is not a number > 0 (seconds)"),
 ])
 def test_a_bad_value_is_one_line_naming_the_variable(
     tmp_path: Path, name: str, value: str, line: str
@@ -114,7 +120,9 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         host="127.0.0.1", port=8080, log_level="info", log_format="auto",
         db_path=Path("kestrel.db"), encryption_key=bytes.fromhex(KEY_HEX), admin_key=ADMIN_KEY,
         claude_api_key=None, claude_base_url="https://api.anthropic.com",
-        max_body_bytes=33554432, shutdown_grace=30.0, oauth_client_id=None,
+        max_body_bytes=33554432, shutdown_grace=30.0, rotation="balanced", cooldown_max=3600.0,
+        log_retention_days=30.0, upstream_connect_timeout=10.0, upstream_read_timeout=600.0,
+        oauth_client_id=None,
         oauth_redirect_uri=None, oauth_auth_url=None, oauth_token_url=None, oauth_scopes=None,
         secrets_path=Path("kestrel.db.secrets"), generated=(),
     )
@@ -125,7 +133,10 @@ def test_values_are_normalised_and_secrets_stay_out_of_repr(tmp_path: Path) -> N
         tmp_path, LOG_LEVEL="WARNING", LOG_FORMAT="Pretty", CLAUDE_BASE_URL="http://127.0.0.1:9/",
         CLAUDE_API_KEY="sk-ant-api03-secretvalue", SHUTDOWN_GRACE_SECONDS="2.5",
         MAX_BODY_BYTES="1024", OAUTH_CLIENT_ID="client-1", OAUTH_SCOPES="user:inference",
+        ROTATION="Fill-First", COOLDOWN_MAX="90", LOG_RETENTION_DAYS="0.5",
     ))
+    assert (settings.rotation, settings.cooldown_max, settings.log_retention_days) == (
+        "fill-first", 90.0, 0.5)
     assert (settings.log_level, settings.log_format) == ("warning", "pretty")
     assert settings.claude_base_url == "http://127.0.0.1:9"
     assert (settings.shutdown_grace, settings.max_body_bytes) == (2.5, 1024)

@@ -15,6 +15,10 @@ import anthropic
 import httpx
 import pytest
 from anthropic.types import MessageParam, ToolParam
+
+from kestrel.proxy.usage import StreamUsageTracker, summarize_message
+from kestrel.translate.sse import SseDecoder
+
 from fake_upstream import (
     ANY,
     FakeAnthropic,
@@ -30,9 +34,6 @@ from fake_upstream import (
     stream_error_after,
     success,
 )
-
-from kestrel.proxy.usage import StreamUsageTracker, summarize_message
-from kestrel.translate.sse import SseDecoder
 
 MODEL = "claude-sonnet-4-6"
 KEY = "sk-ant-api03-test-key-a"

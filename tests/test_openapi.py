@@ -7,13 +7,14 @@ import re
 from pathlib import Path
 
 import jsonschema
-from conftest import ADMIN_KEY
-from support.process import KestrelProcess
 
 from kestrel.api.endpoints import Endpoint
 from kestrel.api.openapi import build_document
 from kestrel.app import App
 from kestrel.config import load_settings
+
+from conftest import ADMIN_KEY
+from support.process import KestrelProcess
 
 
 def _schema(document: dict, path: str, method: str, status: int) -> dict:

@@ -14,6 +14,7 @@ from kestrel.api.responses import iso_time, json_response, read_json_object
 from kestrel.api.schema import Schema, validate
 from kestrel.domain import Account, AccountType, ApiKey, ClientError, Credential
 from kestrel.http import Request, Response
+from kestrel.proxy.pool import AccountPool
 from kestrel.store.accounts import UNSET, AccountStore
 from kestrel.store.keys import KeyStore
 
@@ -148,9 +149,11 @@ def _path_id(request: Request, name: str = "id") -> int:
 
 
 class AdminApi:
-    def __init__(self, accounts: AccountStore, keys: KeyStore, clock: Callable[[], float]) -> None:
+    def __init__(self, accounts: AccountStore, keys: KeyStore, pool: AccountPool,
+                 clock: Callable[[], float]) -> None:
         self._accounts = accounts
         self._keys = keys
+        self._pool = pool  # told of every change, so the proxy uses it from the next request
         self._clock = clock
 
     def endpoints(self) -> list[Endpoint]:
@@ -209,6 +212,7 @@ class AdminApi:
             enabled=body.get("enabled", True),
             now=now,
         )
+        self._pool.put(account)
         return json_response(account_json(account, now), 201)
 
     async def update_account(self, request: Request) -> Response:
@@ -225,15 +229,19 @@ class AdminApi:
             priority=body.get("priority"),
             enabled=body.get("enabled"),
         )
+        self._pool.put(account)
         return json_response(account_json(account, now))
 
     async def delete_account(self, request: Request) -> Response:
-        await self._accounts.delete(_path_id(request))
+        account_id = _path_id(request)
+        await self._accounts.delete(account_id)
+        self._pool.remove(account_id)
         return Response(204)
 
     async def reset_account(self, request: Request) -> Response:
         now = self._clock()
         account = await self._accounts.reset(_path_id(request), now=now)
+        self._pool.put(account)
         return json_response(account_json(account, now))
 
     async def list_keys(self, request: Request) -> Response:

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 from contextlib import suppress
 
 import pytest
-from serverkit import Client, chunked, echo, request, run, serving
 
 from kestrel.http import BadRequest, BodyTooLarge, Request, RequestTimeout, Response
+
+from serverkit import Client, chunked, echo, request, run, serving
 
 
 def test_oversized_head_gets_431_and_close() -> None:

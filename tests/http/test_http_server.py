@@ -11,7 +11,6 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 import pytest
-from serverkit import Client, ListHandler, captured, chunked, echo, request, run, serving
 
 from kestrel.http import (
     BadRequest,
@@ -21,6 +20,8 @@ from kestrel.http import (
     Response,
     Router,
 )
+
+from serverkit import Client, ListHandler, captured, chunked, echo, request, run, serving
 
 
 def test_keep_alive_serves_several_requests_on_one_connection() -> None:

@@ -9,9 +9,10 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from serverkit import FAST, Client, echo, request, run
 
 from kestrel.http import Handler, Request, Response, Server
+
+from serverkit import FAST, Client, echo, request, run
 
 
 async def started(handler: Handler, **limits: Any) -> Server:

@@ -7,9 +7,9 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from serverkit import Client, ListHandler, captured, request, run, serving
-
 from kestrel.http import Request, Response
+
+from serverkit import Client, ListHandler, captured, request, run, serving
 
 CHUNK = 256 * 1024
 

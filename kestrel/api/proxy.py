@@ -1,0 +1,150 @@
+"""The Anthropic surface: `/v1/messages`, `/v1/messages/count_tokens`, `/v1/models`, probes.
+
+Thin by design: read what routing and logs need from the body (model, stream, metadata),
+hand the untouched bytes to the forwarder, and relay its answer. The body is never
+re-serialised: thinking-block signatures would no longer verify.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from kestrel.api.endpoints import Auth, Endpoint
+from kestrel.api.responses import json_response
+from kestrel.domain import ApiKey, ClientError, KestrelError
+from kestrel.http import Request, Response
+from kestrel.proxy.conversation import conversation_key
+from kestrel.proxy.forwarder import Call, Forwarder, Relay
+
+# Models change rarely; a few minutes of cache keeps `/v1/models` from costing an upstream
+# round trip each time a tool starts.
+MODELS_CACHE_SECONDS = 300.0
+# Anthropic pages its model list; one page this large holds every model it has ever listed.
+MODELS_PAGE = "/v1/models?limit=1000"
+DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
+
+ANTHROPIC_ERROR = {
+    "type": "object",
+    "properties": {"type": {"const": "error"}, "error": {"type": "object", "properties": {
+        "type": {"type": "string"}, "message": {"type": "string"}},
+        "required": ["type", "message"]}},
+    "required": ["type", "error"],
+}
+_ERRORS = {400: ANTHROPIC_ERROR, 401: ANTHROPIC_ERROR, 413: ANTHROPIC_ERROR,
+           429: ANTHROPIC_ERROR, 502: ANTHROPIC_ERROR, 503: ANTHROPIC_ERROR}
+_ANY_OBJECT = {"type": "object"}
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The request as JSON, only to read routing fields; invalid JSON never goes upstream."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ClientError("the request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ClientError("the request body must be a JSON object")
+    return value
+
+
+class ProxyApi:
+    def __init__(self, forwarder: Forwarder, clock: Callable[[], float] = time.time) -> None:
+        self._forwarder = forwarder
+        self._clock = clock
+        self._models: tuple[float, list[dict[str, Any]]] | None = None
+
+    def endpoints(self) -> list[Endpoint]:
+        def client(method: str, path: str, handler: Any, summary: str) -> Endpoint:
+            return Endpoint(method, path, handler, summary, "proxy", Auth.CLIENT,
+                            request_schema=_ANY_OBJECT if method == "POST" else None,
+                            responses={200: _ANY_OBJECT, **_ERRORS})
+
+        return [
+            client("POST", "/v1/messages", self.messages,
+                   "Anthropic Messages API, streaming or not, served by the pool"),
+            client("POST", "/v1/messages/count_tokens", self.count_tokens,
+                   "Count the tokens of a Messages request"),
+            client("GET", "/v1/models", self.models,
+                   "Models: Anthropic's shape with anthropic-version, else OpenAI's"),
+            Endpoint("GET", "/", self.probe, "Reachability probe", "meta", Auth.PUBLIC,
+                     responses={200: _ANY_OBJECT}),
+            Endpoint("GET", "/api/hello", self.probe, "Reachability probe (Claude Code)", "meta",
+                     Auth.PUBLIC, responses={200: _ANY_OBJECT}),
+        ]
+
+    async def probe(self, request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def messages(self, request: Request) -> Response:
+        return await self._forward_post(request, "/v1/messages")
+
+    async def count_tokens(self, request: Request) -> Response:
+        return await self._forward_post(request, "/v1/messages/count_tokens")
+
+    async def _forward_post(self, request: Request, route: str) -> Response:
+        key: ApiKey = request.state["api_key"]
+        call = Call(route=route, method="POST", target=request.target,
+                    headers=request.headers.items(), body=b"", request_id=request.request_id,
+                    key_id=key.id, client=request.client_host,
+                    user_agent=request.headers.get("user-agent"))
+        try:
+            raw = await request.body()
+            parsed = parse_body(raw)
+        except KestrelError as exc:
+            self._forwarder.record(call, status=exc.status, error_type=exc.type)
+            raise
+        model = parsed.get("model")
+        call = replace(
+            call, body=raw, model=model if isinstance(model, str) else None,
+            stream=parsed.get("stream") is True and route == "/v1/messages",
+            conversation=conversation_key(request.headers.get("x-claude-code-session-id"),
+                                          parsed, key.id),
+        )
+        return _response(await self._forwarder.forward(call), request)
+
+    async def models(self, request: Request) -> Response:
+        if self._models is None or self._models[0] <= self._clock():
+            headers = [(n, v) for n, v in request.headers.items()
+                       if n in ("anthropic-version", "anthropic-beta", "user-agent")]
+            if not any(n == "anthropic-version" for n, _ in headers):
+                headers.append(("anthropic-version", DEFAULT_ANTHROPIC_VERSION))
+            key: ApiKey = request.state["api_key"]
+            relay = await self._forwarder.forward(Call(
+                route="/v1/models", method="GET", target=MODELS_PAGE, headers=headers, body=b"",
+                request_id=request.request_id, key_id=key.id, client=request.client_host,
+                user_agent=request.headers.get("user-agent")))
+            if relay.status != 200 or not isinstance(relay.body, bytes):
+                return _response(relay, request)
+            data = json.loads(relay.body).get("data")
+            models = [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)] \
+                if isinstance(data, list) else []
+            self._models = (self._clock() + MODELS_CACHE_SECONDS, models)
+        models = self._models[1]
+        if "anthropic-version" in request.headers:
+            return json_response({
+                "data": models, "has_more": False,
+                "first_id": models[0]["id"] if models else None,
+                "last_id": models[-1]["id"] if models else None,
+            })
+        return json_response({"object": "list", "data": [
+            {"id": m["id"], "object": "model", "created": _epoch(m.get("created_at")),
+             "owned_by": "anthropic"} for m in models]})
+
+
+def _response(relay: Relay, request: Request) -> Response:
+    return Response(relay.status, [*relay.headers, ("x-kestrel-request-id", request.request_id)],
+                    relay.body)
+
+
+def _epoch(value: Any) -> int:
+    """OpenAI's `created` is epoch seconds; Anthropic gives RFC 3339."""
+    if isinstance(value, str):
+        try:
+            return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+        except ValueError:
+            return 0
+    return 0

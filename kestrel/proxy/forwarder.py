@@ -1,0 +1,367 @@
+"""Send one client request upstream, trying accounts until one serves or none is left.
+
+The rule that shapes this module: a request may move to another account only while nothing
+has reached the client. So the response is held back until the upstream's first body bytes of
+a 2xx (or its whole error) are in hand; from then on the bytes are relayed as they come and a
+failure can only end the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from kestrel.crypto import CryptoError
+from kestrel.domain import Account, AccountState, AccountStatus, Attempt, RequestLog
+from kestrel.proxy.cooldown import (
+    DEFAULT_COOLDOWN_MAX,
+    AccountUpdate,
+    Outcome,
+    Verdict,
+    classify_response,
+    classify_stream_error,
+    classify_transport_error,
+)
+from kestrel.proxy.headers import downstream_headers, upstream_headers
+from kestrel.proxy.pool import AccountPool
+from kestrel.proxy.usage import MessageSummary, StreamUsageTracker, summarize_message
+
+log = logging.getLogger("kestrel.proxy")
+
+# No new attempt starts this long after the request arrived: a client waiting behind a string
+# of failing accounts is better served by an error it can act on.
+RETRY_DEADLINE_SECONDS = 60.0
+# Upstream error bodies are small JSON; reading more than this is not worth holding in memory.
+MAX_ERROR_BODY_BYTES = 64 * 1024
+
+LogSink = Callable[[RequestLog], None]
+
+
+@dataclass(frozen=True)
+class Call:
+    """What the proxy needs to know about one client request."""
+
+    route: str
+    method: str
+    target: str  # upstream path with the client's query string, e.g. /v1/messages?beta=true
+    headers: list[tuple[str, str]]
+    body: bytes
+    request_id: str
+    model: str | None = None
+    stream: bool = False
+    conversation: str | None = None
+    key_id: int | None = None
+    client: str | None = None
+    user_agent: str | None = None
+    received: float = field(default_factory=time.monotonic)
+    received_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class Relay:
+    """An upstream answer on its way to the client."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes | AsyncIterator[bytes]
+    account_id: int | None = None
+
+
+class _Retry(Exception):
+    """This attempt failed in a way the next account may not: move on."""
+
+
+class Forwarder:
+    def __init__(
+        self,
+        pool: AccountPool,
+        client: httpx.AsyncClient,
+        log_sink: LogSink,
+        *,
+        default_base_url: str,
+        cooldown_max: float = DEFAULT_COOLDOWN_MAX,
+        retry_deadline: float = RETRY_DEADLINE_SECONDS,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._pool = pool
+        self._client = client
+        self._log_sink = log_sink
+        self._default_base_url = default_base_url
+        self._cooldown_max = cooldown_max
+        self._retry_deadline = retry_deadline
+        self._clock = clock
+        self._monotonic = monotonic
+        self._jitter = jitter
+
+    async def forward(self, call: Call) -> Relay:
+        """The upstream's answer, or raises the pool's `unavailable` error (logged)."""
+        attempts: list[Attempt] = []
+        for listed in self._pool.candidates(call.conversation, self._clock()):
+            if self._monotonic() - call.received > self._retry_deadline:
+                break
+            account = self._pool.current(listed.id)
+            # Another request may have cooled or removed it since the list was made.
+            if account is None or account.status(self._clock()) is not AccountStatus.ACTIVE:
+                continue
+            try:
+                return await self._attempt(call, account, attempts)
+            except _Retry:
+                continue
+        error = self._pool.unavailable(self._clock())
+        if attempts:
+            error.message += f" (this request tried {len(attempts)} account(s))"
+        self.record(call, status=error.status, error_type=error.type, attempts=attempts)
+        raise error
+
+    def record(self, call: Call, *, status: int, error_type: str | None = None,
+               attempts: list[Attempt] | tuple[Attempt, ...] = (), account_id: int | None = None,
+               summary: MessageSummary | None = None, ttfb_ms: float | None = None) -> None:
+        """Hand one finished request to the log writer (never blocks, never raises)."""
+        usage = summary.usage if summary else None
+        try:
+            self._log_sink(RequestLog(
+                ts=call.received_at, request_id=call.request_id, route=call.route,
+                status=status, key_id=call.key_id, account_id=account_id,
+                model=(summary.model if summary and summary.model else call.model),
+                stream=call.stream, error_type=error_type,
+                input_tokens=usage.input_tokens if usage else 0,
+                output_tokens=usage.output_tokens if usage else 0,
+                cache_read_tokens=usage.cache_read_input_tokens if usage else 0,
+                cache_creation_tokens=usage.cache_creation_input_tokens if usage else 0,
+                latency_ms=(self._monotonic() - call.received) * 1000, ttfb_ms=ttfb_ms,
+                client=call.client, user_agent=call.user_agent, attempts=tuple(attempts),
+            ))
+        except Exception:
+            log.exception("could not queue the request log")
+
+    async def _attempt(self, call: Call, account: Account, attempts: list[Attempt]) -> Relay:
+        started = self._monotonic()
+        self._pool.chose(account.id, self._clock())
+        try:
+            credential = await self._pool.credential(account)
+        except CryptoError:
+            await self._pool.report(account.id, AccountUpdate(
+                AccountState.INVALID, None, account.consecutive_failures + 1,
+                "the stored credential cannot be opened; enter it again"), self._clock())
+            attempts.append(Attempt(account.id, None, "credential_error", 0.0))
+            raise _Retry from None
+        base_url = account.base_url or self._default_base_url
+        request = self._client.build_request(
+            call.method, base_url + call.target,
+            headers=upstream_headers(call.headers, account.type, credential),
+            content=call.body if call.method != "GET" else None,
+        )
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            await self._transport_failure(account, exc, started, attempts)
+            raise _Retry from None
+        try:
+            if response.status_code >= 300:
+                return await self._upstream_error(call, account, response, started, attempts)
+            if call.stream:
+                return await self._open_stream(call, account, response, started, attempts)
+            return await self._whole_answer(call, account, response, started, attempts)
+        except BaseException:
+            await response.aclose()
+            raise
+
+    async def _transport_failure(self, account: Account, exc: Exception, started: float,
+                                 attempts: list[Attempt]) -> None:
+        kind = ("timeout" if isinstance(exc, httpx.TimeoutException)
+                else "connect" if isinstance(exc, httpx.ConnectError) else "protocol")
+        log.warning("account %s: upstream %s error (%s)", account.name, kind,
+                    type(exc).__name__, extra={"account": {"id": account.id}})
+        outcome = classify_transport_error(kind, now=self._clock(),
+                                           failures=account.consecutive_failures,
+                                           jitter=self._jitter())
+        attempts.append(Attempt(account.id, None, kind, self.elapsed_ms(started)))
+        await self._pool.report(account.id, outcome.update, self._clock())
+
+    async def _upstream_error(self, call: Call, account: Account, response: httpx.Response,
+                              started: float, attempts: list[Attempt]) -> Relay:
+        body = await _read_bounded(response, MAX_ERROR_BODY_BYTES)
+        await response.aclose()
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        outcome: Outcome = classify_response(
+            response.status_code, headers, body, now=self._clock(),
+            failures=account.consecutive_failures, jitter=self._jitter(),
+            cooldown_max=self._cooldown_max)
+        summary = summarize_message(body)
+        attempts.append(Attempt(account.id, response.status_code, summary.error_type,
+                                self.elapsed_ms(started)))
+        await self._pool.report(account.id, outcome.update, self._clock())
+        if outcome.verdict is Verdict.RETRY_NEXT:
+            log.info("account %s answered %s; trying the next account", account.name,
+                     response.status_code, extra={"account": {"id": account.id}})
+            raise _Retry
+        # The client's own error (a bad request, an unknown model): what Anthropic said, as is.
+        self.record(call, status=response.status_code, error_type=summary.error_type,
+                    attempts=attempts, account_id=account.id, summary=summary)
+        return Relay(response.status_code, downstream_headers(response.headers.items()), body,
+                     account.id)
+
+    async def _whole_answer(self, call: Call, account: Account, response: httpx.Response,
+                            started: float, attempts: list[Attempt]) -> Relay:
+        try:
+            body = await response.aread()
+        except httpx.HTTPError as exc:
+            await self._transport_failure(account, exc, started, attempts)
+            raise _Retry from None
+        summary = summarize_message(body)
+        if not _is_sound(call.route, body, summary):
+            # A 2xx that is not a message (cut short, not JSON): nothing was sent, so retry.
+            await self._transport_failure(account, httpx.RemoteProtocolError(
+                "the upstream answered 2xx with a body that is not a message"), started, attempts)
+            raise _Retry
+        upstream_ms = self.elapsed_ms(started)
+        attempts.append(Attempt(account.id, response.status_code, None, upstream_ms))
+        await self._succeeded(call, account)
+        self.record(call, status=response.status_code, attempts=attempts,
+                    account_id=account.id, summary=summary, ttfb_ms=upstream_ms)
+        spent_upstream = sum(a.duration_ms for a in attempts)
+        overhead = max(0.0, self.elapsed_ms(call.received) - spent_upstream)
+        headers = downstream_headers(response.headers.items())
+        headers.append(("x-kestrel-overhead-ms", f"{overhead:.2f}"))
+        return Relay(response.status_code, headers, body, account.id)
+
+    async def _open_stream(self, call: Call, account: Account, response: httpx.Response,
+                           started: float, attempts: list[Attempt]) -> Relay:
+        chunks = response.aiter_bytes()
+        try:
+            first = await anext(chunks, b"")
+        except httpx.HTTPError as exc:
+            await self._transport_failure(account, exc, started, attempts)
+            raise _Retry from None
+        if not first:
+            await self._transport_failure(account, httpx.RemoteProtocolError(
+                "the upstream ended the stream before its first event"), started, attempts)
+            raise _Retry
+        attempts.append(Attempt(account.id, response.status_code, None,
+                                self.elapsed_ms(started)))
+        await self._succeeded(call, account)
+        body = _StreamRelay(self, call, account, response, first, chunks, attempts)
+        return Relay(response.status_code, downstream_headers(response.headers.items()), body,
+                     account.id)
+
+    async def _succeeded(self, call: Call, account: Account) -> None:
+        now = self._clock()
+        self._pool.served(account.id, call.conversation, now)
+        await self._pool.report(account.id, AccountUpdate(AccountState.OK, None, 0, None), now)
+
+    async def finish_stream(self, call: Call, account: Account, summary: MessageSummary,
+                            status: int, error_type: str | None, attempts: list[Attempt],
+                            ttfb_ms: float) -> None:
+        """Judge how a stream ended (error event, cut short) and write its log row."""
+        try:
+            update = None
+            if status == 200 and summary.error_type:
+                error_type = summary.error_type
+                update = classify_stream_error(summary.error_type, now=self._clock(),
+                                               failures=account.consecutive_failures,
+                                               jitter=self._jitter())
+            elif status == 200 and not summary.completed:
+                error_type = "stream_incomplete"
+                update = classify_transport_error(
+                    "protocol", now=self._clock(), failures=account.consecutive_failures,
+                    jitter=self._jitter()).update
+            await self._pool.report(account.id, update, self._clock())
+        except Exception:
+            log.exception("could not record the end of a stream")
+        self.record(call, status=status, error_type=error_type, attempts=attempts,
+                    account_id=account.id, summary=summary, ttfb_ms=ttfb_ms)
+
+    def elapsed_ms(self, since: float) -> float:
+        return (self._monotonic() - since) * 1000
+
+
+class _StreamRelay:
+    """The body of a streamed answer: upstream chunks relayed as they come, usage read aside.
+
+    A class rather than an async generator because the end must be recorded even when the
+    server closes the body before ever iterating it (client gone right after the headers):
+    `aclose()` on a generator that never started skips its `finally`.
+    """
+
+    def __init__(self, forwarder: Forwarder, call: Call, account: Account,
+                 response: httpx.Response, first: bytes, chunks: AsyncIterator[bytes],
+                 attempts: list[Attempt]) -> None:
+        self._forwarder = forwarder
+        self._call = call
+        self._account = account
+        self._response = response
+        self._pending: bytes | None = first
+        self._chunks = chunks
+        self._attempts = attempts
+        self._tracker = StreamUsageTracker()
+        self._ttfb_ms = forwarder.elapsed_ms(call.received)
+        self._finished = False
+
+    def __aiter__(self) -> _StreamRelay:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._finished:
+            raise StopAsyncIteration
+        if self._pending is not None:
+            chunk, self._pending = self._pending, None
+        else:
+            try:
+                chunk = await anext(self._chunks)
+            except StopAsyncIteration:
+                await self._finish(self._response.status_code, None)
+                raise
+            except httpx.HTTPError:
+                await self._finish(502, "upstream_disconnected")
+                raise
+            except asyncio.CancelledError:
+                await self._finish(499, "client_disconnected")
+                raise
+        self._tracker.feed(chunk)
+        return chunk
+
+    async def aclose(self) -> None:
+        """Closed before the end: the client went away. Closing the upstream response stops
+        the generation, so no more tokens are paid for on nobody's behalf."""
+        await self._finish(499, "client_disconnected")
+
+    async def _finish(self, status: int, error_type: str | None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        await self._response.aclose()
+        await self._forwarder.finish_stream(self._call, self._account, self._tracker.summary(),
+                                            status, error_type, self._attempts, self._ttfb_ms)
+
+
+def _is_sound(route: str, body: bytes, summary: MessageSummary) -> bool:
+    """A 2xx body worth relaying: a whole message on /v1/messages, a JSON object elsewhere."""
+    if route == "/v1/messages":
+        return summary.completed
+    try:
+        return isinstance(json.loads(body), dict)
+    except ValueError:
+        return False
+
+
+async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= limit:
+                break
+    except httpx.HTTPError:
+        pass  # an error body cut short still says enough to classify by status
+    return b"".join(parts)[:limit]

@@ -1,0 +1,127 @@
+"""The live pool of accounts: who can serve now, their opened credentials, and their outcomes.
+
+The pool holds the accounts in memory so choosing one costs no database round trip; every
+state change is written through to the store (off the event loop) so cooldowns survive a
+restart. Admin changes reach it through `put` and `remove`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import replace
+
+from kestrel.domain import (
+    Account,
+    AccountState,
+    AccountStatus,
+    Credential,
+    KestrelError,
+    NoAccountAvailable,
+    RateLimited,
+)
+from kestrel.proxy.cooldown import AccountUpdate
+from kestrel.proxy.selection import AffinityTable, Rotation, attempt_order
+from kestrel.store.accounts import AccountStore
+
+NO_ACCOUNTS_MESSAGE = (
+    "no Anthropic account is configured: add one with POST /admin/accounts, in the dashboard, "
+    "or by starting Kestrel with CLAUDE_API_KEY"
+)
+
+
+class AccountPool:
+    def __init__(self, store: AccountStore, *, rotation: Rotation = Rotation.BALANCED) -> None:
+        self._store = store
+        self._rotation = rotation
+        self._accounts: dict[int, Account] = {}
+        self._credentials: dict[int, tuple[float, Credential]] = {}
+        self._last_chosen: dict[int, float] = {}
+        self._affinity = AffinityTable()
+
+    async def load(self) -> None:
+        self._accounts = {a.id: a for a in await self._store.list()}
+        self._credentials.clear()
+
+    def accounts(self) -> list[Account]:
+        return list(self._accounts.values())
+
+    def put(self, account: Account) -> None:
+        """An account the operator added or changed; its cached credential is dropped."""
+        self._accounts[account.id] = account
+        self._credentials.pop(account.id, None)
+
+    def remove(self, account_id: int) -> None:
+        self._accounts.pop(account_id, None)
+        self._credentials.pop(account_id, None)
+        self._last_chosen.pop(account_id, None)
+
+    def candidates(self, conversation: str | None, now: float) -> list[Account]:
+        """The usable accounts in the order this request should try them."""
+        pinned = self._affinity.get(conversation, now) if conversation else None
+        return attempt_order(list(self._accounts.values()), now=now, rotation=self._rotation,
+                             last_chosen=self._last_chosen, pinned=pinned)
+
+    def current(self, account_id: int) -> Account | None:
+        """The account as it is now (another request may have cooled it since it was listed)."""
+        return self._accounts.get(account_id)
+
+    def chose(self, account_id: int, now: float) -> None:
+        """Marks the account as just chosen, so balanced rotation moves on to the next one
+        even while this request is still in flight."""
+        self._last_chosen[account_id] = now
+
+    def served(self, account_id: int, conversation: str | None, now: float) -> None:
+        if conversation:
+            self._affinity.pin(conversation, account_id, now)
+
+    async def credential(self, account: Account) -> Credential:
+        cached = self._credentials.get(account.id)
+        if cached is not None and cached[0] == account.updated_at:
+            return cached[1]
+        credential = await self._store.credential(account.id)
+        self._credentials[account.id] = (account.updated_at, credential)
+        return credential
+
+    async def report(self, account_id: int, update: AccountUpdate | None, now: float) -> None:
+        """Apply an outcome to the account, in memory at once and then in the store."""
+        account = self._accounts.get(account_id)
+        if update is None or account is None:
+            return
+        if (account.state, account.cooldown_until, account.consecutive_failures,
+                account.last_error) == (update.state, update.cooldown_until,
+                                        update.consecutive_failures, update.last_error):
+            return  # a healthy account served again: nothing to write
+        self._accounts[account_id] = replace(
+            account, state=update.state, cooldown_until=update.cooldown_until,
+            consecutive_failures=update.consecutive_failures, last_error=update.last_error,
+        )
+        await self._store.record_outcome(
+            account_id, now=now, state=update.state, cooldown_until=update.cooldown_until,
+            consecutive_failures=update.consecutive_failures, last_error=update.last_error,
+            used=False,
+        )
+
+    def unavailable(self, now: float) -> KestrelError:
+        """The error for a request no account could serve, per the state of the pool."""
+        return unavailable_error(self._accounts.values(), now)
+
+
+def unavailable_error(accounts: Iterable[Account], now: float) -> KestrelError:
+    """No accounts → 503 saying how to add one; some cooling → 429 with the wait until the
+    first returns; all invalid, exhausted or disabled → 503 naming those states."""
+    accounts = list(accounts)
+    if not accounts:
+        return NoAccountAvailable(NO_ACCOUNTS_MESSAGE)
+    cooling = [a.cooldown_until for a in accounts
+               if a.status(now) is AccountStatus.COOLDOWN and a.cooldown_until is not None]
+    if cooling:
+        wait = max(1.0, math.ceil(min(cooling) - now))
+        return RateLimited(f"every Anthropic account is rate-limited or cooling down; the "
+                           f"first is back in {int(wait)} s", retry_after=wait)
+    states = sorted({a.status(now).value for a in accounts})
+    hint = ("reset or fix them with the admin API"
+            if AccountState.INVALID.value in states or AccountState.EXHAUSTED.value in states
+            else "enable one with the admin API")
+    return NoAccountAvailable(f"no Anthropic account can serve: all are "
+                              f"{' or '.join(states)}; {hint}")

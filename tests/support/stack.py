@@ -1,0 +1,105 @@
+"""A whole deployment for end-to-end tests: fake Anthropic ← real Kestrel process ← clients."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+
+from fake_upstream import FakeAnthropic
+from support.process import KestrelProcess
+
+ADMIN_KEY = "stack-admin-key-0123456789"
+ENCRYPTION_KEY = "5a" * 32
+MODEL = "claude-sonnet-4-6"
+
+
+def account_key(name: str) -> str:
+    """The fake Anthropic key of the account called `name` (recognisable in any output)."""
+    return f"sk-ant-api03-{name}-UPSTREAMSECRET-0123456789"
+
+
+@dataclass
+class Stack:
+    up: FakeAnthropic
+    kestrel: KestrelProcess
+    key: str
+    accounts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.kestrel.base_url
+
+    def admin(self) -> httpx.Client:
+        return self.kestrel.client(headers={"X-Admin-Key": ADMIN_KEY})
+
+    def http(self, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Client:
+        """A plain client carrying the Kestrel key, for what the SDK hides."""
+        return self.kestrel.client(headers={"x-api-key": self.key,
+                                            "anthropic-version": "2023-06-01", **(headers or {})},
+                                   **kwargs)
+
+    def sdk(self, **kwargs: Any) -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=self.url, api_key=self.key, max_retries=0, **kwargs)
+
+    def add_account(self, name: str, **fields: Any) -> int:
+        with self.admin() as client:
+            response = client.post("/admin/accounts",
+                                   json={"name": name, "api_key": account_key(name), **fields})
+            assert response.status_code == 201, response.text
+            self.accounts[name] = response.json()["id"]
+        return self.accounts[name]
+
+    def account(self, name: str) -> dict[str, Any]:
+        with self.admin() as client:
+            result: dict[str, Any] = client.get(f"/admin/accounts/{self.accounts[name]}").json()
+            return result
+
+    def served_by(self, index: int = -1) -> str:
+        """Which account the upstream saw on its `index`-th request."""
+        credential = self.up.requests[index].credential
+        return next(name for name in self.accounts if account_key(name) == credential)
+
+    def logs(self, expect: int, timeout: float = 5.0, **filters: Any) -> list[dict[str, Any]]:
+        """The request logs, once `expect` rows have been written (they are batched)."""
+        deadline = time.monotonic() + timeout
+        with self.admin() as client:
+            while True:
+                rows: list[dict[str, Any]] = client.get(
+                    "/admin/logs", params={"limit": 500, **filters}).json()["data"]
+                if len(rows) >= expect or time.monotonic() > deadline:
+                    return rows
+                time.sleep(0.1)
+
+    def restart(self) -> None:
+        self.kestrel.stop()
+        self.kestrel = KestrelProcess(self.kestrel.workdir, env=self.kestrel.env).start()
+
+
+@contextmanager
+def running_stack(workdir: Path, accounts: tuple[str, ...] = ("a", "b"),
+                  env: dict[str, str] | None = None) -> Iterator[Stack]:
+    with FakeAnthropic() as up:
+        settings = {"ADMIN_KEY": ADMIN_KEY, "ENCRYPTION_KEY": ENCRYPTION_KEY,
+                    "CLAUDE_BASE_URL": up.base_url, **(env or {})}
+        with KestrelProcess(workdir, env=settings) as kestrel:
+            with kestrel.client(headers={"X-Admin-Key": ADMIN_KEY}) as client:
+                key = client.post("/admin/keys", json={"name": "tests"}).json()["key"]
+            stack = Stack(up, kestrel, key)
+            for name in accounts:
+                stack.add_account(name)
+            try:
+                yield stack
+            finally:
+                stack.kestrel.stop()
+
+
+def message_body(text: str = "hello", **extra: Any) -> dict[str, Any]:
+    return {"model": MODEL, "max_tokens": 64,
+            "messages": [{"role": "user", "content": text}], **extra}
