@@ -20,8 +20,11 @@ _HOP_BY_HOP = frozenset({
     "expect",
 })
 # The client's credential for Kestrel never goes upstream, nor anything of Kestrel's own.
+# `accept-encoding` too: Claude Code asks for br and zstd, which the upstream client may not be
+# able to decode; httpx advertises exactly the codings it can undo, and the client receives the
+# decoded bytes (with usage read from them on the way).
 _KESTREL_ONLY = frozenset({"x-api-key", "authorization", "x-admin-key", "x-request-id",
-                           "cookie"})
+                           "cookie", "accept-encoding"})
 
 OAUTH_BETA = "oauth-2025-04-20"
 
