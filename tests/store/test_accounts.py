@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,6 +24,8 @@ from kestrel.store.accounts import AccountStore
 from kestrel.store.database import Database
 from kestrel.store.meta import check_encryption_key
 
+from support.db import raw, with_db
+
 T = TypeVar("T")
 KEY = bytes(range(32))
 API_KEY = "sk-ant-api03-" + "Qx7" * 30 + "tail"
@@ -35,22 +35,7 @@ REFRESH_TOKEN = "sk-ant-ort01-" + "Rf2" * 30
 
 
 def with_store(path: Path, body: Callable[[AccountStore], Awaitable[T]], key: bytes = KEY) -> T:
-    async def main() -> T:
-        db = await Database.open(path)
-        try:
-            return await body(AccountStore(db, Sealer(key)))
-        finally:
-            await db.close()
-    return asyncio.run(main())
-
-
-@contextlib.contextmanager
-def raw(path: Path) -> Iterator[sqlite3.Connection]:
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        yield conn
-    finally:
-        conn.close()
+    return with_db(path, lambda db: body(AccountStore(db, Sealer(key))))
 
 
 def test_create_get_list_and_open_the_credential(tmp_path: Path) -> None:

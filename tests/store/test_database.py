@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -16,28 +15,9 @@ from kestrel.domain import StoreError
 from kestrel.store.database import Database
 from kestrel.store.migrations import Migration, load_migrations, migrate, split_statements
 
-T = TypeVar("T")
+from support.db import raw, with_db
+
 NEWEST = len(load_migrations())
-
-
-def with_db(path: Path, body: Callable[[Database], Awaitable[T]]) -> T:
-    async def main() -> T:
-        db = await Database.open(path)
-        try:
-            return await body(db)
-        finally:
-            await db.close()
-    return asyncio.run(main())
-
-
-@contextlib.contextmanager
-def raw(path: Path) -> Iterator[sqlite3.Connection]:
-    """A plain connection for looking under the hood; sqlite3's own `with` does not close."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        yield conn
-    finally:
-        conn.close()
 
 
 def scalar(conn: sqlite3.Connection, sql: str) -> Any:

@@ -2,40 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
-import sqlite3
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
 from kestrel.domain import NotFound
-from kestrel.store.database import Database
 from kestrel.store.keys import KeyStore
+
+from support.db import raw, with_db
 
 T = TypeVar("T")
 
 
 def with_keys(path: Path, body: Callable[[KeyStore], Awaitable[T]]) -> T:
-    async def main() -> T:
-        db = await Database.open(path)
-        try:
-            return await body(KeyStore(db))
-        finally:
-            await db.close()
-    return asyncio.run(main())
-
-
-@contextlib.contextmanager
-def raw(path: Path) -> Iterator[sqlite3.Connection]:
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        yield conn
-    finally:
-        conn.close()
+    return with_db(path, lambda db: body(KeyStore(db)))
 
 
 def test_create_returns_the_key_once_and_stores_only_its_hash_and_prefix(tmp_path: Path) -> None:

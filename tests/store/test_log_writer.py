@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -18,18 +18,9 @@ from kestrel.store.keys import KeyStore
 from kestrel.store.log_writer import SECONDS_PER_DAY, LogWriter
 from kestrel.store.request_logs import RequestLogStore
 
-T = TypeVar("T")
+from support.db import with_db
+
 NOW = 1_750_000_000.0
-
-
-def with_db(path: Path, body: Callable[[Database], Awaitable[T]]) -> T:
-    async def main() -> T:
-        db = await Database.open(path)
-        try:
-            return await body(db)
-        finally:
-            await db.close()
-    return asyncio.run(main())
 
 
 def entry(n: int, **fields: Any) -> RequestLog:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
 import sqlite3
@@ -24,17 +23,13 @@ from kestrel.store.request_logs import (
     summarize,
 )
 
+from support.db import with_db
+
 T = TypeVar("T")
 
 
 def with_store(path: Path, body: Callable[[RequestLogStore, Database], Awaitable[T]]) -> T:
-    async def main() -> T:
-        db = await Database.open(path)
-        try:
-            return await body(RequestLogStore(db), db)
-        finally:
-            await db.close()
-    return asyncio.run(main())
+    return with_db(path, lambda db: body(RequestLogStore(db), db))
 
 
 def entry(ts: float, **fields: Any) -> RequestLog:
