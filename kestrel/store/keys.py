@@ -48,6 +48,11 @@ class KeyStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        # hash → live key. Every proxied request authenticates, and a database round trip
+        # per request is the largest cost a proxy hop can avoid. Only keys that passed are
+        # kept (their number is what operators created), and `revoke` drops them at once:
+        # this process is the only writer of the table.
+        self._live: dict[bytes, ApiKey] = {}
 
     async def create(self, *, name: str, now: float) -> tuple[ApiKey, str]:
         """The stored row and the plaintext key: this return value is the only place it exists."""
@@ -78,13 +83,17 @@ class KeyStore:
             conn.execute("UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?",
                          (now, key_id))
             return _fetch(conn, key_id)
-        return await self._db.write(run)
+        revoked = await self._db.write(run)
+        self._live = {h: k for h, k in self._live.items() if k.id != key_id}
+        return revoked
 
     async def authenticate(self, presented: str) -> ApiKey | None:
         """The live key matching `presented`, or None when it is unknown or revoked."""
         if not presented.startswith(KEY_PREFIX):
             return None  # not one of ours: no need to touch the database
         wanted = _hash(presented)
+        if (cached := self._live.get(wanted)) is not None:
+            return cached
 
         def run(conn: sqlite3.Connection) -> tuple[bytes, ApiKey] | None:
             row = conn.execute(f"SELECT key_hash, {_COLUMNS} FROM api_keys WHERE key_hash = ?",
@@ -96,10 +105,7 @@ class KeyStore:
         if found is None or not hmac.compare_digest(found[0], wanted):
             return None
         key = found[1]
-        return None if key.revoked else key
-
-    async def touch(self, key_id: int, *, now: float) -> None:
-        """Record use. A key deleted meanwhile is simply not there to touch."""
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now, key_id))
-        await self._db.write(run)
+        if key.revoked:
+            return None
+        self._live[wanted] = key
+        return key

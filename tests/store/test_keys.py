@@ -80,14 +80,24 @@ def test_revoke_is_idempotent_and_keeps_the_first_time(tmp_path: Path) -> None:
     with_keys(tmp_path / "k.db", body)
 
 
-def test_list_is_newest_first_and_touch_records_use(tmp_path: Path) -> None:
+def test_list_is_newest_first(tmp_path: Path) -> None:
     async def body(keys: KeyStore) -> None:
         assert await keys.list() == []
-        old, _ = await keys.create(name="old", now=1.0)
+        await keys.create(name="old", now=1.0)
         await keys.create(name="new", now=2.0)
         await keys.create(name="same-time", now=2.0)
         assert [k.name for k in await keys.list()] == ["same-time", "new", "old"]
-        await keys.touch(old.id, now=7.5)
-        assert (await keys.get(old.id)).last_used_at == 7.5
-        await keys.touch(999, now=8.0)  # a key deleted meanwhile: nothing to do, no error
+    with_keys(tmp_path / "k.db", body)
+
+
+def test_a_revoked_key_is_refused_at_once_even_after_it_was_cached(tmp_path: Path) -> None:
+    async def body(keys: KeyStore) -> None:
+        row, key = await keys.create(name="k", now=1.0)
+        other, other_key = await keys.create(name="other", now=1.0)
+        for _ in range(3):  # authenticated repeatedly: served from memory after the first
+            assert await keys.authenticate(key) == row
+        await keys.authenticate(other_key)
+        await keys.revoke(row.id, now=2.0)
+        assert await keys.authenticate(key) is None
+        assert await keys.authenticate(other_key) == other
     with_keys(tmp_path / "k.db", body)
