@@ -18,15 +18,22 @@ from kestrel.api.admin import AdminApi
 from kestrel.api.admin_auth import AdminGuard
 from kestrel.api.admin_logs import LogsApi
 from kestrel.api.client_auth import authenticate_client
+from kestrel.api.dashboard import DashboardApi
 from kestrel.api.endpoints import Auth, Endpoint
 from kestrel.api.errors import error_response, from_http_error, surface_for_path
 from kestrel.api.health import HealthApi
+from kestrel.api.oauth import OAuthApi
+from kestrel.api.openai import OpenAIApi
 from kestrel.api.openapi import openapi_endpoint
 from kestrel.api.proxy import ProxyApi
 from kestrel.config import Settings
 from kestrel.crypto import Sealer
 from kestrel.domain import AccountType, Credential, KestrelError
 from kestrel.logs import request_id_var
+from kestrel.oauth.flow import OAuthConfig
+from kestrel.oauth.logins import OAuthLogins
+from kestrel.oauth.refresher import TokenRefresher
+from kestrel.oauth.tokens import TokenClient
 from kestrel.proxy.forwarder import Forwarder
 from kestrel.proxy.pool import AccountPool
 from kestrel.proxy.selection import Rotation
@@ -35,6 +42,7 @@ from kestrel.store.database import Database
 from kestrel.store.keys import KeyStore
 from kestrel.store.log_writer import LogWriter
 from kestrel.store.meta import check_encryption_key
+from kestrel.store.oauth import OAuthStateStore
 from kestrel.store.request_logs import RequestLogStore
 
 log = logging.getLogger("kestrel.app")
@@ -60,15 +68,22 @@ class App:
             # streams Kestrel serves at once, or they would queue behind each other.
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
         )
+        refresher, self.oauth_logins = _oauth(settings, db, sealer, self.accounts, self.upstream,
+                                              clock)
         self.forwarder = Forwarder(self.pool, self.upstream, self.log_writer.submit,
                                    default_base_url=settings.claude_base_url,
-                                   cooldown_max=settings.cooldown_max, clock=clock)
+                                   cooldown_max=settings.cooldown_max, clock=clock,
+                                   refresher=refresher)
         self._admin_guard = AdminGuard(settings.admin_key)
         self.endpoints: list[Endpoint] = [
             *HealthApi(db).endpoints(),
             *ProxyApi(self.forwarder, clock).endpoints(),
+            *OpenAIApi(self.forwarder, settings.model_aliases, clock).endpoints(),
             *AdminApi(self.accounts, self.keys, self.pool, clock).endpoints(),
             *LogsApi(request_logs, clock).endpoints(),
+            *OAuthApi(self.oauth_logins, self.pool, self._admin_guard, settings.admin_key,
+                      clock).endpoints(),
+            *DashboardApi().endpoints(),
         ]
         self.endpoints.append(openapi_endpoint(lambda: self.endpoints))
         self.router = http.Router()
@@ -145,3 +160,18 @@ class App:
         elif endpoint.auth is Auth.CLIENT:
             request.state["api_key"] = await authenticate_client(request.headers, self.keys)
         return await endpoint.handler(request)
+
+
+def _oauth(settings: Settings, db: Database, sealer: Sealer, accounts: AccountStore,
+           http_client: httpx.AsyncClient, clock: Callable[[], float],
+           ) -> tuple[TokenRefresher | None, OAuthLogins | None]:
+    """The OAuth refresher and login flow, or `(None, None)` while OAUTH_CLIENT_ID is unset."""
+    if settings.oauth_client_id is None:
+        return None, None
+    config = OAuthConfig(client_id=settings.oauth_client_id, auth_url=settings.oauth_auth_url,
+                         token_url=settings.oauth_token_url, scopes=settings.oauth_scopes,
+                         redirect_uri=settings.oauth_redirect_uri,
+                         manual_redirect_uri=settings.oauth_manual_redirect_uri)
+    tokens = TokenClient(http_client, config)
+    return (TokenRefresher(accounts, tokens, clock),
+            OAuthLogins(config, OAuthStateStore(db, sealer), tokens, accounts))

@@ -40,11 +40,23 @@ DEFAULT_UPSTREAM_CONNECT_TIMEOUT = 10.0
 # answer of a long generation arrives whole after minutes: ten of them bound a hung upstream.
 DEFAULT_UPSTREAM_READ_TIMEOUT = 600.0
 
+# OAuth (Claude subscription accounts): the endpoints Anthropic serves today, as Claude Code uses
+# them; docs/oauth.md says where each was found. OAuth stays off until OAUTH_CLIENT_ID is set:
+# Kestrel ships no client id of its own, and borrowing Claude Code's is the operator's call.
+DEFAULT_OAUTH_AUTH_URL = "https://claude.com/cai/oauth/authorize"
+DEFAULT_OAUTH_TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
+# Anthropic's page that shows the code to paste, for boxes no browser redirect can reach.
+DEFAULT_OAUTH_MANUAL_REDIRECT_URI = "https://platform.claude.com/oauth/code/callback"
+# Inference is all the proxy does; the profile scope adds who signed in to the token answer.
+DEFAULT_OAUTH_SCOPES = "user:profile user:inference"
+OAUTH_CALLBACK_PATH = "/api/oauth/callback"
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "pretty", "auto")
 ROTATIONS = ("balanced", "fill-first")
 
 _DIGITS = re.compile(r"[0-9]+")
+_SPACE = re.compile(r"\s")
 
 
 @dataclass(frozen=True)
@@ -66,12 +78,15 @@ class Settings:
     upstream_connect_timeout: float
     upstream_read_timeout: float
     oauth_client_id: str | None
-    oauth_redirect_uri: str | None
-    oauth_auth_url: str | None
-    oauth_token_url: str | None
-    oauth_scopes: str | None
+    oauth_redirect_uri: str
+    oauth_auth_url: str
+    oauth_token_url: str
+    oauth_scopes: str
+    oauth_manual_redirect_uri: str
     secrets_path: Path
     generated: tuple[str, ...]
+    # Model names an OpenAI client may send, mapped to the Claude model that serves them.
+    model_aliases: Mapping[str, str] = field(default_factory=dict)
 
 
 def secrets_path_for(db_path: Path) -> Path:
@@ -149,6 +164,7 @@ def load_settings(
     connect_timeout = seconds("UPSTREAM_CONNECT_TIMEOUT", DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
                               positive=True)
     read_timeout = seconds("UPSTREAM_READ_TIMEOUT", DEFAULT_UPSTREAM_READ_TIMEOUT, positive=True)
+    model_aliases = _parse_model_aliases(get("MODEL_ALIASES") or "", problems)
 
     if problems:
         raise ConfigError(problems)
@@ -175,12 +191,17 @@ def load_settings(
         upstream_connect_timeout=connect_timeout,
         upstream_read_timeout=read_timeout,
         oauth_client_id=get("OAUTH_CLIENT_ID"),
-        oauth_redirect_uri=get("OAUTH_REDIRECT_URI"),
-        oauth_auth_url=get("OAUTH_AUTH_URL"),
-        oauth_token_url=get("OAUTH_TOKEN_URL"),
-        oauth_scopes=get("OAUTH_SCOPES"),
+        # Follows PORT, so a server moved off 8080 still names its own callback.
+        oauth_redirect_uri=get("OAUTH_REDIRECT_URI")
+        or f"http://localhost:{port_value or DEFAULT_PORT}{OAUTH_CALLBACK_PATH}",
+        oauth_auth_url=get("OAUTH_AUTH_URL") or DEFAULT_OAUTH_AUTH_URL,
+        oauth_token_url=get("OAUTH_TOKEN_URL") or DEFAULT_OAUTH_TOKEN_URL,
+        oauth_scopes=get("OAUTH_SCOPES") or DEFAULT_OAUTH_SCOPES,
+        oauth_manual_redirect_uri=get("OAUTH_MANUAL_REDIRECT_URI")
+        or DEFAULT_OAUTH_MANUAL_REDIRECT_URI,
         secrets_path=secrets_file,
         generated=generated,
+        model_aliases=model_aliases,
     )
 
 
@@ -199,6 +220,28 @@ def _one_of(name: str, value: str, allowed: tuple[str, ...], problems: list[str]
         return value.lower()
     problems.append(f"{name}: {value!r} is not one of {', '.join(allowed)}")
     return allowed[0]
+
+
+def _parse_model_aliases(value: str, problems: list[str]) -> dict[str, str]:
+    """`gpt-4o=claude-sonnet-4-6,gpt-4o-mini=claude-haiku-4-5`: client name → Claude model.
+
+    Empty entries (a trailing comma) are allowed; a name given twice is a mistake worth
+    reporting rather than silently taking the last one.
+    """
+    aliases: dict[str, str] = {}
+    for entry in value.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        name, sep, target = (part.strip() for part in entry.partition("="))
+        if not sep or not name or not target or _SPACE.search(name + target) or "=" in target:
+            problems.append(f"MODEL_ALIASES: {entry!r} is not name=model "
+                            "(e.g. gpt-4o=claude-sonnet-4-6)")
+        elif name in aliases:
+            problems.append(f"MODEL_ALIASES: {name!r} is given more than once")
+        else:
+            aliases[name] = target
+    return aliases
 
 
 def _parse_encryption_key(source: str, value: str, problems: list[str]) -> bytes | None:

@@ -49,6 +49,38 @@ class Credential:
     access_token: str | None = field(default=None, repr=False)
     refresh_token: str | None = field(default=None, repr=False)
     expires_at: float | None = None
+    obtained_at: float | None = None
+    """When the access token was issued: with `expires_at` it gives the token's lifetime, which
+    decides when a refresh is due (see `kestrel/oauth/refresher.py`)."""
+
+
+@dataclass(frozen=True)
+class UsageWindow:
+    """One subscription usage window (`5h`, `7d`, ...) as the latest upstream answer told it.
+
+    `utilization` is a fraction of the window's allowance (1.0 = all of it; it can pass 1);
+    `reset_at` is when the window starts over (epoch seconds).
+    """
+
+    name: str
+    status: str | None = None
+    utilization: float | None = None
+    reset_at: float | None = None
+
+
+@dataclass(frozen=True)
+class UsageWindows:
+    """The `anthropic-ratelimit-unified-*` headers of an account's latest upstream answer.
+
+    `status` (`allowed`, `allowed_warning`, `rejected`) and `reset_at` are the overall verdict;
+    `windows` holds each window that was reported, `5h` and `7d` first.
+    """
+
+    observed_at: float
+    status: str | None = None
+    reset_at: float | None = None
+    representative_claim: str | None = None
+    windows: tuple[UsageWindow, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,6 +99,10 @@ class Account:
     created_at: float
     updated_at: float
     credential_hint: str
+    email: str | None = None
+    """OAuth accounts: who signed in, as the token answer said; shown to the operator."""
+    organization: str | None = None
+    usage_windows: UsageWindows | None = None
 
     def status(self, now: float) -> AccountStatus:
         """Disabled beats everything; a hard state (invalid, exhausted) beats a cooldown."""

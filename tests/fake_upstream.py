@@ -23,7 +23,8 @@ Routes: `POST /v1/messages` (JSON message, or an SSE stream when the body says `
 Canned replies are deterministic functions of the request: `input_tokens = len(body) // 10`
 (at least 1), `output_tokens = generated characters // 4` (at least 1); a `thinking` block when
 the request enables thinking; a `tool_use` block (input streamed as `input_json_delta` pieces)
-when the request has `tools` and the last user text contains "use tool". The usage each
+when the request has `tools` and the last user text contains "use tool" (one `tool_use` block per
+tool, in parallel, when it contains "use all tools"). The usage each
 request was answered with is recorded, so tests can check that logs add up.
 """
 
@@ -967,14 +968,13 @@ def _reply_blocks(
         signature = base64.b64encode(hashlib.sha256(body).digest() * 3).decode()
         blocks.append({"type": "thinking", "thinking": THINKING_TEXT, "signature": signature})
     tools = req.get("tools")
-    tool = None
-    if isinstance(tools, list) and "use tool" in _last_user_text(req).lower():
-        tool = next(
-            (t for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)), None
-        )
-    text = step.text if step.text is not None else (TOOL_PREAMBLE if tool else DEFAULT_TEXT)
+    named = [t for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)] \
+        if isinstance(tools, list) else []
+    asked = _last_user_text(req).lower()
+    chosen = named if "use all tools" in asked else named[:1] if "use tool" in asked else []
+    text = step.text if step.text is not None else (TOOL_PREAMBLE if chosen else DEFAULT_TEXT)
     blocks.append({"type": "text", "text": text})
-    if tool is not None:
+    for tool in chosen:
         blocks.append(
             {
                 "type": "tool_use",
@@ -983,8 +983,7 @@ def _reply_blocks(
                 "input": _fake_input(tool.get("input_schema")),
             }
         )
-        return blocks, "tool_use"
-    return blocks, "end_turn"
+    return blocks, "tool_use" if chosen else "end_turn"
 
 
 def _pieces(text: str, size: int) -> list[str]:

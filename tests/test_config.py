@@ -56,6 +56,15 @@ def problems_of(environ: dict[str, str], **overrides: object) -> list[str]:
     ("UPSTREAM_CONNECT_TIMEOUT", "-3",
      "UPSTREAM_CONNECT_TIMEOUT: '-3' is not a number > 0 (seconds)"),
     ("UPSTREAM_READ_TIMEOUT", "inf", "UPSTREAM_READ_TIMEOUT: 'inf' is not a number > 0 (seconds)"),
+    ("MODEL_ALIASES", "gpt-4o",
+     "MODEL_ALIASES: 'gpt-4o' is not name=model (e.g. gpt-4o=claude-sonnet-4-6)"),
+    ("MODEL_ALIASES", "gpt-4o=,",
+     "MODEL_ALIASES: 'gpt-4o=' is not name=model (e.g. gpt-4o=claude-sonnet-4-6)"),
+    ("MODEL_ALIASES", "gpt 4o=claude-sonnet-4-6",
+     "MODEL_ALIASES: 'gpt 4o=claude-sonnet-4-6' is not name=model "
+     "(e.g. gpt-4o=claude-sonnet-4-6)"),
+    ("MODEL_ALIASES", "a=claude-sonnet-4-6,a=claude-opus-4-7",
+     "MODEL_ALIASES: 'a' is given more than once"),
 ])
 def test_a_bad_value_is_one_line_naming_the_variable(
     tmp_path: Path, name: str, value: str, line: str
@@ -123,8 +132,12 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         max_body_bytes=33554432, shutdown_grace=30.0, rotation="balanced", cooldown_max=3600.0,
         log_retention_days=30.0, upstream_connect_timeout=10.0, upstream_read_timeout=600.0,
         oauth_client_id=None,
-        oauth_redirect_uri=None, oauth_auth_url=None, oauth_token_url=None, oauth_scopes=None,
-        secrets_path=Path("kestrel.db.secrets"), generated=(),
+        oauth_redirect_uri="http://localhost:8080/api/oauth/callback",
+        oauth_auth_url="https://claude.com/cai/oauth/authorize",
+        oauth_token_url="https://platform.claude.com/v1/oauth/token",
+        oauth_scopes="user:profile user:inference",
+        oauth_manual_redirect_uri="https://platform.claude.com/oauth/code/callback",
+        secrets_path=Path("kestrel.db.secrets"), generated=(), model_aliases={},
     )
 
 
@@ -142,6 +155,10 @@ def test_values_are_normalised_and_secrets_stay_out_of_repr(tmp_path: Path) -> N
     assert (settings.shutdown_grace, settings.max_body_bytes) == (2.5, 1024)
     assert (settings.oauth_client_id, settings.oauth_scopes) == ("client-1", "user:inference")
     assert settings.claude_api_key == "sk-ant-api03-secretvalue"
+    aliased = load_settings(env(tmp_path, MODEL_ALIASES=(
+        " gpt-4o = claude-sonnet-4-6 ,gpt-4o-mini=claude-haiku-4-5-20251001,")))
+    assert aliased.model_aliases == {"gpt-4o": "claude-sonnet-4-6",
+                                     "gpt-4o-mini": "claude-haiku-4-5-20251001"}
     shown = repr(settings)
     for secret in ("sk-ant-api03-secretvalue", ADMIN_KEY, KEY_HEX, repr(bytes.fromhex(KEY_HEX))):
         assert secret not in shown
@@ -229,3 +246,19 @@ def test_a_bad_key_in_the_secrets_file_names_the_file_not_the_value(tmp_path: Pa
     ]
     assert "short-admin" not in "\n".join(problems)
     assert "ab" * 12 not in "\n".join(problems)
+
+
+def test_oauth_urls_default_to_anthropic_and_every_one_can_be_overridden(tmp_path: Path) -> None:
+    moved = load_settings(env(tmp_path, PORT="9090"))
+    assert moved.oauth_client_id is None  # OAuth stays off until a client id is given
+    assert moved.oauth_redirect_uri == "http://localhost:9090/api/oauth/callback"
+    overrides = {"OAUTH_CLIENT_ID": "client-1",
+                 "OAUTH_AUTH_URL": "http://127.0.0.1:1/authorize",
+                 "OAUTH_TOKEN_URL": "http://127.0.0.1:1/token",
+                 "OAUTH_REDIRECT_URI": "https://kestrel.example.test/api/oauth/callback",
+                 "OAUTH_MANUAL_REDIRECT_URI": "http://127.0.0.1:1/code",
+                 "OAUTH_SCOPES": "user:inference"}
+    settings = load_settings(env(tmp_path, **overrides))
+    assert (settings.oauth_client_id, settings.oauth_auth_url, settings.oauth_token_url,
+            settings.oauth_redirect_uri, settings.oauth_manual_redirect_uri,
+            settings.oauth_scopes) == tuple(overrides.values())

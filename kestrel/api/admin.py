@@ -7,12 +7,13 @@ Credentials are write-only: they go in through `api_key` and come back only as a
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from kestrel.api.endpoints import Auth, Endpoint
 from kestrel.api.responses import iso_time, json_response, read_json_object
 from kestrel.api.schema import Schema, validate
-from kestrel.domain import Account, AccountType, ApiKey, ClientError, Credential
+from kestrel.domain import Account, AccountType, ApiKey, ClientError, Credential, UsageWindows
 from kestrel.http import Request, Response
 from kestrel.proxy.pool import AccountPool
 from kestrel.store.accounts import UNSET, AccountStore
@@ -22,6 +23,27 @@ _TIME = {"type": ["string", "null"], "format": "date-time", "readOnly": True}
 _NAME = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": r"^[^\x00-\x1f\x7f]+$"}
 _SECRET = {"type": "string", "minLength": 8, "maxLength": 4096, "pattern": r"^[\x21-\x7e]+$",
            "writeOnly": True, "description": "The Anthropic API key. Never returned."}
+
+_WINDOW_TIME = {"type": ["string", "null"], "format": "date-time"}
+USAGE_WINDOWS: Schema = {
+    "type": ["object", "null"],
+    "readOnly": True,
+    "description": "Subscription usage as the latest upstream answer reported it "
+                   "(anthropic-ratelimit-unified-* headers); null until one did.",
+    "properties": {
+        "status": {"type": ["string", "null"],
+                   "description": "allowed, allowed_warning or rejected"},
+        "reset_at": _WINDOW_TIME,
+        "representative_claim": {"type": ["string", "null"]},
+        "observed_at": _WINDOW_TIME,
+        "windows": {"type": "object", "description": "By window name: 5h, 7d, and others.",
+                    "additionalProperties": {"type": "object", "properties": {
+                        "status": {"type": ["string", "null"]},
+                        "utilization": {"type": ["number", "null"],
+                                        "description": "Fraction used; 1 is all of it."},
+                        "reset_at": _WINDOW_TIME}}},
+    },
+}
 
 ACCOUNT: Schema = {
     "type": "object",
@@ -43,10 +65,15 @@ ACCOUNT: Schema = {
         "created_at": _TIME,
         "updated_at": _TIME,
         "credential_hint": {"type": "string", "readOnly": True},
+        "email": {"type": ["string", "null"], "readOnly": True,
+                  "description": "OAuth accounts: who signed in."},
+        "organization": {"type": ["string", "null"], "readOnly": True},
+        "usage_windows": USAGE_WINDOWS,
     },
     "required": ["id", "name", "type", "base_url", "priority", "enabled", "status",
                  "cooldown_until", "consecutive_failures", "last_error", "last_used_at",
-                 "created_at", "updated_at", "credential_hint"],
+                 "created_at", "updated_at", "credential_hint", "email", "organization",
+                 "usage_windows"],
 }
 
 _WRITABLE = {"name": _NAME, "api_key": _SECRET, "base_url": ACCOUNT["properties"]["base_url"],
@@ -127,6 +154,22 @@ def account_json(account: Account, now: float) -> dict[str, Any]:
         "created_at": iso_time(account.created_at),
         "updated_at": iso_time(account.updated_at),
         "credential_hint": account.credential_hint,
+        "email": account.email,
+        "organization": account.organization,
+        "usage_windows": usage_json(account.usage_windows),
+    }
+
+
+def usage_json(usage: UsageWindows | None) -> dict[str, Any] | None:
+    if usage is None:
+        return None
+    return {
+        "status": usage.status,
+        "reset_at": iso_time(usage.reset_at),
+        "representative_claim": usage.representative_claim,
+        "observed_at": iso_time(usage.observed_at),
+        "windows": {w.name: {"status": w.status, "utilization": w.utilization,
+                             "reset_at": iso_time(w.reset_at)} for w in usage.windows},
     }
 
 
@@ -190,14 +233,24 @@ class AdminApi:
                   {200: API_KEY}),
         ]
 
+    def _live(self, account: Account) -> Account:
+        """The account with the pool's usage windows when they are newer: the pool sees every
+        answer, the store is written at most every few seconds per account."""
+        pooled = self._pool.current(account.id)
+        live = pooled.usage_windows if pooled is not None else None
+        stored = account.usage_windows
+        if live is not None and (stored is None or live.observed_at > stored.observed_at):
+            return replace(account, usage_windows=live)
+        return account
+
     async def list_accounts(self, request: Request) -> Response:
         now = self._clock()
         accounts = await self._accounts.list()
-        return json_response({"data": [account_json(a, now) for a in accounts]})
+        return json_response({"data": [account_json(self._live(a), now) for a in accounts]})
 
     async def get_account(self, request: Request) -> Response:
         account = await self._accounts.get(_path_id(request))
-        return json_response(account_json(account, self._clock()))
+        return json_response(account_json(self._live(account), self._clock()))
 
     async def create_account(self, request: Request) -> Response:
         body = await read_json_object(request)

@@ -1,8 +1,9 @@
 """The one place where errors become responses, in the wire shape of each surface.
 
 Admin and public routes answer `{"error": {"type", "message", "field"}}`; Anthropic routes
-answer `{"type": "error", "error": {"type", "message"}}` as Anthropic does, so the official
-SDKs raise their matching exception classes.
+answer `{"type": "error", "error": {"type", "message"}}` as Anthropic does, and OpenAI's chat
+routes `{"error": {"message", "type", "param", "code"}}` as OpenAI does, so each official SDK
+raises its matching exception class.
 """
 
 from __future__ import annotations
@@ -22,15 +23,23 @@ from kestrel.domain import (
     RequestTimeout,
 )
 from kestrel.http import Response
+from kestrel.translate.openai_errors import error_object
 
 
 class Surface(enum.Enum):
     ADMIN = "admin"
     ANTHROPIC = "anthropic"
+    OPENAI = "openai"
+
+
+# OpenAI's chat routes: the clients on them (openai SDKs, Cursor, aider...) read only its shape.
+OPENAI_PREFIX = "/v1/chat/"
 
 
 def surface_for_path(path: str) -> Surface:
     """Which error shape a path speaks, also for paths no route matched."""
+    if path.startswith(OPENAI_PREFIX):
+        return Surface.OPENAI
     return Surface.ANTHROPIC if path.startswith("/v1/") else Surface.ADMIN
 
 
@@ -53,11 +62,11 @@ def error_response(surface: Surface, exc: KestrelError) -> Response:
         headers.append(("allow", ", ".join(exc.allow)))
     if isinstance(exc, RateLimited) and exc.retry_after is not None:
         headers.append(("retry-after", str(max(1, math.ceil(exc.retry_after)))))
+    body: dict[str, object]
     if surface is Surface.ANTHROPIC:
-        body: dict[str, object] = {
-            "type": "error",
-            "error": {"type": exc.type, "message": exc.message},
-        }
+        body = {"type": "error", "error": {"type": exc.type, "message": exc.message}}
+    elif surface is Surface.OPENAI:
+        body = error_object(exc.status, exc.type, exc.message, exc.field)
     else:
         body = {"error": {"type": exc.type, "message": exc.message, "field": exc.field}}
     return json_response(body, exc.status, headers)

@@ -70,8 +70,6 @@ class ProxyApi:
                    "Count the tokens of a Messages request"),
             client("GET", "/v1/models", self.models,
                    "Models: Anthropic's shape with anthropic-version, else OpenAI's"),
-            Endpoint("GET", "/", self.probe, "Reachability probe", "meta", Auth.PUBLIC,
-                     responses={200: _ANY_OBJECT}),
             Endpoint("GET", "/api/hello", self.probe, "Reachability probe (Claude Code)", "meta",
                      Auth.PUBLIC, responses={200: _ANY_OBJECT}),
         ]

@@ -1,4 +1,8 @@
-"""Method + path-pattern routing with `{param}` segments, 404 and 405-with-Allow."""
+"""Method + path-pattern routing with `{param}` segments, 404 and 405-with-Allow.
+
+`{name}` matches one non-empty segment; `{name:path}` matches the non-empty rest of the path,
+slashes included (a catch-all, e.g. for a single-page app's deep links).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from dataclasses import dataclass
 
 from kestrel.http.messages import Handler, MethodNotAllowed, NotFound
 
-_PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+_PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)(:path)?\}")
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,7 @@ def _compile(pattern: str) -> re.Pattern[str]:
     last = 0
     for match in _PARAM.finditer(pattern):
         parts.append(re.escape(pattern[last : match.start()]))
-        parts.append(f"(?P<{match.group(1)}>[^/]+)")
+        parts.append(f"(?P<{match.group(1)}>{'.+' if match.group(2) else '[^/]+'})")
         last = match.end()
     parts.append(re.escape(pattern[last:]))
     return re.compile("".join(parts) + r"\Z")

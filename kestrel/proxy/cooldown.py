@@ -24,10 +24,13 @@ The 429 cooldown takes the latest of:
 - `retry-after` (delta seconds or HTTP date) and `retry-after-ms` (what the official SDKs read);
 - `anthropic-ratelimit-<window>-reset` (RFC 3339) for every window that is limiting, and
 - `anthropic-ratelimit-unified[-<window>]-reset` (epoch seconds) likewise.
-A window counts as limiting unless its headers say it is not: a `-remaining` above 0, or a
-`-status` of `allowed` / `allowed_warning` (the unified windows report status and utilization,
-not a remaining count). A window with only a reset header counts as limiting. Both reset formats
-are accepted for both families, since the unified ones have been seen in either.
+A window counts as limiting unless its headers say it is not: a `-remaining` above 0, a
+`-status` of `allowed` / `allowed_warning`, or (without a status) a `-utilization` below 1 (the
+unified windows report status and utilization, not a remaining count). A window with only a
+reset header counts as limiting. So a subscription's `rejected` 429 cools the account until the
+rejected window resets (the 5-hour one, say), not until the weekly window that is merely in use.
+Both reset formats are accepted for both families, since the unified ones have been seen in
+either.
 A deadline already in the past is no deadline: then the backoff applies. Whatever the source,
 the cooldown never exceeds `cooldown_max`, so a stale or skewed window cannot park an account
 for days.
@@ -277,6 +280,12 @@ def _window_limiting(headers: Mapping[str, str], window: str) -> bool:
     status = headers.get(f"{window}-status")
     if status is not None:
         return status.strip().lower() not in ("allowed", "allowed_warning")
+    utilization = headers.get(f"{window}-utilization")
+    if utilization is not None:
+        try:
+            return float(utilization) >= 1
+        except ValueError:
+            pass
     return True
 
 

@@ -19,7 +19,17 @@ from dataclasses import dataclass, field
 import httpx
 
 from kestrel.crypto import CryptoError
-from kestrel.domain import Account, AccountState, AccountStatus, Attempt, RequestLog
+from kestrel.domain import (
+    Account,
+    AccountState,
+    AccountStatus,
+    AccountType,
+    Attempt,
+    Credential,
+    RequestLog,
+)
+from kestrel.oauth.refresher import RefreshFailed, TokenRefresher, expired, refresh_due
+from kestrel.oauth.windows import parse_usage_windows
 from kestrel.proxy.cooldown import (
     DEFAULT_COOLDOWN_MAX,
     AccountUpdate,
@@ -91,6 +101,7 @@ class Forwarder:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
+        refresher: TokenRefresher | None = None,
     ) -> None:
         self._pool = pool
         self._client = client
@@ -101,6 +112,7 @@ class Forwarder:
         self._clock = clock
         self._monotonic = monotonic
         self._jitter = jitter
+        self._refresher = refresher  # None: OAuth is off, tokens are used until they fail
 
     async def forward(self, call: Call) -> Relay:
         """The upstream's answer, or raises the pool's `unavailable` error (logged)."""
@@ -146,26 +158,22 @@ class Forwarder:
     async def _attempt(self, call: Call, account: Account, attempts: list[Attempt]) -> Relay:
         started = self._monotonic()
         self._pool.chose(account.id, self._clock())
+        credential = await self._credential(account, attempts)
+        response = await self._send(call, account, credential, started, attempts)
+        if (response.status_code == 401 and account.type is AccountType.OAUTH
+                and self._refresher is not None):
+            # An access token can die before its expiry (revoked, or refreshed by another
+            # client of the same login): refresh it and try this account once more before
+            # judging it. A second 401 is then classified like any other.
+            body = await _read_bounded(response, MAX_ERROR_BODY_BYTES)
+            await response.aclose()
+            attempts.append(Attempt(account.id, 401, summarize_message(body).error_type,
+                                    self.elapsed_ms(started)))
+            credential = await self._refresh(account, credential, attempts, keep_valid=False)
+            started = self._monotonic()
+            response = await self._send(call, account, credential, started, attempts)
         try:
-            credential = await self._pool.credential(account)
-        except CryptoError:
-            await self._pool.report(account.id, AccountUpdate(
-                AccountState.INVALID, None, account.consecutive_failures + 1,
-                "the stored credential cannot be opened; enter it again"), self._clock())
-            attempts.append(Attempt(account.id, None, "credential_error", 0.0))
-            raise _Retry from None
-        base_url = account.base_url or self._default_base_url
-        request = self._client.build_request(
-            call.method, base_url + call.target,
-            headers=upstream_headers(call.headers, account.type, credential),
-            content=call.body if call.method != "GET" else None,
-        )
-        try:
-            response = await self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            await self._transport_failure(account, exc, started, attempts)
-            raise _Retry from None
-        try:
+            await self._observe_usage(account, response)
             if response.status_code >= 300:
                 return await self._upstream_error(call, account, response, started, attempts)
             if call.stream:
@@ -174,6 +182,67 @@ class Forwarder:
         except BaseException:
             await response.aclose()
             raise
+
+    async def _credential(self, account: Account, attempts: list[Attempt]) -> Credential:
+        """The account's credential, its OAuth tokens refreshed first when they are due."""
+        try:
+            credential = await self._pool.credential(account)
+        except CryptoError:
+            await self._pool.report(account.id, AccountUpdate(
+                AccountState.INVALID, None, account.consecutive_failures + 1,
+                "the stored credential cannot be opened; enter it again"), self._clock())
+            attempts.append(Attempt(account.id, None, "credential_error", 0.0))
+            raise _Retry from None
+        if (account.type is AccountType.OAUTH and self._refresher is not None
+                and refresh_due(credential, self._clock())):
+            credential = await self._refresh(account, credential, attempts, keep_valid=True)
+        return credential
+
+    async def _refresh(self, account: Account, stale: Credential, attempts: list[Attempt], *,
+                       keep_valid: bool) -> Credential:
+        """Fresh tokens for the account, or the account's outcome reported and `_Retry`.
+
+        `keep_valid`: a refresh that failed ahead of time (not `invalid_grant`) leaves the
+        current token in use while it has not expired; the next request tries again.
+        """
+        assert self._refresher is not None
+        try:
+            fresh = await self._refresher.refresh(account, stale)
+        except RefreshFailed as failed:
+            now = self._clock()
+            if keep_valid and not failed.invalid and not expired(stale, now):
+                return stale
+            update = AccountUpdate(
+                AccountState.INVALID if failed.invalid else AccountState.OK,
+                None if failed.invalid else failed.retry_at,
+                account.consecutive_failures + 1, failed.message)
+            await self._pool.report(account.id, update, now)
+            attempts.append(Attempt(account.id, None, "oauth_refresh_failed", 0.0))
+            raise _Retry from None
+        self._pool.refreshed(account.id, fresh)
+        return fresh
+
+    async def _send(self, call: Call, account: Account, credential: Credential, started: float,
+                    attempts: list[Attempt]) -> httpx.Response:
+        base_url = account.base_url or self._default_base_url
+        request = self._client.build_request(
+            call.method, base_url + call.target,
+            headers=upstream_headers(call.headers, account.type, credential),
+            content=call.body if call.method != "GET" else None,
+        )
+        try:
+            return await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            await self._transport_failure(account, exc, started, attempts)
+            raise _Retry from None
+
+    async def _observe_usage(self, account: Account, response: httpx.Response) -> None:
+        """Every answer may carry the subscription's usage windows: keep the latest."""
+        now = self._clock()
+        headers = {name.lower(): value for name, value in response.headers.items()}
+        usage = parse_usage_windows(headers, now=now)
+        if usage is not None:
+            await self._pool.observe_usage(account.id, usage, now)
 
     async def _transport_failure(self, account: Account, exc: Exception, started: float,
                                  attempts: list[Attempt]) -> None:

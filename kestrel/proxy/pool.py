@@ -2,7 +2,9 @@
 
 The pool holds the accounts in memory so choosing one costs no database round trip; every
 state change is written through to the store (off the event loop) so cooldowns survive a
-restart. Admin changes reach it through `put` and `remove`.
+restart. Admin changes reach it through `put` and `remove`. Usage windows change with every
+answer, so they are kept in memory at once but written at most every `USAGE_WRITE_SECONDS`
+per account (at once when their status changes): the admin API reads the live ones from here.
 """
 
 from __future__ import annotations
@@ -19,10 +21,15 @@ from kestrel.domain import (
     KestrelError,
     NoAccountAvailable,
     RateLimited,
+    UsageWindows,
 )
 from kestrel.proxy.cooldown import AccountUpdate
 from kestrel.proxy.selection import AffinityTable, Rotation, attempt_order
 from kestrel.store.accounts import AccountStore
+
+# A busy account answers many times a second; its usage snapshot is worth a write only now and
+# then. A restart loses at most this much of it, and the next answer brings it back anyway.
+USAGE_WRITE_SECONDS = 10.0
 
 NO_ACCOUNTS_MESSAGE = (
     "no Anthropic account is configured: add one with POST /admin/accounts, in the dashboard, "
@@ -37,6 +44,7 @@ class AccountPool:
         self._accounts: dict[int, Account] = {}
         self._credentials: dict[int, tuple[float, Credential]] = {}
         self._last_chosen: dict[int, float] = {}
+        self._usage_written: dict[int, float] = {}
         self._affinity = AffinityTable()
 
     async def load(self) -> None:
@@ -47,7 +55,13 @@ class AccountPool:
         return list(self._accounts.values())
 
     def put(self, account: Account) -> None:
-        """An account the operator added or changed; its cached credential is dropped."""
+        """An account the operator added or changed; its cached credential is dropped. Usage
+        windows newer than the stored ones are kept: the store lags behind on purpose."""
+        known = self._accounts.get(account.id)
+        if known is not None and known.usage_windows is not None and (
+                account.usage_windows is None
+                or known.usage_windows.observed_at > account.usage_windows.observed_at):
+            account = replace(account, usage_windows=known.usage_windows)
         self._accounts[account.id] = account
         self._credentials.pop(account.id, None)
 
@@ -55,6 +69,7 @@ class AccountPool:
         self._accounts.pop(account_id, None)
         self._credentials.pop(account_id, None)
         self._last_chosen.pop(account_id, None)
+        self._usage_written.pop(account_id, None)
 
     def candidates(self, conversation: str | None, now: float) -> list[Account]:
         """The usable accounts in the order this request should try them."""
@@ -82,6 +97,25 @@ class AccountPool:
         credential = await self._store.credential(account.id)
         self._credentials[account.id] = (account.updated_at, credential)
         return credential
+
+    def refreshed(self, account_id: int, credential: Credential) -> None:
+        """New OAuth tokens, already in the store: cache them for the account as it is."""
+        account = self._accounts.get(account_id)
+        if account is not None:
+            self._credentials[account_id] = (account.updated_at, credential)
+
+    async def observe_usage(self, account_id: int, usage: UsageWindows, now: float) -> None:
+        """Keep the latest usage windows of the account (see the module docstring)."""
+        account = self._accounts.get(account_id)
+        if account is None:
+            return
+        previous = account.usage_windows
+        self._accounts[account_id] = replace(account, usage_windows=usage)
+        changed = previous is None or previous.status != usage.status
+        if changed or now - self._usage_written.get(account_id, float("-inf")) >= \
+                USAGE_WRITE_SECONDS:
+            self._usage_written[account_id] = now
+            await self._store.record_usage(account_id, usage)
 
     async def report(self, account_id: int, update: AccountUpdate | None, now: float) -> None:
         """Apply an outcome to the account, in memory at once and then in the store."""

@@ -1,8 +1,15 @@
 """Which accounts a request tries, in which order. Pure: the clock is an argument.
 
 Order: the conversation's pinned account first (prompt-cache hits), then by priority (higher
-first), then by rotation: `balanced` takes the least recently chosen account (spreads load),
-`fill-first` keeps taking the same one (lowest id) until it cools down.
+first), then by rotation: `balanced` takes the account with the most subscription window left
+and, among those, the least recently chosen (spreads load); `fill-first` keeps taking the same
+one (lowest id) until it cools down, whatever its windows say, since using one account up
+before the next is what it is for.
+
+Window left is compared in bands of `HEADROOM_BAND` (see `kestrel/oauth/windows.py` for how it
+is read): an account at 41 % and one at 44 % are equals and keep alternating, while one at 90 %
+waits until the others have caught up. An account that never reported windows (an API key)
+counts as having all of it.
 """
 
 from __future__ import annotations
@@ -12,12 +19,16 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 from kestrel.domain import Account, AccountStatus
+from kestrel.oauth.windows import headroom
 
 # How long a conversation stays on its account after its last request: Anthropic's prompt
 # cache lives 5 minutes (1 hour with the extended TTL), so an hour covers both.
 AFFINITY_TTL_SECONDS = 3600.0
 # Bounds memory however many conversations pass through; the least recently seen are dropped.
 AFFINITY_MAX_CONVERSATIONS = 100_000
+# Utilization is only known after each answer, so a finer comparison would send every request
+# of a burst to the same account; a tenth of a window is coarse enough to keep rotating.
+HEADROOM_BAND = 0.1
 
 
 class Rotation(enum.StrEnum):
@@ -36,10 +47,14 @@ def attempt_order(
     """The usable accounts (status active at `now`) in the order they should be tried."""
     usable = [a for a in accounts if a.status(now) is AccountStatus.ACTIVE]
 
-    def key(account: Account) -> tuple[int, int, float, int]:
-        recency = last_chosen.get(account.id, float("-inf"))
-        tiebreak = recency if rotation is Rotation.BALANCED else 0.0
-        return (0 if account.id == pinned else 1, -account.priority, tiebreak, account.id)
+    def key(account: Account) -> tuple[int, int, int, float, int]:
+        if rotation is Rotation.BALANCED:
+            left = headroom(account.usage_windows, now)
+            band = int((1.0 if left is None else left) / HEADROOM_BAND + 1e-9)
+            recency = last_chosen.get(account.id, float("-inf"))
+        else:
+            band, recency = 0, 0.0
+        return (0 if account.id == pinned else 1, -account.priority, -band, recency, account.id)
 
     return sorted(usable, key=key)
 

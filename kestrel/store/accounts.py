@@ -4,6 +4,9 @@ A credential is stored as JSON sealed with AES-GCM, its associated data naming t
 (`kestrel:account:<id>:credential`), so a blob copied into another row does not open. Callers
 never see a blob: they get `Account` (with only a masked hint) or, when the proxy needs to send a
 request, the opened `Credential`.
+
+`usage_windows` is JSON: `{"observed_at", "status", "reset_at", "representative_claim",
+"windows": [{"name", "status", "utilization", "reset_at"}, ...]}`, times in epoch seconds.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from kestrel.domain import (
     Conflict,
     Credential,
     NotFound,
+    UsageWindow,
+    UsageWindows,
     ValidationError,
     mask_secret,
 )
@@ -39,17 +44,36 @@ UNSET: Final = _Unset.UNSET
 
 _COLUMNS = ("id, name, type, base_url, priority, enabled, state, cooldown_until, "
             "consecutive_failures, last_error, last_used_at, created_at, updated_at, "
-            "credential_hint")
+            "credential_hint, email, organization, usage_windows")
 
 
 def _account(row: tuple[Any, ...]) -> Account:
     (id_, name, type_, base_url, priority, enabled, state, cooldown_until, failures,
-     last_error, last_used_at, created_at, updated_at, hint) = row
+     last_error, last_used_at, created_at, updated_at, hint, email, organization,
+     usage) = row
     return Account(id=id_, name=name, type=AccountType(type_), base_url=base_url,
                    priority=priority, enabled=bool(enabled), state=AccountState(state),
                    cooldown_until=cooldown_until, consecutive_failures=failures,
                    last_error=last_error, last_used_at=last_used_at, created_at=created_at,
-                   updated_at=updated_at, credential_hint=hint)
+                   updated_at=updated_at, credential_hint=hint, email=email,
+                   organization=organization, usage_windows=usage_from_json(usage))
+
+
+def usage_to_json(usage: UsageWindows) -> str:
+    return json.dumps(dataclasses.asdict(usage), separators=(",", ":"))
+
+
+def usage_from_json(text: str | None) -> UsageWindows | None:
+    """The stored snapshot, or None when there is none or it cannot be read: usage windows are
+    a display and a hint for selection, never worth failing a listing over."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+        windows = tuple(UsageWindow(**w) for w in data.pop("windows", ()))
+        return UsageWindows(**data, windows=windows)
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def _aad(account_id: int) -> bytes:
@@ -192,6 +216,70 @@ class AccountStore:
                 " WHERE id = ?",
                 (state.value, cooldown_until, consecutive_failures, last_error, int(used), now,
                  account_id))
+        await self._db.write(run)
+
+    async def save_oauth_login(self, *, name: str, credential: Credential, email: str | None,
+                               organization: str | None, now: float) -> tuple[Account, bool]:
+        """Store the tokens of a finished OAuth login: `(account, created)`.
+
+        Logging in again under an existing OAuth account's name replaces its tokens (and, like
+        any new credential, clears its failure state): that is how an operator reconnects an
+        account whose refresh token died. An API-key account of that name is never overwritten.
+        """
+        hint = mask_secret(_secret(AccountType.OAUTH, credential))
+
+        def run(conn: sqlite3.Connection) -> tuple[Account, bool]:
+            row = conn.execute("SELECT id, type FROM accounts WHERE name = ?", (name,)).fetchone()
+            if row is not None and row[1] != AccountType.OAUTH.value:
+                raise Conflict(f"an API-key account named {name!r} exists; choose another name",
+                               field="name")
+            if row is None:
+                cursor = conn.execute(
+                    "INSERT INTO accounts (name, type, credential, credential_hint, created_at, "
+                    "updated_at) VALUES (?, ?, x'', ?, ?, ?)",
+                    (name, AccountType.OAUTH.value, hint, now, now))
+                assert cursor.lastrowid is not None
+                account_id, created = cursor.lastrowid, True
+            else:
+                account_id, created = row[0], False
+            conn.execute(
+                "UPDATE accounts SET credential = ?, credential_hint = ?, email = ?, "
+                "organization = ?, state = ?, cooldown_until = NULL, consecutive_failures = 0, "
+                "last_error = NULL, updated_at = ? WHERE id = ?",
+                (self._seal(account_id, credential), hint, email, organization,
+                 AccountState.OK.value, now, account_id))
+            return _fetch(conn, account_id), created
+        return await self._db.write(run)
+
+    async def replace_credential(self, account_id: int, credential: Credential, *,
+                                 replaces: str | None) -> Credential:
+        """Store refreshed OAuth tokens, unless the stored ones changed meanwhile; return what is
+        stored now.
+
+        `replaces` is the refresh token the new tokens were obtained with. If the row holds
+        another one (the operator logged in again while the refresh was in flight), the newer
+        login wins and is returned instead. `updated_at` stays: it records operator changes,
+        and the pool keys its credential cache on it.
+        """
+        def run(conn: sqlite3.Connection) -> Credential:
+            row = conn.execute("SELECT credential FROM accounts WHERE id = ?",
+                               (account_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"account {account_id} not found")
+            current = self._open(account_id, bytes(row[0]))
+            if current.refresh_token != replaces:
+                return current
+            conn.execute("UPDATE accounts SET credential = ?, credential_hint = ? WHERE id = ?",
+                         (self._seal(account_id, credential),
+                          mask_secret(_secret(AccountType.OAUTH, credential)), account_id))
+            return credential
+        return await self._db.write(run)
+
+    async def record_usage(self, account_id: int, usage: UsageWindows) -> None:
+        """Keep the latest usage windows; a row deleted meanwhile is simply not there."""
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE accounts SET usage_windows = ? WHERE id = ?",
+                         (usage_to_json(usage), account_id))
         await self._db.write(run)
 
     async def credential(self, account_id: int) -> Credential:

@@ -1,0 +1,63 @@
+"""Where and when a run happened: the lines at the top of a report."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "not available"
+    text = (result.stdout or result.stderr).strip()
+    return text.splitlines()[0] if text else "not available"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory_gib() -> str:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _kestrel_version() -> str:
+    commit = _first_line(["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"])
+    dirty = _first_line(["git", "-C", str(REPO_DIR), "status", "--porcelain", "--", "kestrel"])
+    return f"commit {commit}" + (" with uncommitted changes under kestrel/"
+                                 if dirty != "not available" else "")
+
+
+def describe_machine() -> list[str]:
+    now = datetime.now(UTC).strftime("%a %b %d %H:%M:%S UTC %Y")  # as `date -u` prints it
+    return [
+        f"- Date: {now}",
+        f"- Machine: {len(os.sched_getaffinity(0))} CPUs available ({os.cpu_count()} online), "
+        f"{_cpu_model()}, {_memory_gib()} RAM, Linux {platform.release()}",
+        f"- Python {platform.python_version()} ({sys.implementation.name}); "
+        f"{_first_line(['wrk', '--version'])}; {_first_line(['cc', '--version'])}",
+        f"- Kestrel: {_kestrel_version()}",
+        "- Load average when the report was written (1, 5, 15 min): "
+        + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        + " (the machine is shared: other work running meanwhile adds noise)",
+    ]

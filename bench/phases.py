@@ -1,0 +1,101 @@
+"""What a run measures: the list of phases, and running one while metering the processes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from load import StreamResult, WrkResult, run_streams, run_wrk
+from procs import Meter, Usage
+from services import Target
+
+PLAIN = "plain"
+STREAM = "stream"
+# Kestrel variants that only change logging are measured where throughput is decided.
+VARIANT_PLAIN_CONCURRENCY = (16, 64)
+
+
+@dataclass(frozen=True)
+class Settings:
+    plain_seconds: float
+    warmup_seconds: float
+    stream_seconds: float
+    stream_grace: float
+    deltas: int
+    interval_ms: int
+    plain_concurrency: tuple[int, ...]
+    stream_concurrency: tuple[int, ...]
+    sse_client: str  # "c" or "python"
+    sseload: Path
+    load_cpus: set[int] | None
+
+    @property
+    def ramp_seconds(self) -> float:
+        """First streams spread over one stream's length: a steady load from the start."""
+        return self.deltas * self.interval_ms / 1000
+
+
+@dataclass(frozen=True)
+class Phase:
+    kind: str  # PLAIN or STREAM
+    target: str
+    route: str  # "messages" or "chat"
+    concurrency: int
+
+
+@dataclass
+class Measured:
+    phase: Phase
+    result: WrkResult | StreamResult
+    server: Usage | None  # the target's process tree (the mock itself for "direct")
+    upstream: Usage | None  # the mock, behind the target
+    wall_s: float
+
+
+def plan(targets: list[Target], settings: Settings, *, kinds: tuple[str, ...],
+         variants: set[str]) -> list[Phase]:
+    """Phases grouped by load, every target back to back, so drift hits all of them alike."""
+    phases: list[Phase] = []
+    for kind, levels in ((PLAIN, settings.plain_concurrency),
+                         (STREAM, settings.stream_concurrency)):
+        if kind not in kinds:
+            continue
+        for concurrency in levels:
+            for target in targets:
+                if target.name in variants and (
+                        kind != PLAIN or concurrency not in VARIANT_PLAIN_CONCURRENCY):
+                    continue
+                for route in target.routes:
+                    if target.name in variants and route != "messages":
+                        continue
+                    phases.append(Phase(kind, target.name, route, concurrency))
+    return phases
+
+
+def run_phase(phase: Phase, target: Target, upstream: Target, settings: Settings) -> Measured:
+    if not target.process.alive():
+        raise RuntimeError(f"{target.name} is no longer running:\n{target.process.log_tail()}")
+    if phase.kind == PLAIN and settings.warmup_seconds > 0:
+        # Fills connection pools and caches; not measured.
+        run_wrk(target.base_url, phase.route, concurrency=phase.concurrency,
+                seconds=settings.warmup_seconds, api_key=target.api_key,
+                cpus=settings.load_cpus)
+    server = Meter(target.pid)
+    behind = Meter(upstream.pid if target is not upstream else None)
+    server.start()
+    behind.start()
+    started = time.monotonic()
+    result: WrkResult | StreamResult
+    if phase.kind == PLAIN:
+        result = run_wrk(target.base_url, phase.route, concurrency=phase.concurrency,
+                         seconds=settings.plain_seconds, api_key=target.api_key,
+                         cpus=settings.load_cpus)
+    else:
+        result = run_streams(target.base_url, phase.route, client=settings.sse_client,
+                             sseload=settings.sseload, concurrency=phase.concurrency,
+                             seconds=settings.stream_seconds, grace=settings.stream_grace,
+                             deltas=settings.deltas, ramp=settings.ramp_seconds,
+                             api_key=target.api_key, cpus=settings.load_cpus)
+    wall = time.monotonic() - started
+    return Measured(phase, result, server.stop(), behind.stop(), wall)

@@ -1,0 +1,308 @@
+// The admin API client: one `fetch` wrapper that adds the admin key, turns Kestrel's error
+// shape into `ApiError`, and typed calls for each route the dashboard uses.
+
+export type AccountStatus = "active" | "cooldown" | "disabled" | "invalid" | "exhausted";
+
+export interface UsageWindowRaw {
+  utilization?: number | null;
+  reset?: string | number | null;
+  resets_at?: string | number | null;
+  reset_at?: string | number | null;
+  status?: string | null;
+  window?: string;
+  name?: string;
+}
+
+/** What the latest upstream answer said of a subscription's usage (OAuth accounts). */
+export interface UsageSummary {
+  status?: string | null;
+  reset_at?: string | null;
+  representative_claim?: string | null;
+  observed_at?: string | null;
+  windows?: Record<string, UsageWindowRaw>;
+}
+
+export interface Account {
+  id: number;
+  name: string;
+  type: "api_key" | "oauth";
+  base_url: string | null;
+  priority: number;
+  enabled: boolean;
+  status: AccountStatus;
+  cooldown_until: string | null;
+  consecutive_failures: number;
+  last_error: string | null;
+  last_used_at: string | null;
+  created_at: string | null;
+  updated_at: string | null;
+  credential_hint: string;
+  // Present once OAuth accounts are supported by the server.
+  email?: string | null;
+  organization?: string | null;
+  usage_windows?: UsageSummary | Record<string, UsageWindowRaw> | UsageWindowRaw[] | null;
+}
+
+export interface AccountInput {
+  name?: string;
+  api_key?: string;
+  base_url?: string | null;
+  priority?: number;
+  enabled?: boolean;
+}
+
+export interface ApiKey {
+  id: number;
+  name: string;
+  prefix: string;
+  created_at: string | null;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
+export interface CreatedKey extends ApiKey {
+  key: string;
+}
+
+export interface Attempt {
+  account_id: number;
+  status: number | null;
+  error_type: string | null;
+  duration_ms: number;
+}
+
+export interface LogRow {
+  id: number;
+  ts: string;
+  request_id: string;
+  route: string;
+  status: number;
+  key_id: number | null;
+  account_id: number | null;
+  model: string | null;
+  stream: boolean;
+  error_type: string | null;
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_tokens: number;
+  cache_creation_tokens: number;
+  latency_ms: number;
+  ttfb_ms: number | null;
+  client: string | null;
+  user_agent: string | null;
+  attempts: Attempt[];
+}
+
+export interface LogPage {
+  data: LogRow[];
+  next_cursor: string | null;
+}
+
+export interface LogFilters {
+  account_id?: number;
+  key_id?: number;
+  status?: number;
+  model?: string;
+  since?: string;
+  until?: string;
+}
+
+export type Window = "1h" | "24h" | "7d";
+
+export interface StatsGroup {
+  requests: number;
+  errors: number;
+  errors_by_type: Record<string, number>;
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_tokens: number;
+  cache_creation_tokens: number;
+  p50_latency_ms: number | null;
+  p95_latency_ms: number | null;
+  p50_ttfb_ms: number | null;
+  p95_ttfb_ms: number | null;
+}
+
+export interface SeriesPoint {
+  start: string;
+  requests: number;
+  errors: number;
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_tokens: number;
+  cache_creation_tokens: number;
+  p50_latency_ms: number | null;
+  p95_latency_ms: number | null;
+}
+
+export interface Stats {
+  window: Window;
+  since: string;
+  until: string;
+  bucket_seconds: number;
+  totals: StatsGroup;
+  accounts: (StatsGroup & { account_id: number | null })[];
+  keys: (StatsGroup & { key_id: number | null })[];
+  models: (StatsGroup & { model: string | null })[];
+  series: SeriesPoint[];
+}
+
+export interface Features {
+  oauth: "absent" | "off" | "on";
+  message?: string;
+}
+
+export interface OAuthStart {
+  authorize_url: string;
+  state: string;
+}
+
+/** An answer other than 2xx, with Kestrel's `{"error": {type, message, field}}` when given. */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly type: string;
+  readonly field: string | null;
+
+  constructor(status: number, type: string, message: string, field: string | null = null) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.type = type;
+    this.field = field;
+  }
+}
+
+/** `fetch` failed before any answer: server down, network gone. */
+export class NetworkError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "NetworkError";
+  }
+}
+
+export async function errorFrom(response: Response): Promise<ApiError> {
+  let body: unknown = null;
+  try {
+    body = await response.json();
+  } catch {
+    // not JSON: fall back to the status line
+  }
+  const error = (body as { error?: { type?: unknown; message?: unknown; field?: unknown } } | null)
+    ?.error;
+  if (error && typeof error.message === "string") {
+    return new ApiError(
+      response.status,
+      typeof error.type === "string" ? error.type : "error",
+      error.message,
+      typeof error.field === "string" ? error.field : null,
+    );
+  }
+  const text = response.statusText || `HTTP ${response.status}`;
+  return new ApiError(response.status, "http_error", `${text} (${response.status})`);
+}
+
+export function query(params: Record<string, string | number | boolean | null | undefined>): string {
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) {
+    if (value === undefined || value === null || value === "") continue;
+    search.set(name, String(value));
+  }
+  const text = search.toString();
+  return text ? `?${text}` : "";
+}
+
+type Fetch = typeof fetch;
+
+export class Client {
+  constructor(
+    private readonly adminKey: string,
+    private readonly fetchImpl: Fetch = (...args) => fetch(...args),
+    /** Told of every 401, so the app can sign out. */
+    private readonly onUnauthorized: () => void = () => {},
+  ) {}
+
+  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = { "X-Admin-Key": this.adminKey, Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let response: Response;
+    try {
+      response = await this.fetchImpl(path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: "omit",
+        cache: "no-store",
+      });
+    } catch (exc) {
+      throw new NetworkError(`Kestrel did not answer: ${(exc as Error).message || "network error"}`);
+    }
+    if (!response.ok) {
+      const error = await errorFrom(response);
+      if (response.status === 401) this.onUnauthorized();
+      throw error;
+    }
+    if (response.status === 204) return undefined as T;
+    const text = await response.text();
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  accounts = () => this.request<{ data: Account[] }>("GET", "/admin/accounts").then((r) => r.data);
+  createAccount = (input: AccountInput) => this.request<Account>("POST", "/admin/accounts", input);
+  updateAccount = (id: number, input: AccountInput) =>
+    this.request<Account>("PUT", `/admin/accounts/${id}`, input);
+  deleteAccount = (id: number) => this.request<void>("DELETE", `/admin/accounts/${id}`);
+  resetAccount = (id: number) => this.request<Account>("POST", `/admin/accounts/${id}/reset`);
+
+  keys = () => this.request<{ data: ApiKey[] }>("GET", "/admin/keys").then((r) => r.data);
+  createKey = (name: string) => this.request<CreatedKey>("POST", "/admin/keys", { name });
+  revokeKey = (id: number) => this.request<ApiKey>("DELETE", `/admin/keys/${id}`);
+
+  logs = (filters: LogFilters, cursor: string | null, limit = 50) =>
+    this.request<LogPage>("GET", `/admin/logs${query({ ...filters, cursor, limit })}`);
+  stats = (window: Window) => this.request<Stats>("GET", `/admin/stats${query({ window })}`);
+
+  oauthStart = (name: string) => this.request<OAuthStart>("POST", "/admin/oauth/start", { name });
+  oauthExchange = (state: string, code: string) =>
+    this.request<Account>("POST", "/admin/oauth/exchange", { state, code });
+  oauthLink = (name: string) => this.request<{ url: string }>("POST", "/admin/oauth/link", { name });
+
+  /**
+   * Whether this server connects OAuth accounts: "absent" when it has no such routes (an older
+   * Kestrel), "off" when they are there but not configured (no OAUTH_CLIENT_ID; `message`
+   * says what to set), else "on". The probe is an empty `start`: refused before it does
+   * anything, as "off" (400) or as an invalid body (422).
+   */
+  async features(): Promise<Features> {
+    const response = await this.fetchImpl("/openapi.json", { cache: "no-store" }).catch(() => null);
+    if (!response || !response.ok) return { oauth: "absent" };
+    let paths: Record<string, unknown>;
+    try {
+      paths = ((await response.json()) as { paths?: Record<string, unknown> }).paths ?? {};
+    } catch {
+      return { oauth: "absent" };
+    }
+    if (!("/admin/oauth/start" in paths && "/admin/oauth/exchange" in paths)) return { oauth: "absent" };
+    try {
+      await this.request("POST", "/admin/oauth/start", {});
+      return { oauth: "on" };
+    } catch (exc) {
+      if (exc instanceof ApiError && exc.status === 404) return { oauth: "absent" };
+      if (exc instanceof ApiError && exc.status === 400 && exc.field === null) return { oauth: "off", message: exc.message };
+      return { oauth: "on" };
+    }
+  }
+}
+
+/** Check a key before keeping it: one cheap admin call. */
+export async function verifyAdminKey(key: string, fetchImpl: Fetch = (...a) => fetch(...a)): Promise<void> {
+  await new Client(key, fetchImpl).accounts();
+}
+
+export function describeError(error: unknown): string {
+  if (error instanceof ApiError) {
+    if (error.status === 429) return `${error.message} — wait a moment and try again.`;
+    return error.message;
+  }
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

@@ -1,0 +1,55 @@
+// /admin/stats series → what the charts draw.
+
+import type { SeriesPoint, Stats } from "./api";
+import { parseTime } from "./format";
+
+export interface ChartPoint {
+  t: number;
+  values: Record<string, number | null>;
+}
+
+export function chartPoints(series: SeriesPoint[]): ChartPoint[] {
+  return series.map((p) => ({
+    t: parseTime(p.start) ?? 0,
+    values: {
+      ok: p.requests - p.errors,
+      errors: p.errors,
+      error_rate: p.requests > 0 ? p.errors / p.requests : null,
+      input: p.input_tokens,
+      output: p.output_tokens,
+      cache_read: p.cache_read_tokens,
+      cache_write: p.cache_creation_tokens,
+      p50: p.p50_latency_ms,
+      p95: p.p95_latency_ms,
+    },
+  }));
+}
+
+export function errorRate(stats: Pick<Stats, "totals">): number | null {
+  const { requests, errors } = stats.totals;
+  return requests > 0 ? errors / requests : null;
+}
+
+/**
+ * A round upper bound for an axis: 1, 2, 2.5, 5 or 10 times a power of ten. For counts
+ * (`integer`) the half-way gridline must be a whole number too: 2, 4, 6, 8, 10 below ten,
+ * then 1, 2, 4, 5 or 10 times a power of ten.
+ */
+export function niceMax(value: number, integer = false): number {
+  if (!(value > 0)) return integer ? 2 : 1;
+  if (integer && value <= 10) return Math.max(2, 2 * Math.ceil(value / 2));
+  const power = 10 ** Math.floor(Math.log10(value));
+  for (const step of integer ? [1, 2, 4, 5, 10] : [1, 2, 2.5, 5, 10]) {
+    if (value <= step * power) return step * power;
+  }
+  return 10 * power;
+}
+
+/** Tick label for a bucket start, by window: minutes for an hour, hours for a day, days for a week. */
+export function tickLabel(t: number, window: string): string {
+  const d = new Date(t);
+  const hh = String(d.getHours()).padStart(2, "0");
+  const mm = String(d.getMinutes()).padStart(2, "0");
+  if (window === "7d") return d.toLocaleDateString("en-US", { weekday: "short", day: "numeric" });
+  return `${hh}:${mm}`;
+}

@@ -1,0 +1,112 @@
+import { useState } from "react";
+import { AccountCard } from "../components/AccountBits";
+import { TimeChart, type SeriesDef } from "../components/Chart";
+import { Button, Card, Empty, ErrorBanner, Loading, PageHeader, Segmented, Stat } from "../components/ui";
+import { useSession } from "../context";
+import { describeError, type Window } from "../lib/api";
+import { compact, formatMs, percent } from "../lib/format";
+import { useNow, usePoll } from "../lib/hooks";
+import { hrefOf, navigate } from "../lib/router";
+import { chartPoints, errorRate } from "../lib/series";
+
+const REQUESTS: SeriesDef[] = [
+  { key: "ok", label: "Succeeded", fill: "fill-teal-500", stroke: "stroke-teal-500", dot: "bg-teal-500" },
+  { key: "errors", label: "Failed", fill: "fill-red-500", stroke: "stroke-red-500", dot: "bg-red-500" },
+];
+const ERROR_RATE: SeriesDef[] = [
+  { key: "error_rate", label: "Error rate", fill: "fill-red-500", stroke: "stroke-red-500", dot: "bg-red-500" },
+];
+const TOKENS: SeriesDef[] = [
+  { key: "input", label: "Input", fill: "fill-sky-500", stroke: "stroke-sky-500", dot: "bg-sky-500" },
+  { key: "output", label: "Output", fill: "fill-violet-500", stroke: "stroke-violet-500", dot: "bg-violet-500" },
+  { key: "cache_read", label: "Cache read", fill: "fill-emerald-400", stroke: "stroke-emerald-400", dot: "bg-emerald-400" },
+  { key: "cache_write", label: "Cache write", fill: "fill-amber-400", stroke: "stroke-amber-400", dot: "bg-amber-400" },
+];
+const LATENCY: SeriesDef[] = [
+  { key: "p50", label: "p50", fill: "fill-teal-500", stroke: "stroke-teal-500", dot: "bg-teal-500" },
+  { key: "p95", label: "p95", fill: "fill-orange-500", stroke: "stroke-orange-500", dot: "bg-orange-500" },
+];
+
+const WINDOWS: { value: Window; label: string }[] = [
+  { value: "1h", label: "1 h" },
+  { value: "24h", label: "24 h" },
+  { value: "7d", label: "7 d" },
+];
+
+export function Overview() {
+  const { client } = useSession();
+  const [window, setWindow] = useState<Window>("24h");
+  const stats = usePoll(() => client.stats(window), [client, window], 5000);
+  const accounts = usePoll(() => client.accounts(), [client], 3000);
+  const now = useNow(1000);
+
+  const s = stats.data;
+  const points = s ? chartPoints(s.series) : [];
+  const list = accounts.data ?? [];
+  const serving = list.filter((a) => a.status === "active").length;
+  const cooling = list.filter((a) => a.status === "cooldown").length;
+  const broken = list.filter((a) => a.status === "invalid" || a.status === "exhausted").length;
+  const rate = s ? errorRate(s) : null;
+  const tokens = s ? s.totals.input_tokens + s.totals.output_tokens : 0;
+
+  return (
+    <>
+      <PageHeader
+        title="Overview"
+        description={<>Traffic through the pool, refreshed every few seconds.</>}
+        actions={<Segmented label="Time window" value={window} options={WINDOWS} onChange={setWindow} />}
+      />
+
+      {stats.error != null && <ErrorBanner className="mb-4" error={`Could not load statistics: ${describeError(stats.error)}`} onRetry={stats.refresh} />}
+
+      <div className="grid grid-cols-2 gap-3 md:grid-cols-3 xl:grid-cols-5">
+        <Stat label="Requests" value={s ? compact(s.totals.requests) : "—"} sub={s ? `${compact(s.totals.errors)} failed` : " "} />
+        <Stat label="Error rate" value={rate === null ? "—" : percent(rate)} tone={rate !== null && rate > 0.05 ? "bad" : rate ? "warn" : undefined}
+          sub={s ? topError(s.totals.errors_by_type) : " "} />
+        <Stat label="Tokens" value={s ? compact(tokens) : "—"}
+          sub={s ? `${compact(s.totals.input_tokens)} in · ${compact(s.totals.output_tokens)} out · ${compact(s.totals.cache_read_tokens)} cached` : " "} />
+        <Stat label="Latency p50" value={s ? formatMs(s.totals.p50_latency_ms) : "—"} sub={s ? `p95 ${formatMs(s.totals.p95_latency_ms)}` : " "} />
+        <Stat className="col-span-2 md:col-span-1" label="Accounts serving" value={accounts.data ? `${serving} / ${list.length}` : "—"}
+          tone={accounts.data && list.length > 0 && serving === 0 ? "bad" : cooling || broken ? "warn" : undefined}
+          sub={accounts.data ? [cooling && `${cooling} cooling down`, broken && `${broken} need attention`].filter(Boolean).join(" · ") || "all healthy" : " "} />
+      </div>
+
+      <Card className="mt-4 p-4 sm:p-5">
+        {stats.loading ? <Loading label="Loading charts…" /> : (
+          <div className="grid gap-x-8 gap-y-7 lg:grid-cols-2">
+            <TimeChart title="Requests" window={window} points={points} series={REQUESTS} kind="bars" format={(v) => compact(v)} minTop={2} />
+            <TimeChart title="Error rate" window={window} points={points} series={ERROR_RATE} kind="lines" format={(v) => percent(v, 0)} max={Math.max(0.05, ...points.map((p) => p.values.error_rate ?? 0)) > 0.5 ? 1 : undefined} />
+            <TimeChart title="Tokens" window={window} points={points} series={TOKENS} kind="bars" format={(v) => compact(v)} minTop={2} />
+            <TimeChart title="Latency" window={window} points={points} series={LATENCY} kind="lines" format={(v) => formatMs(v)} />
+          </div>
+        )}
+      </Card>
+
+      <div className="mt-8 mb-3 flex items-center justify-between">
+        <h2 className="text-base font-semibold text-zinc-900 dark:text-white">Accounts</h2>
+        <Button size="sm" variant="ghost" onClick={() => navigate(hrefOf("accounts"))}>Manage accounts →</Button>
+      </div>
+      {accounts.error != null && <ErrorBanner className="mb-3" error={`Could not load accounts: ${describeError(accounts.error)}`} onRetry={accounts.refresh} />}
+      {accounts.loading ? <Card><Loading label="Loading accounts…" /></Card> : list.length === 0 ? (
+        <Card>
+          <Empty title="No accounts yet" action={<Button variant="primary" onClick={() => navigate(hrefOf("accounts"))}>Add an account</Button>}>
+            Kestrel needs at least one Anthropic account to serve requests.
+          </Empty>
+        </Card>
+      ) : (
+        <div className="grid gap-3 md:grid-cols-2 xl:grid-cols-3" data-testid="account-cards">
+          {list.map((a) => (
+            <AccountCard key={a.id} account={a} now={now} stats={s?.accounts.find((x) => x.account_id === a.id)} />
+          ))}
+        </div>
+      )}
+    </>
+  );
+}
+
+function topError(byType: Record<string, number>): string {
+  const entries = Object.entries(byType).sort((a, b) => b[1] - a[1]);
+  if (entries.length === 0) return "no errors";
+  const [type, count] = entries[0];
+  return `most: ${type} (${compact(count)})`;
+}

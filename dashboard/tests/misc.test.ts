@@ -1,0 +1,67 @@
+import { describe, expect, it } from "vitest";
+import type { SeriesPoint } from "../src/lib/api";
+import { hrefOf, pageOf } from "../src/lib/router";
+import { chartPoints, errorRate, niceMax } from "../src/lib/series";
+import { snippets } from "../src/lib/snippets";
+
+describe("snippets", () => {
+  it("configure Claude Code and the OpenAI SDK for this server", () => {
+    const [claude, openai, curl] = snippets("http://10.0.0.5:8080/", "kst_abc");
+    expect(claude.code).toContain("export ANTHROPIC_BASE_URL=http://10.0.0.5:8080\n");
+    expect(claude.code).toContain("export ANTHROPIC_API_KEY=kst_abc");
+    expect(openai.code).toContain('base_url="http://10.0.0.5:8080/v1"');
+    expect(openai.code).toContain('api_key="kst_abc"');
+    expect(curl.code).toContain("http://10.0.0.5:8080/v1/messages");
+  });
+});
+
+describe("routes", () => {
+  it("maps locations to pages and back", () => {
+    expect(pageOf("/app/")).toBe("overview");
+    expect(pageOf("/app/logs")).toBe("logs");
+    expect(pageOf("/app/accounts/3")).toBe("accounts");
+    expect(pageOf("/app/nope")).toBe("overview");
+    expect(hrefOf("overview")).toBe("/app/");
+    expect(hrefOf("keys")).toBe("/app/keys");
+  });
+});
+
+describe("chart data", () => {
+  const point = (requests: number, errors: number): SeriesPoint => ({
+    start: "2026-03-01T12:00:00.000Z", requests, errors, input_tokens: 10, output_tokens: 5,
+    cache_read_tokens: 2, cache_creation_tokens: 1, p50_latency_ms: requests ? 100 : null,
+    p95_latency_ms: requests ? 200 : null,
+  });
+
+  it("splits requests into succeeded and failed and computes the error rate", () => {
+    const [busy, idle] = chartPoints([point(10, 2), point(0, 0)]);
+    expect(busy.values).toMatchObject({ ok: 8, errors: 2, error_rate: 0.2, p50: 100, cache_write: 1 });
+    expect(idle.values.error_rate).toBeNull();
+    expect(idle.values.p50).toBeNull();
+    expect(busy.t).toBe(Date.parse("2026-03-01T12:00:00Z"));
+  });
+
+  it("rounds axis tops up", () => {
+    expect(niceMax(0)).toBe(1);
+    expect(niceMax(1)).toBe(1);
+    expect(niceMax(3)).toBe(5);
+    expect(niceMax(17)).toBe(20);
+    expect(niceMax(230)).toBe(250);
+    expect(niceMax(0.07)).toBeCloseTo(0.1);
+  });
+
+  it("keeps the middle gridline of a count axis whole", () => {
+    expect(niceMax(1, true)).toBe(2);
+    expect(niceMax(3, true)).toBe(4);
+    expect(niceMax(9, true)).toBe(10);
+    expect(niceMax(23, true)).toBe(40);
+    expect(niceMax(230, true)).toBe(400);
+    expect(niceMax(4_700, true)).toBe(5_000);
+    for (const v of [1, 7, 13, 26, 99, 120, 333, 6_100]) expect(Number.isInteger(niceMax(v, true) / 2)).toBe(true);
+  });
+
+  it("computes the error rate of a window", () => {
+    expect(errorRate({ totals: { requests: 4, errors: 1 } as never })).toBe(0.25);
+    expect(errorRate({ totals: { requests: 0, errors: 0 } as never })).toBeNull();
+  });
+});

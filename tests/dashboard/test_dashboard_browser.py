@@ -1,0 +1,362 @@
+"""The dashboard end to end, in real headless Chromium: a real Kestrel in front of the fake
+Anthropic upstream, driven the way an operator would use it.
+
+Driven by the Python `playwright` package (its own Node driver ships inside the wheel) with
+Debian's `chromium` (`executable_path`); Playwright's browser download is never used. Without
+`/usr/bin/chromium` the test is skipped, except under CI, where `.ci/run` installs it and a
+missing browser is a failure. Screenshots of every page land in `test-artifacts/dashboard/`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import anthropic
+import pytest
+
+from fake_upstream import rate_limited, success
+from support.stack import ADMIN_KEY, MODEL, Stack, account_key, running_stack
+
+pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import (  # noqa: E402
+    Browser,
+    ConsoleMessage,
+    Page,
+    Route,
+    expect,
+    sync_playwright,
+)
+
+CHROMIUM = os.environ.get("KESTREL_TEST_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
+# Flags for a quiet, self-contained browser: no GPU, no QUIC, nothing phoned home.
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-dev-shm-usage"]
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 390, "height": 844}
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError(f"{CHROMIUM} is missing: .ci/run should have installed chromium")
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    with running_stack(tmp_path, accounts=()) as stack:
+        yield stack
+
+
+class Console:
+    """Every console error and CSP violation the page reports; the test ends with none."""
+
+    def __init__(self, page: Page) -> None:
+        self.problems: list[str] = []
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        text = message.text
+        # The browser also logs every API call answered 4xx (the wrong key on purpose, the
+        # OAuth probe): the page handles those; anything else is a problem.
+        expected = re.search(r"the server responded with a status of 4\d\d", text)
+        if (message.type == "error" or "Content Security Policy" in text) and not expected:
+            self.problems.append(text)
+
+
+def shoot(page: Page, name: str) -> None:
+    page.wait_for_timeout(150)  # let a transition settle
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def go(page: Page, label: str) -> None:
+    page.get_by_role("navigation", name="Main").get_by_role("link", name=label).click()
+    expect(page.get_by_role("heading", level=1, name=label)).to_be_visible()
+
+
+def add_account(page: Page, stack: Stack, name: str, priority: int) -> None:
+    page.get_by_role("button", name="Add API-key account").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Name").fill(name)
+    dialog.get_by_label("API key").fill(account_key(name))
+    dialog.get_by_label("Priority").fill(str(priority))
+    dialog.get_by_role("button", name="Add account").click()
+    expect(dialog).to_be_hidden()
+    row = page.get_by_test_id(f"account-row-{name}")
+    expect(row).to_contain_text("Active")
+    expect(row).to_contain_text("sk-ant-")
+    stack.accounts[name] = next(a["id"] for a in _admin_accounts(stack) if a["name"] == name)
+
+
+def _admin_accounts(stack: Stack) -> list[dict[str, object]]:
+    with stack.admin() as client:
+        data: list[dict[str, object]] = client.get("/admin/accounts").json()["data"]
+        return data
+
+
+def set_theme(page: Page, theme: str) -> None:
+    is_dark = page.evaluate("document.documentElement.classList.contains('dark')")
+    if is_dark != (theme == "dark"):
+        page.get_by_role("button", name=f"Switch to {theme} theme").locator("visible=true").first \
+            .click()
+    expect(page.locator("html")).to_have_class(re.compile(r"\bdark\b") if theme == "dark"
+                                               else re.compile(r"^(?!.*\bdark\b).*$"))
+
+
+def test_operator_journey(browser: Browser, stack: Stack) -> None:
+    if ARTIFACTS.exists():
+        shutil.rmtree(ARTIFACTS)
+    ARTIFACTS.mkdir(parents=True)
+    context = browser.new_context(viewport=DESKTOP, color_scheme="light")
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    console = Console(page)
+    origin = stack.url
+
+    # Sign in: `/` redirects to the dashboard; a wrong key is refused, the right one kept.
+    page.goto(origin + "/")
+    assert page.url == origin + "/app/"
+    expect(page.get_by_role("heading", name="Sign in to Kestrel")).to_be_visible()
+    shoot(page, "signin-light")
+    page.get_by_label("Admin key").fill("not-the-admin-key-0000")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("not right")
+    page.get_by_label("Admin key").fill(ADMIN_KEY)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", level=1, name="Overview")).to_be_visible()
+    expect(page.get_by_text("No accounts yet")).to_be_visible()
+
+    # Accounts: add two through the form.
+    go(page, "Accounts")
+    connect = page.get_by_role("button", name="Connect Claude account")
+    if connect.count():  # OAuth routes exist, but this server has no OAUTH_CLIENT_ID
+        connect.click()
+        expect(page.get_by_role("dialog")).to_contain_text("OAUTH_CLIENT_ID")
+        page.keyboard.press("Escape")
+        expect(page.get_by_role("dialog")).to_be_hidden()
+    add_account(page, stack, "alpha", priority=10)
+    add_account(page, stack, "beta", priority=0)
+    # Edit: the stored key is never shown, only its hint; a blank field keeps it.
+    page.get_by_role("button", name="Edit beta").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_label("New API key")).to_have_value("")
+    dialog.get_by_label("Priority").fill("5")
+    dialog.get_by_role("button", name="Save changes").click()
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_test_id("account-row-beta")).to_contain_text("5")
+    assert stack.account("beta")["priority"] == 5
+
+    # Keys: create one, shown once with snippets, then use it through the SDK.
+    go(page, "Keys")
+    page.get_by_role("button", name="Create key").first.click()
+    page.get_by_role("dialog").get_by_label("Name").fill("e2e-laptop")
+    page.get_by_role("dialog").get_by_role("button", name="Create key").click()
+    key = page.get_by_test_id("new-key").inner_text().strip()
+    assert key.startswith("kst_")
+    snippet = page.get_by_test_id("snippet-claude-code").inner_text()
+    assert f"ANTHROPIC_BASE_URL={origin}" in snippet and f"ANTHROPIC_API_KEY={key}" in snippet
+    page.get_by_role("tab", name="OpenAI SDK").click()
+    assert f'base_url="{origin}/v1"' in page.get_by_test_id("snippet-openai").inner_text()
+    shoot(page, "keys-created-light")
+    page.get_by_role("button", name="Done").click()
+    row = page.get_by_test_id("key-row-e2e-laptop")
+    expect(row).to_contain_text(key[:8])
+    expect(row).to_contain_text("never")
+
+    # The first choice (alpha, priority 10) is rate-limited: Kestrel cools it down and serves
+    # the request from beta, invisibly to the client.
+    stack.up.script(account_key("alpha"), [rate_limited(retry_after=60)])
+    # beta's answer reports its subscription windows, as Anthropic's do for OAuth accounts.
+    reset = int(time.time()) + 2 * 3600
+    stack.up.script(account_key("beta"), [success(headers={
+        "anthropic-ratelimit-unified-status": "allowed",
+        "anthropic-ratelimit-unified-5h-status": "allowed",
+        "anthropic-ratelimit-unified-5h-utilization": "0.42",
+        "anthropic-ratelimit-unified-5h-reset": str(reset),
+        "anthropic-ratelimit-unified-7d-status": "allowed",
+        "anthropic-ratelimit-unified-7d-utilization": "0.93",
+        "anthropic-ratelimit-unified-7d-reset": str(reset + 3 * 86400),
+    })])
+    sdk = anthropic.Anthropic(base_url=origin, api_key=key, max_retries=0)
+    reply = sdk.messages.create(model=MODEL, max_tokens=32,
+                                messages=[{"role": "user", "content": "hello"}])
+    assert reply.content and stack.served_by() == "beta"
+    stack.logs(expect=1)
+    expect(row).not_to_contain_text("never", timeout=8000)  # last use shows up on refresh
+
+    # Logs: the request, with both attempts.
+    go(page, "Logs")
+    log_row = page.get_by_test_id("log-row").first
+    expect(log_row).to_contain_text("200")
+    expect(log_row).to_contain_text(MODEL)
+    expect(log_row).to_contain_text("beta")
+    shoot(page, "logs-light")
+    log_row.click()
+    attempts = page.get_by_test_id("attempts").get_by_role("listitem")
+    expect(attempts).to_have_count(2)
+    expect(attempts.nth(0)).to_contain_text("alpha")
+    expect(attempts.nth(0)).to_contain_text("429")
+    expect(attempts.nth(1)).to_contain_text("beta")
+    expect(attempts.nth(1)).to_contain_text("200")
+    shoot(page, "log-detail-light")
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    page.get_by_label("Status").fill("429")
+    expect(page.get_by_text("No requests match these filters")).to_be_visible()
+    page.get_by_role("button", name="Clear").click()
+    expect(page.get_by_test_id("log-row")).to_have_count(1)
+    # Live tail: a new request appears on top without a reload.
+    page.get_by_role("button", name="Live tail").click()
+    stack.sdk().messages.create(model=MODEL, max_tokens=32,
+                                messages=[{"role": "user", "content": "tail"}])
+    expect(page.get_by_test_id("log-row")).to_have_count(2)
+    expect(page.get_by_test_id("log-row").first).to_contain_text("tests")  # the stack's key
+    page.get_by_role("button", name="Live").click()
+
+    # Overview: charts count the request; alpha's card shows its cooldown counting down.
+    go(page, "Overview")
+    cards = page.get_by_test_id("account-cards")
+    expect(cards).to_contain_text("Cooling down")
+    countdown = re.compile(r"Cooling down\s*(0|1)m \d\ds|Cooling down\s*\d+s")
+    expect(cards).to_contain_text(countdown)
+    expect(page.get_by_role("img", name="Requests")).to_be_visible()
+    if "usage_windows" in stack.account("beta"):  # the servers that track subscription windows
+        bars = cards.get_by_role("progressbar")
+        expect(bars).to_have_count(2)
+        expect(bars.nth(0)).to_have_attribute("aria-valuenow", "42")
+        expect(cards).to_contain_text(re.compile(r"42%\s*used · resets in (1h 59m|2h 00m)"))
+        expect(bars.nth(1)).to_have_attribute("aria-valuenow", "93")
+    shoot(page, "overview-light")
+
+    # Accounts: the cooldown, then reset it.
+    go(page, "Accounts")
+    alpha = page.get_by_test_id("account-row-alpha")
+    expect(alpha).to_contain_text("Cooling down")
+    expect(alpha).to_contain_text("rate")
+    shoot(page, "accounts-light")
+    alpha.get_by_role("button", name="Reset alpha").click()
+    expect(alpha).to_contain_text("Active")
+    expect(alpha).not_to_contain_text("Cooling down")
+    assert stack.account("alpha")["status"] == "active"
+
+    # Dark theme, every page.
+    set_theme(page, "dark")
+    for label in ("Overview", "Accounts", "Keys", "Logs"):
+        go(page, label)
+        page.wait_for_load_state("networkidle")
+        shoot(page, f"{label.lower()}-dark")
+    set_theme(page, "light")
+
+    # Keys: revoke with confirmation; the next request with it is refused.
+    go(page, "Keys")
+    page.get_by_role("button", name="Revoke e2e-laptop").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("e2e-laptop")
+    dialog.get_by_role("button", name="Revoke key").click()
+    expect(dialog).to_be_hidden()
+    expect(row).to_contain_text("Revoked")
+    with pytest.raises(anthropic.AuthenticationError):
+        sdk.messages.create(model=MODEL, max_tokens=32,
+                            messages=[{"role": "user", "content": "again"}])
+
+    # Phone width: every page still works and reads.
+    phone = browser.new_context(viewport=PHONE, color_scheme="dark", is_mobile=True,
+                                has_touch=True)
+    phone.set_default_timeout(10_000)
+    small = phone.new_page()
+    phone_console = Console(small)
+    small.goto(origin + "/app/logs")
+    small.get_by_label("Admin key").fill(ADMIN_KEY)
+    small.get_by_role("button", name="Sign in").click()
+    expect(small.get_by_role("heading", level=1, name="Logs")).to_be_visible()
+    assert small.url == origin + "/app/logs"  # the deep link survives signing in
+    for label in ("Overview", "Accounts", "Keys", "Logs"):
+        go(small, label)
+        small.wait_for_load_state("networkidle")
+        width = small.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], f"{label} scrolls sideways at phone width ({width}px)"
+        shoot(small, f"{label.lower()}-phone")
+
+    # Sign out forgets the key.
+    page.get_by_role("button", name="Sign out").locator("visible=true").first.click()
+    expect(page.get_by_role("heading", name="Sign in to Kestrel")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+
+    assert console.problems == [] and phone_console.problems == [], \
+        console.problems + phone_console.problems
+    phone.close()
+    context.close()
+
+
+def test_connect_a_claude_account(browser: Browser, tmp_path: Path) -> None:
+    """OAuth from the Accounts page: the paste flow end to end against a fake provider, and
+    the redirect flow as far as the provider's sign-in page."""
+    fake_oauth = pytest.importorskip("fake_oauth")
+    with fake_oauth.FakeOAuth() as provider, \
+            running_stack(tmp_path, accounts=(), env=provider.env()) as stack:
+        context = browser.new_context(viewport=DESKTOP)
+        context.set_default_timeout(10_000)
+        page = context.new_page()
+        console = Console(page)
+        page.goto(stack.url + "/app/accounts")
+        page.get_by_label("Admin key").fill(ADMIN_KEY)
+        page.get_by_role("button", name="Sign in").click()
+
+        # Paste flow: get the link, sign in "elsewhere", paste the code#state shown there.
+        page.get_by_role("button", name="Connect Claude account").click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_role("radio", name="Paste a code").click()
+        dialog.get_by_label("Account name").fill("team-max")
+        dialog.get_by_role("button", name="Get sign-in link").click()
+        link = dialog.get_by_role("link").get_attribute("href")
+        assert link is not None and link.startswith(provider.base_url)
+        pasted = provider.approve(link)
+        assert "#" in pasted
+        dialog.get_by_label("2. Paste the code").fill(pasted)
+        dialog.get_by_role("button", name="Connect account").click()
+        expect(dialog).to_be_hidden()
+        row = page.get_by_test_id("account-row-team-max")
+        expect(row).to_contain_text("OAuth")
+        expect(row).to_contain_text(fake_oauth.EMAIL)
+        expect(row).to_contain_text("Active")
+        shoot(page, "accounts-oauth-light")
+
+        # Redirect flow: the dashboard asks Kestrel for a signed link and the browser follows
+        # it; Kestrel answers 302 to the provider's sign-in page. (Stubbed there: the provider
+        # would send the browser back to the default callback address, where no Kestrel runs.)
+        redirects: list[str] = []
+
+        def follow(route: Route) -> None:
+            answer = route.fetch(max_redirects=0)
+            redirects.append(answer.headers.get("location", f"status {answer.status}"))
+            route.fulfill(status=200, content_type="text/html", body="<h1>Sign in</h1>")
+
+        page.route("**/api/oauth/authorize?**", follow)
+        page.get_by_role("button", name="Connect Claude account").click()
+        dialog.get_by_role("radio", name="In this browser").click()  # it kept the last choice
+        dialog.get_by_label("Account name").fill("second")
+        dialog.get_by_role("button", name="Continue to Anthropic").click()
+        page.wait_for_url("**/api/oauth/authorize?**")
+        assert redirects and redirects[0].startswith(provider.base_url + "/oauth/authorize?")
+        query = parse_qs(urlsplit(redirects[0]).query)
+        assert query["client_id"] == [fake_oauth.CLIENT_ID]
+        assert query["code_challenge_method"] == ["S256"] and query["state"]
+        assert console.problems == [], console.problems
+        context.close()
