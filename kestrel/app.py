@@ -7,6 +7,7 @@ resource is closed by `App.close()`.
 from __future__ import annotations
 
 import functools
+import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -22,19 +23,21 @@ from kestrel.api.dashboard import DashboardApi
 from kestrel.api.endpoints import Auth, Endpoint
 from kestrel.api.errors import error_response, from_http_error, surface_for_path
 from kestrel.api.health import HealthApi
+from kestrel.api.metrics import MetricsApi
 from kestrel.api.oauth import OAuthApi
 from kestrel.api.openai import OpenAIApi
 from kestrel.api.openapi import openapi_endpoint
 from kestrel.api.proxy import ProxyApi
 from kestrel.config import Settings
 from kestrel.crypto import Sealer
-from kestrel.domain import AccountType, Credential, KestrelError
+from kestrel.domain import AccountType, Credential, KestrelError, RequestLog
 from kestrel.logs import request_id_var
 from kestrel.oauth.flow import OAuthConfig
 from kestrel.oauth.logins import OAuthLogins
 from kestrel.oauth.refresher import TokenRefresher
 from kestrel.oauth.tokens import TokenClient
 from kestrel.proxy.forwarder import Forwarder
+from kestrel.proxy.metrics import Metrics, WriterStats
 from kestrel.proxy.pool import AccountPool
 from kestrel.proxy.selection import Rotation
 from kestrel.store.accounts import AccountStore
@@ -70,7 +73,8 @@ class App:
         )
         refresher, self.oauth_logins = _oauth(settings, db, sealer, self.accounts, self.upstream,
                                               clock)
-        self.forwarder = Forwarder(self.pool, self.upstream, self.log_writer.submit,
+        self.metrics = Metrics()
+        self.forwarder = Forwarder(self.pool, self.upstream, self._record,
                                    default_base_url=settings.claude_base_url,
                                    cooldown_max=settings.cooldown_max, clock=clock,
                                    refresher=refresher)
@@ -84,6 +88,8 @@ class App:
             *OAuthApi(self.oauth_logins, self.pool, self._admin_guard, settings.admin_key,
                       clock).endpoints(),
             *DashboardApi().endpoints(),
+            *MetricsApi(self.metrics, self.pool, self.forwarder, self._writer_stats,
+                        clock).endpoints(),
         ]
         self.endpoints.append(openapi_endpoint(lambda: self.endpoints))
         self.router = http.Router()
@@ -153,8 +159,20 @@ class App:
         finally:
             request_id_var.reset(token)
 
+    def _record(self, row: RequestLog) -> None:
+        """Every finished proxy request: counted for /metrics, queued for the request log."""
+        self.metrics.observe(row)
+        self.log_writer.submit(row)
+
+    def _writer_stats(self) -> WriterStats:
+        writer = self.log_writer
+        return WriterStats(writer.queue_depth, writer.written, writer.dropped)
+
     async def _run_endpoint(self, endpoint: Endpoint, request: http.Request) -> http.Response:
-        if endpoint.auth is Auth.ADMIN:
+        if endpoint.auth is Auth.METRICS and _bearer_matches(request.headers,
+                                                             self.settings.metrics_token):
+            return await endpoint.handler(request)
+        if endpoint.auth in (Auth.ADMIN, Auth.METRICS):
             self._admin_guard.check(request.headers.get("x-admin-key"), request.client_host,
                                     self.clock())
         elif endpoint.auth is Auth.CLIENT:
@@ -175,3 +193,12 @@ def _oauth(settings: Settings, db: Database, sealer: Sealer, accounts: AccountSt
     tokens = TokenClient(http_client, config)
     return (TokenRefresher(accounts, tokens, clock),
             OAuthLogins(config, OAuthStateStore(db, sealer), tokens, accounts))
+
+
+def _bearer_matches(headers: http.Headers, token: str | None) -> bool:
+    """The request carries `Authorization: Bearer <token>` (compared in constant time)."""
+    if not token:
+        return False
+    scheme, _, presented = (headers.get("authorization") or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(),
+                                                              token.encode())

@@ -41,7 +41,7 @@ DEFAULT_UPSTREAM_CONNECT_TIMEOUT = 10.0
 DEFAULT_UPSTREAM_READ_TIMEOUT = 600.0
 
 # OAuth (Claude subscription accounts): the endpoints Anthropic serves today, as Claude Code uses
-# them; docs/oauth.md says where each was found. OAuth stays off until OAUTH_CLIENT_ID is set:
+# them; the README says where each was found. OAuth stays off until OAUTH_CLIENT_ID is set:
 # Kestrel ships no client id of its own, and borrowing Claude Code's is the operator's call.
 DEFAULT_OAUTH_AUTH_URL = "https://claude.com/cai/oauth/authorize"
 DEFAULT_OAUTH_TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
@@ -69,6 +69,7 @@ class Settings:
     encryption_key: bytes = field(repr=False)
     admin_key: str = field(repr=False)
     claude_api_key: str | None = field(repr=False)
+    metrics_token: str | None = field(repr=False)
     claude_base_url: str
     max_body_bytes: int
     shutdown_grace: float
@@ -182,6 +183,7 @@ def load_settings(
         encryption_key=encryption_key,
         admin_key=admin_key,
         claude_api_key=get("CLAUDE_API_KEY"),
+        metrics_token=get("METRICS_TOKEN"),
         claude_base_url=base_url,
         max_body_bytes=max_body_bytes,
         shutdown_grace=shutdown_grace,

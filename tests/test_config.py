@@ -128,7 +128,7 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings == Settings(
         host="127.0.0.1", port=8080, log_level="info", log_format="auto",
         db_path=Path("kestrel.db"), encryption_key=bytes.fromhex(KEY_HEX), admin_key=ADMIN_KEY,
-        claude_api_key=None, claude_base_url="https://api.anthropic.com",
+        claude_api_key=None, metrics_token=None, claude_base_url="https://api.anthropic.com",
         max_body_bytes=33554432, shutdown_grace=30.0, rotation="balanced", cooldown_max=3600.0,
         log_retention_days=30.0, upstream_connect_timeout=10.0, upstream_read_timeout=600.0,
         oauth_client_id=None,

@@ -19,6 +19,7 @@ class Auth(enum.Enum):
     PUBLIC = "public"
     ADMIN = "admin"
     CLIENT = "client"
+    METRICS = "metrics"  # the admin key, or METRICS_TOKEN as a bearer token
 
 
 @dataclass(frozen=True)

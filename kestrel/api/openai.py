@@ -45,7 +45,7 @@ OPENAI_ERROR = {
 }
 CHAT_REQUEST = {
     "type": "object",
-    "description": "OpenAI Chat Completions request; see docs/openai.md for what is translated, "
+    "description": "OpenAI Chat Completions request; see the README for what is translated, "
                    "clamped, refused or ignored.",
     "properties": {
         "model": {"type": "string", "description": "A Claude model id, or a MODEL_ALIASES name"},

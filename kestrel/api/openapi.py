@@ -22,6 +22,7 @@ _SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
     Auth.ADMIN: [{"adminKey": []}],
     Auth.CLIENT: [{"clientKey": []}, {"clientBearer": []}],
     Auth.PUBLIC: [],
+    Auth.METRICS: [{"adminKey": []}, {"metricsToken": []}],
 }
 
 
@@ -64,6 +65,8 @@ def build_document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
             "adminKey": {"type": "apiKey", "in": "header", "name": "X-Admin-Key"},
             "clientKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
             "clientBearer": {"type": "http", "scheme": "bearer"},
+            "metricsToken": {"type": "http", "scheme": "bearer",
+                             "description": "METRICS_TOKEN"},
         }},
     }
 

@@ -1,2 +1,2 @@
 """OAuth accounts (Claude subscriptions): login with PKCE, token exchange and refresh, and the
-subscription usage windows read from upstream answers. See docs/oauth.md."""
+subscription usage windows read from upstream answers. See the README."""

@@ -1,7 +1,7 @@
 """The authorization request of an OAuth login: PKCE, `state`, the URL, and the pasted code.
 
 Pure apart from drawing random bytes. Anthropic's flow is the standard authorization code grant
-with PKCE (RFC 7636, S256 only) plus two habits of its own, both described in docs/oauth.md:
+with PKCE (RFC 7636, S256 only) plus two habits of its own, both described in the README:
 `code=true` on the authorization URL makes its page show the code for pasting instead of
 redirecting, and the code it shows reads `code#state`.
 """

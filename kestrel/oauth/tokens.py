@@ -1,7 +1,7 @@
 """The token endpoint: exchange an authorization code, refresh an access token.
 
 Besides `proxy/`, this is the only code that talks to Anthropic. Requests are JSON, not the form
-encoding of RFC 6749, because that is what Anthropic's token endpoint takes (docs/oauth.md
+encoding of RFC 6749, because that is what Anthropic's token endpoint takes (the README
 cites where this was learnt); the code exchange also carries `state`, as Claude Code sends it.
 Answers are read by `parse_token_response`, a pure function, so every shape of answer is tested
 without a network.

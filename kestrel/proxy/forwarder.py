@@ -106,6 +106,7 @@ class Forwarder:
         self._pool = pool
         self._client = client
         self._log_sink = log_sink
+        self.active_streams = 0
         self._default_base_url = default_base_url
         self._cooldown_max = cooldown_max
         self._retry_deadline = retry_deadline
@@ -333,7 +334,8 @@ class Forwarder:
         """Judge how a stream ended (error event, cut short) and write its log row."""
         try:
             update = None
-            if status == 200 and summary.error_type:
+            # An error event counts even when the client hung up right after reading it.
+            if summary.error_type and status in (200, 499):
                 error_type = summary.error_type
                 update = classify_stream_error(summary.error_type, now=self._clock(),
                                                failures=account.consecutive_failures,
@@ -374,6 +376,7 @@ class _StreamRelay:
         self._tracker = StreamUsageTracker()
         self._ttfb_ms = forwarder.elapsed_ms(call.received)
         self._finished = False
+        forwarder.active_streams += 1
 
     def __aiter__(self) -> _StreamRelay:
         return self
@@ -407,6 +410,7 @@ class _StreamRelay:
         if self._finished:
             return
         self._finished = True
+        self._forwarder.active_streams -= 1
         await self._response.aclose()
         await self._forwarder.finish_stream(self._call, self._account, self._tracker.summary(),
                                             status, error_type, self._attempts, self._ttfb_ms)

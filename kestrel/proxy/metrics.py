@@ -1,0 +1,143 @@
+"""Prometheus metrics, counted from the request log rows as they are handed to the writer.
+
+Counting costs a few dictionary updates per request; the text format is only built when
+`/metrics` is scraped. Pure: no I/O, the account list and the clock are arguments.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from kestrel.domain import Account, AccountStatus, RequestLog
+
+# Seconds. From a cached count_tokens (milliseconds) to a long non-streaming generation
+# (minutes): Prometheus's defaults stop at 10 s, far short of an LLM answer.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                   120.0, 300.0, 600.0)
+
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass
+class Histogram:
+    bounds: Sequence[float] = LATENCY_BUCKETS
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.count += 1
+
+
+@dataclass(frozen=True)
+class WriterStats:
+    queue_depth: int
+    written: int
+    dropped: int
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _format(labels: Labels) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.requests: defaultdict[Labels, int] = defaultdict(int)
+        self.attempts: defaultdict[Labels, int] = defaultdict(int)
+        self.retries: defaultdict[Labels, int] = defaultdict(int)
+        self.tokens: defaultdict[Labels, int] = defaultdict(int)
+        self.latency: defaultdict[Labels, Histogram] = defaultdict(Histogram)
+        self.ttfb: defaultdict[Labels, Histogram] = defaultdict(Histogram)
+
+    def observe(self, row: RequestLog) -> None:
+        """Count one finished client request (called for every request log row)."""
+        account = str(row.account_id) if row.account_id is not None else ""
+        self.requests[(("route", row.route), ("status", str(row.status)),
+                       ("account_id", account))] += 1
+        for attempt in row.attempts:
+            outcome = (str(attempt.status) if attempt.status is not None
+                       else attempt.error_type or "error")
+            self.attempts[(("account_id", str(attempt.account_id)), ("outcome", outcome))] += 1
+        if len(row.attempts) > 1:
+            self.retries[(("route", row.route),)] += len(row.attempts) - 1
+        model = row.model or ""
+        for kind, count in (("input", row.input_tokens), ("output", row.output_tokens),
+                            ("cache_read", row.cache_read_tokens),
+                            ("cache_creation", row.cache_creation_tokens)):
+            if count:
+                self.tokens[(("account_id", account), ("model", model), ("kind", kind))] += count
+        route = (("route", row.route),)
+        self.latency[route].observe(row.latency_ms / 1000)
+        if row.ttfb_ms is not None:
+            self.ttfb[route].observe(row.ttfb_ms / 1000)
+
+    def render(self, accounts: Iterable[Account], writer: WriterStats, active_streams: int,
+               now: float) -> str:
+        lines: list[str] = []
+
+        def family(name: str, kind: str, help_: str,
+                   samples: Iterable[tuple[Labels, float]]) -> None:
+            lines.append(f"# HELP {name} {help_}")
+            lines.append(f"# TYPE {name} {kind}")
+            lines.extend(f"{name}{_format(labels)} {_number(value)}" for labels, value in samples)
+
+        family("kestrel_requests_total", "counter", "Client requests by route, status, account.",
+               self.requests.items())
+        family("kestrel_upstream_attempts_total", "counter",
+               "Upstream attempts by account and outcome (HTTP status or error kind).",
+               self.attempts.items())
+        family("kestrel_retries_total", "counter",
+               "Attempts beyond the first, moved to another account.", self.retries.items())
+        family("kestrel_tokens_total", "counter", "Tokens by account, model and kind.",
+               self.tokens.items())
+        accounts = list(accounts)
+        family("kestrel_account_up", "gauge",
+               "1 when the account can serve now, else 0, with its status.",
+               [((("account_id", str(a.id)), ("account", a.name),
+                  ("status", a.status(now).value)),
+                 1.0 if a.status(now) is AccountStatus.ACTIVE else 0.0) for a in accounts])
+        family("kestrel_account_cooldown_seconds", "gauge",
+               "Seconds until a cooling account returns (0 when not cooling).",
+               [((("account_id", str(a.id)), ("account", a.name)),
+                 max(0.0, (a.cooldown_until or now) - now)) for a in accounts])
+        family("kestrel_active_streams", "gauge", "Streams being relayed now.",
+               [((), float(active_streams))])
+        family("kestrel_log_queue_depth", "gauge", "Request log rows waiting to be written.",
+               [((), float(writer.queue_depth))])
+        family("kestrel_log_rows_written_total", "counter", "Request log rows written.",
+               [((), float(writer.written))])
+        family("kestrel_log_rows_dropped_total", "counter",
+               "Request log rows dropped (queue full or database unwritable).",
+               [((), float(writer.dropped))])
+        for name, help_, histograms in (
+            ("kestrel_request_duration_seconds", "Client request latency.", self.latency),
+            ("kestrel_time_to_first_byte_seconds", "Time to the first byte from upstream.",
+             self.ttfb),
+        ):
+            lines.append(f"# HELP {name} {help_}")
+            lines.append(f"# TYPE {name} histogram")
+            for labels, histogram in histograms.items():
+                cumulative = 0
+                for bound, count in zip([*histogram.bounds, float("inf")], histogram.counts,
+                                        strict=True):
+                    cumulative += count
+                    le = "+Inf" if bound == float("inf") else _number(bound)
+                    lines.append(f"{name}_bucket{_format((*labels, ('le', le)))} {cumulative}")
+                lines.append(f"{name}_sum{_format(labels)} {_number(histogram.total)}")
+                lines.append(f"{name}_count{_format(labels)} {histogram.count}")
+        return "\n".join(lines) + "\n"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))

@@ -1,0 +1,77 @@
+"""Prometheus metrics counted from request log rows, rendered in the text format."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from kestrel.domain import Account, AccountState, AccountType, Attempt, RequestLog
+from kestrel.proxy.metrics import Metrics, WriterStats
+
+NOW = 1_800_000_000.0
+
+
+def account(id_: int, name: str, **changes: object) -> Account:
+    base = Account(id=id_, name=name, type=AccountType.API_KEY, base_url=None, priority=0,
+                   enabled=True, state=AccountState.OK, cooldown_until=None,
+                   consecutive_failures=0, last_error=None, last_used_at=None, created_at=0.0,
+                   updated_at=0.0, credential_hint="sk-ant-…")
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_counts_add_up_to_the_rows_observed() -> None:
+    metrics = Metrics()
+    served = RequestLog(ts=NOW, request_id="r1", route="/v1/messages", status=200, account_id=2,
+                        model="claude-sonnet-4-6", input_tokens=10, output_tokens=5,
+                        cache_read_tokens=3, latency_ms=120.0, ttfb_ms=40.0,
+                        attempts=(Attempt(1, 429, "rate_limit_error", 5.0),
+                                  Attempt(2, 200, None, 100.0)))
+    refused = RequestLog(ts=NOW, request_id="r2", route="/v1/messages", status=429,
+                         latency_ms=2.0, attempts=())
+    for row in (served, served, refused):
+        metrics.observe(row)
+    text = metrics.render([account(1, "one", cooldown_until=NOW + 30), account(2, "two")],
+                          WriterStats(queue_depth=4, written=100, dropped=1),
+                          active_streams=3, now=NOW)
+    got = samples(text)
+    req = "kestrel_requests_total"
+    assert got[(req, (("account_id", "2"), ("route", "/v1/messages"), ("status", "200")))] == 2
+    assert got[(req, (("account_id", ""), ("route", "/v1/messages"), ("status", "429")))] == 1
+    attempts = "kestrel_upstream_attempts_total"
+    assert got[(attempts, (("account_id", "1"), ("outcome", "429")))] == 2
+    assert got[(attempts, (("account_id", "2"), ("outcome", "200")))] == 2
+    assert got[("kestrel_retries_total", (("route", "/v1/messages"),))] == 2
+    tokens = "kestrel_tokens_total"
+    key = (("account_id", "2"), ("kind", "input"), ("model", "claude-sonnet-4-6"))
+    assert got[(tokens, key)] == 20
+    assert got[("kestrel_account_up", (("account", "one"), ("account_id", "1"),
+                                       ("status", "cooldown")))] == 0
+    assert got[("kestrel_account_up", (("account", "two"), ("account_id", "2"),
+                                       ("status", "active")))] == 1
+    assert got[("kestrel_account_cooldown_seconds", (("account", "one"),
+                                                     ("account_id", "1")))] == 30
+    assert got[("kestrel_log_queue_depth", ())] == 4
+    assert got[("kestrel_active_streams", ())] == 3
+    assert got[("kestrel_log_rows_dropped_total", ())] == 1
+    duration = "kestrel_request_duration_seconds"
+    route = (("route", "/v1/messages"),)
+    assert got[(duration + "_count", route)] == 3
+    assert abs(got[(duration + "_sum", route)] - 0.242) < 1e-9
+    assert got[(duration + "_bucket", (("le", "0.005"), *route))] == 1
+    assert got[(duration + "_bucket", (("le", "0.25"), *route))] == 3
+    assert got[("kestrel_time_to_first_byte_seconds_count", route)] == 2
+
+
+def test_label_values_are_escaped() -> None:
+    metrics = Metrics()
+    text = metrics.render([account(1, 'quote " and \\ and\nnewline')],
+                          WriterStats(0, 0, 0), active_streams=0, now=NOW)
+    names = [s.labels.get("account") for f in text_string_to_metric_families(text)
+             for s in f.samples if s.name == "kestrel_account_up"]
+    assert names == ['quote " and \\ and\nnewline']
