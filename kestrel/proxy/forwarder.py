@@ -288,7 +288,8 @@ class Forwarder:
             await self._transport_failure(account, exc, started, attempts)
             raise _Retry from None
         summary = summarize_message(body)
-        if not _is_sound(call.route, body, summary):
+        # By the upstream path: /v1/chat/completions is a Messages call upstream too.
+        if not _is_sound(call.target.partition("?")[0], body, summary):
             # A 2xx that is not a message (cut short, not JSON): nothing was sent, so retry.
             await self._transport_failure(account, httpx.RemoteProtocolError(
                 "the upstream answered 2xx with a body that is not a message"), started, attempts)
@@ -416,9 +417,9 @@ class _StreamRelay:
                                             status, error_type, self._attempts, self._ttfb_ms)
 
 
-def _is_sound(route: str, body: bytes, summary: MessageSummary) -> bool:
+def _is_sound(path: str, body: bytes, summary: MessageSummary) -> bool:
     """A 2xx body worth relaying: a whole message on /v1/messages, a JSON object elsewhere."""
-    if route == "/v1/messages":
+    if path == "/v1/messages":
         return summary.completed
     try:
         return isinstance(json.loads(body), dict)
