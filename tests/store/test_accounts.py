@@ -189,7 +189,9 @@ def test_the_database_files_never_hold_a_plaintext_credential(tmp_path: Path) ->
             await db.close()
     asyncio.run(main())
     files = _database_files(tmp_path)
-    assert b"plain-name-marker" in files["k.db"]  # checkpointed into the main file
+    # Usually checkpointed into the main file by the last connection to close; under load a
+    # reader may close last and leave it in the WAL. Either way the bytes searched are real.
+    assert any(b"plain-name-marker" in content for content in files.values())
     for name, content in files.items():
         for needle in needles:
             assert needle not in content, (name, needle)
