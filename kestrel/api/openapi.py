@@ -11,7 +11,13 @@ from kestrel.api.endpoints import Auth, Endpoint
 from kestrel.api.responses import json_response
 from kestrel.http import Request, Response
 
-_PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+# `{name}` or the router's catch-all `{name:path}`, which OpenAPI writes as plain `{name}`.
+_PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)(?::path)?\}")
+
+
+def document_path(path: str) -> str:
+    """The route's pattern as OpenAPI spells it."""
+    return _PARAM.sub(r"{\1}", path)
 
 _REASONS = {200: "OK", 201: "Created", 204: "No content", 302: "Found", 400: "Bad request",
             401: "Unauthorized", 403: "Forbidden", 404: "Not found", 409: "Conflict",
@@ -55,7 +61,8 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
 def build_document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in endpoints:
-        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint)
+        operations = paths.setdefault(document_path(endpoint.path), {})
+        operations[endpoint.method.lower()] = _operation(endpoint)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Kestrel", "version": __version__,
