@@ -25,6 +25,11 @@ DEFAULT_LIMITS = ServerLimits()
 CANCEL_WAIT_SECONDS = 5.0
 
 
+# asyncio's default listen backlog is 100: a burst of new connections beyond it (a client
+# opening hundreds of streams at once) waits a second or more for TCP to retry. The kernel
+# caps the value at net.core.somaxconn anyway.
+ACCEPT_BACKLOG = 2048
+
 class Server:
     """An HTTP/1.1 server for one `Handler`.
 
@@ -62,7 +67,8 @@ class Server:
         """Bind and start accepting. Port 0 picks a free port; `self.port` tells which."""
         if self._listener is not None:
             raise RuntimeError("server already started")
-        self._listener = await asyncio.start_server(self._accept, host, port)
+        self._listener = await asyncio.start_server(self._accept, host, port,
+                                                    backlog=ACCEPT_BACKLOG)
         name = self._listener.sockets[0].getsockname()
         self.host, self.port = str(name[0]), int(name[1])
 
