@@ -30,6 +30,7 @@ CANCEL_WAIT_SECONDS = 5.0
 # caps the value at net.core.somaxconn anyway.
 ACCEPT_BACKLOG = 2048
 
+
 class Server:
     """An HTTP/1.1 server for one `Handler`.
 
