@@ -18,7 +18,7 @@ from kestrel import http
 from kestrel.api.admin import AdminApi
 from kestrel.api.admin_auth import AdminGuard
 from kestrel.api.admin_logs import LogsApi
-from kestrel.api.client_auth import authenticate_client
+from kestrel.api.client_auth import authenticate_client, bearer_token
 from kestrel.api.dashboard import DashboardApi
 from kestrel.api.endpoints import Auth, Endpoint
 from kestrel.api.errors import error_response, from_http_error, surface_for_path
@@ -197,8 +197,7 @@ def _oauth(settings: Settings, db: Database, sealer: Sealer, accounts: AccountSt
 
 def _bearer_matches(headers: http.Headers, token: str | None) -> bool:
     """The request carries `Authorization: Bearer <token>` (compared in constant time)."""
-    if not token:
+    presented = bearer_token(headers)
+    if not token or presented is None:
         return False
-    scheme, _, presented = (headers.get("authorization") or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(),
-                                                              token.encode())
+    return hmac.compare_digest(presented.encode(), token.encode())

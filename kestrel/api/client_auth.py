@@ -14,14 +14,19 @@ MISSING_KEY = ("missing API key: send your Kestrel key in the x-api-key header o
                "Authorization: Bearer")
 
 
-def presented_key(headers: Headers) -> str | None:
-    key = headers.get("x-api-key")
-    if key:
-        return key.strip()
+def bearer_token(headers: Headers) -> str | None:
+    """The token of `Authorization: Bearer <token>`, if the request carries one."""
     scheme, _, token = (headers.get("authorization") or "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
     return None
+
+
+def presented_key(headers: Headers) -> str | None:
+    key = headers.get("x-api-key")
+    if key:
+        return key.strip()
+    return bearer_token(headers)
 
 
 async def authenticate_client(headers: Headers, keys: KeyStore) -> ApiKey:
