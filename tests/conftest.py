@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from support.process import KestrelProcess
+from support.stack import Stack, running_stack
 
 ADMIN_KEY = "test-admin-key-0123456789"
 ENCRYPTION_KEY = "11" * 32
@@ -23,3 +24,12 @@ def kestrel_env() -> dict[str, str]:
 def kestrel(tmp_path: Path, kestrel_env: dict[str, str]) -> Iterator[KestrelProcess]:
     with KestrelProcess(tmp_path, env=kestrel_env) as process:
         yield process
+
+
+@pytest.fixture
+def ranked_stack(tmp_path: Path) -> Iterator[Stack]:
+    """Fake Anthropic, Kestrel, and two accounts: `a` (priority 10, always tried first), `b`."""
+    with running_stack(tmp_path, accounts=()) as stack:
+        stack.add_account("a", priority=10)
+        stack.add_account("b")
+        yield stack

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -16,12 +15,8 @@ from support.stack import Stack, account_key, message_body, running_stack
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    """Two accounts; `a` has the higher priority, so it is always tried first."""
-    with running_stack(tmp_path, accounts=()) as stack:
-        stack.add_account("a", priority=10)
-        stack.add_account("b")
-        yield stack
+def stack(ranked_stack: Stack) -> Stack:
+    return ranked_stack
 
 
 def seconds_until(stamp: str | None) -> float:

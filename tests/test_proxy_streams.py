@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import anthropic
 import httpx
@@ -16,15 +14,12 @@ import pytest
 from kestrel.translate.sse import SseDecoder
 
 from fake_upstream import cut_stream_after, success
-from support.stack import MODEL, Stack, account_key, message_body, running_stack
+from support.stack import MODEL, Stack, account_key, message_body
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    with running_stack(tmp_path, accounts=()) as stack:
-        stack.add_account("a", priority=10)
-        stack.add_account("b")
-        yield stack
+def stack(ranked_stack: Stack) -> Stack:
+    return ranked_stack
 
 
 def test_events_arrive_as_they_are_sent(stack: Stack) -> None:

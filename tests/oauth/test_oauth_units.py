@@ -3,7 +3,6 @@ refresh timing, usage windows, and how windows steer selection and cooldowns."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -25,6 +24,8 @@ from kestrel.oauth.tokens import InvalidGrant, TokenEndpointError, parse_token_r
 from kestrel.oauth.windows import headroom, parse_usage_windows
 from kestrel.proxy.cooldown import classify_response
 from kestrel.proxy.selection import Rotation, attempt_order
+
+from support.accounts import make_account
 
 NOW = 1_800_000_000.0
 CONFIG = OAuthConfig(client_id="cid", auth_url="https://auth.test/oauth/authorize",
@@ -237,11 +238,7 @@ def test_headroom_is_what_the_tightest_current_window_leaves(
 
 
 def account(id_: int, usage: UsageWindows | None = None, **changes: object) -> Account:
-    base = Account(id=id_, name=f"a{id_}", type=AccountType.OAUTH, base_url=None, priority=0,
-                   enabled=True, state=AccountState.OK, cooldown_until=None,
-                   consecutive_failures=0, last_error=None, last_used_at=None, created_at=0.0,
-                   updated_at=0.0, credential_hint="sk-ant-…", usage_windows=usage)
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return make_account(id_, type=AccountType.OAUTH, usage_windows=usage, **changes)
 
 
 @pytest.mark.parametrize(("accounts", "last_chosen", "rotation", "expected"), [

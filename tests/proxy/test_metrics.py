@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from prometheus_client.parser import text_string_to_metric_families
 
-from kestrel.domain import Account, AccountState, AccountType, Attempt, RequestLog
+from kestrel.domain import Account, Attempt, RequestLog
 from kestrel.proxy.metrics import Metrics, WriterStats
+
+from support.accounts import make_account
 
 NOW = 1_800_000_000.0
 
 
 def account(id_: int, name: str, **changes: object) -> Account:
-    base = Account(id=id_, name=name, type=AccountType.API_KEY, base_url=None, priority=0,
-                   enabled=True, state=AccountState.OK, cooldown_until=None,
-                   consecutive_failures=0, last_error=None, last_used_at=None, created_at=0.0,
-                   updated_at=0.0, credential_hint="sk-ant-…")
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return make_account(id_, name=name, **changes)
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
-from kestrel.domain import Account, AccountState, AccountType
+from kestrel.domain import Account, AccountState
 from kestrel.proxy.selection import AffinityTable, Rotation, attempt_order
+
+from support.accounts import make_account
 
 NOW = 1_000_000.0
 
 
-def account(id_: int, *, priority: int = 0, **changes: object) -> Account:
-    base = Account(id=id_, name=f"a{id_}", type=AccountType.API_KEY, base_url=None,
-                   priority=priority, enabled=True, state=AccountState.OK, cooldown_until=None,
-                   consecutive_failures=0, last_error=None, last_used_at=None, created_at=0.0,
-                   updated_at=0.0, credential_hint="sk-ant-…")
-    return replace(base, **changes)  # type: ignore[arg-type]
+def account(id_: int, **changes: object) -> Account:
+    return make_account(id_, **changes)
 
 
 def ids(accounts: list[Account]) -> list[int]:
