@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from support import figures
 from support.process import KestrelProcess
 from support.stack import Stack, running_stack
 
@@ -33,3 +34,12 @@ def ranked_stack(tmp_path: Path) -> Iterator[Stack]:
         stack.add_account("a", priority=10)
         stack.add_account("b")
         yield stack
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the figures hardening tests measured (fault matrix, fuzzing, leak scan)."""
+    lines = figures.rendered()
+    if lines:
+        terminalreporter.section("figures")
+        for line in lines:
+            terminalreporter.write_line(line)
