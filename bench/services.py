@@ -97,11 +97,7 @@ def export_ref(ref: str, directory: Path) -> Path:
 def start_kestrel(name: str, workdir: Path, upstream: Target, *, request_log: bool,
                   access_log: bool, cpus: set[int] | None, source: Path = REPO_DIR) -> Target:
     """`python -m kestrel` from `source` (this checkout by default), with one account on the
-    mock and one client key.
-
-    Kestrel has no switch for its request log yet, so `request_log=False` starts it through
-    `kestrel_nolog.py`, which drops the rows before they are queued.
-    """
+    mock and one client key. `request_log=False` sets `REQUEST_LOG=off`."""
     port = free_port()
     admin_key = "kadm_" + secrets.token_hex(16)
     home = workdir / re.sub(r"[^\w.@-]", "_", name)
@@ -112,12 +108,11 @@ def start_kestrel(name: str, workdir: Path, upstream: Target, *, request_log: bo
         "ADMIN_KEY": admin_key, "ENCRYPTION_KEY": secrets.token_hex(32),
         "CLAUDE_BASE_URL": upstream.base_url, "LOG_FORMAT": "json",
         "LOG_LEVEL": "info" if access_log else "warning",
+        "REQUEST_LOG": "on" if request_log else "off",
         "PYTHONPATH": str(source) + os.pathsep + env.get("PYTHONPATH", ""),
     })
-    argv = [sys.executable, "-m", "kestrel"] if request_log else [
-        sys.executable, str(BENCH_DIR / "kestrel_nolog.py")]
-    process = Process(name, argv, env=env, cwd=source, log_path=home / "kestrel.log",
-                      cpus=cpus)
+    process = Process(name, [sys.executable, "-m", "kestrel"], env=env, cwd=source,
+                      log_path=home / "kestrel.log", cpus=cpus)
     base_url = f"http://127.0.0.1:{port}"
     wait_until_ready(base_url + "/health", process)
     _admin_post(base_url, admin_key, "/admin/accounts",
@@ -126,7 +121,7 @@ def start_kestrel(name: str, workdir: Path, upstream: Target, *, request_log: bo
     assert isinstance(created, dict) and isinstance(created.get("key"), str)
     notes = [] if source == REPO_DIR else ["a committed version, from git archive"]
     if not request_log:
-        notes.append("request log rows dropped (emulated, see kestrel_nolog.py)")
+        notes.append("request log off (REQUEST_LOG=off)")
     if access_log:
         notes.append("access log on (LOG_LEVEL=info)")
     return Target(name, base_url, process, api_key=created["key"],

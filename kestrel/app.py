@@ -40,6 +40,7 @@ from kestrel.proxy.forwarder import Forwarder
 from kestrel.proxy.metrics import Metrics, WriterStats
 from kestrel.proxy.pool import AccountPool
 from kestrel.proxy.selection import Rotation
+from kestrel.proxy.transport import UpstreamTransport
 from kestrel.store.accounts import AccountStore
 from kestrel.store.database import Database
 from kestrel.store.keys import KeyStore
@@ -64,15 +65,13 @@ class App:
         request_logs = RequestLogStore(db)
         self.log_writer = LogWriter(request_logs, retention_days=settings.log_retention_days,
                                     clock=clock)
-        self.upstream = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.upstream_read_timeout,
-                                  connect=settings.upstream_connect_timeout),
-            # Every stream holds a connection for its whole life: no cap below the number of
-            # streams Kestrel serves at once, or they would queue behind each other.
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
-        )
-        refresher, self.oauth_logins = _oauth(settings, db, sealer, self.accounts, self.upstream,
-                                              clock)
+        self.upstream = UpstreamTransport(connect_timeout=settings.upstream_connect_timeout,
+                                          read_timeout=settings.upstream_read_timeout)
+        # The OAuth token endpoint is called rarely and wants httpx's conveniences (JSON
+        # bodies, per-call timeouts); it shares the proxy's connections.
+        self.token_http = httpx.AsyncClient(transport=self.upstream)
+        refresher, self.oauth_logins = _oauth(settings, db, sealer, self.accounts,
+                                              self.token_http, clock)
         self.metrics = Metrics()
         self.forwarder = Forwarder(self.pool, self.upstream, self._record,
                                    default_base_url=settings.claude_base_url,
@@ -123,6 +122,7 @@ class App:
         """Release everything, the pending request logs written first. Call after the server
         stopped, so no request is still writing."""
         await self.log_writer.close()
+        await self.token_http.aclose()
         await self.upstream.aclose()
         await self.db.close()
 
@@ -162,7 +162,8 @@ class App:
     def _record(self, row: RequestLog) -> None:
         """Every finished proxy request: counted for /metrics, queued for the request log."""
         self.metrics.observe(row)
-        self.log_writer.submit(row)
+        if self.settings.request_log:
+            self.log_writer.submit(row)
 
     def _writer_stats(self) -> WriterStats:
         writer = self.log_writer

@@ -54,6 +54,7 @@ OAUTH_CALLBACK_PATH = "/api/oauth/callback"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "pretty", "auto")
 ROTATIONS = ("balanced", "fill-first")
+SWITCHES = ("on", "off")
 
 _DIGITS = re.compile(r"[0-9]+")
 _SPACE = re.compile(r"\s")
@@ -76,6 +77,8 @@ class Settings:
     rotation: str
     cooldown_max: float
     log_retention_days: float
+    # Whether proxied requests are written to the request log (metrics count them either way).
+    request_log: bool
     upstream_connect_timeout: float
     upstream_read_timeout: float
     oauth_client_id: str | None
@@ -162,6 +165,7 @@ def load_settings(
     rotation = _one_of("ROTATION", get("ROTATION") or "balanced", ROTATIONS, problems)
     cooldown_max = seconds("COOLDOWN_MAX", DEFAULT_COOLDOWN_MAX, positive=True)
     retention = seconds("LOG_RETENTION_DAYS", DEFAULT_LOG_RETENTION_DAYS)
+    request_log = _one_of("REQUEST_LOG", get("REQUEST_LOG") or "on", SWITCHES, problems)
     connect_timeout = seconds("UPSTREAM_CONNECT_TIMEOUT", DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
                               positive=True)
     read_timeout = seconds("UPSTREAM_READ_TIMEOUT", DEFAULT_UPSTREAM_READ_TIMEOUT, positive=True)
@@ -190,6 +194,7 @@ def load_settings(
         rotation=rotation,
         cooldown_max=cooldown_max,
         log_retention_days=retention,
+        request_log=request_log == "on",
         upstream_connect_timeout=connect_timeout,
         upstream_read_timeout=read_timeout,
         oauth_client_id=get("OAUTH_CLIENT_ID"),

@@ -110,13 +110,15 @@ def test_a_bad_port_flag_names_the_flag(tmp_path: Path) -> None:
 
 def test_every_problem_is_reported_at_once_and_nothing_touches_the_disk(tmp_path: Path) -> None:
     environ = {"DB_PATH": str(tmp_path / "k.db"), "PORT": "http", "LOG_LEVEL": "loud",
-               "MAX_BODY_BYTES": "lots", "ADMIN_KEY": "tiny", "CLAUDE_BASE_URL": "localhost"}
+               "MAX_BODY_BYTES": "lots", "ADMIN_KEY": "tiny", "CLAUDE_BASE_URL": "localhost",
+               "REQUEST_LOG": "sometimes"}
     assert problems_of(environ) == [
         "PORT: 'http' is not a port number (0-65535)",
         "LOG_LEVEL: 'loud' is not one of debug, info, warning, error",
         "ADMIN_KEY: must be at least 16 characters (got 4)",
         "CLAUDE_BASE_URL: 'localhost' is not an http:// or https:// URL",
         "MAX_BODY_BYTES: 'lots' is not a positive whole number of bytes",
+        "REQUEST_LOG: 'sometimes' is not one of on, off",
     ]
     # ENCRYPTION_KEY was missing, but with other problems no secrets file is generated.
     assert list(tmp_path.iterdir()) == []
@@ -130,7 +132,7 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         db_path=Path("kestrel.db"), encryption_key=bytes.fromhex(KEY_HEX), admin_key=ADMIN_KEY,
         claude_api_key=None, metrics_token=None, claude_base_url="https://api.anthropic.com",
         max_body_bytes=33554432, shutdown_grace=30.0, rotation="balanced", cooldown_max=3600.0,
-        log_retention_days=30.0, upstream_connect_timeout=10.0, upstream_read_timeout=600.0,
+        log_retention_days=30.0, request_log=True, upstream_connect_timeout=10.0, upstream_read_timeout=600.0,
         oauth_client_id=None,
         oauth_redirect_uri="http://localhost:8080/api/oauth/callback",
         oauth_auth_url="https://claude.com/cai/oauth/authorize",
@@ -146,10 +148,11 @@ def test_values_are_normalised_and_secrets_stay_out_of_repr(tmp_path: Path) -> N
         tmp_path, LOG_LEVEL="WARNING", LOG_FORMAT="Pretty", CLAUDE_BASE_URL="http://127.0.0.1:9/",
         CLAUDE_API_KEY="sk-ant-api03-secretvalue", SHUTDOWN_GRACE_SECONDS="2.5",
         MAX_BODY_BYTES="1024", OAUTH_CLIENT_ID="client-1", OAUTH_SCOPES="user:inference",
-        ROTATION="Fill-First", COOLDOWN_MAX="90", LOG_RETENTION_DAYS="0.5",
+        ROTATION="Fill-First", COOLDOWN_MAX="90", LOG_RETENTION_DAYS="0.5", REQUEST_LOG="OFF",
     ))
     assert (settings.rotation, settings.cooldown_max, settings.log_retention_days) == (
         "fill-first", 90.0, 0.5)
+    assert settings.request_log is False
     assert (settings.log_level, settings.log_format) == ("warning", "pretty")
     assert settings.claude_base_url == "http://127.0.0.1:9"
     assert (settings.shutdown_grace, settings.max_body_bytes) == (2.5, 1024)

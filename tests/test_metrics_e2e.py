@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -51,3 +52,21 @@ def test_metrics_count_a_known_run(tmp_path: Path) -> None:
                                                            ("account_id", str(a))))] <= 60
     assert got[("kestrel_request_duration_seconds_count", (route,))] == 3
     assert got[("kestrel_active_streams", ())] == 0
+
+
+def test_request_log_off_writes_no_rows_but_metrics_still_count(tmp_path: Path) -> None:
+    with running_stack(tmp_path, accounts=("a",), env={"REQUEST_LOG": "off"}) as stack:
+        with stack.http() as client:
+            for n in range(3):
+                assert client.post("/v1/messages", json=message_body(f"m{n}")).status_code == 200
+        with stack.admin() as admin:
+            got = scrape(admin.get("/metrics").text)
+            # The writer flushes every 0.5 s: three times that is long enough for a row to
+            # have appeared had one been queued.
+            time.sleep(1.5)
+            rows = admin.get("/admin/logs").json()["data"]
+            queued = scrape(admin.get("/metrics").text)
+    route = ("route", "/v1/messages")
+    assert got[("kestrel_request_duration_seconds_count", (route,))] == 3
+    assert rows == []
+    assert queued[("kestrel_log_rows_written_total", ())] == 0

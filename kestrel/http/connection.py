@@ -390,10 +390,12 @@ class Connection:
         try:
             if data:
                 self._writer.write(data)
-            # A client that stops reading must not hold the response (and whatever feeds it)
-            # forever.
-            async with asyncio.timeout(self._limits.write_timeout):
-                await self._writer.drain()
+            # The write usually went straight to the socket; only bytes left queued need a
+            # wait, and a client that stops reading must not hold the response (and whatever
+            # feeds it) forever. Skipping the wait otherwise saves a timer per chunk.
+            if self._writer.transport.get_write_buffer_size():
+                async with asyncio.timeout(self._limits.write_timeout):
+                    await self._writer.drain()
         except (OSError, TimeoutError):
             # Failed-write trap: h11 believes those bytes went out. Tell it, and never reuse
             # this connection.
@@ -467,7 +469,7 @@ class Connection:
             return
 
     def _log_access(self, exchange: _Exchange) -> None:
-        if self._access is None:
+        if self._access is None or not self._access.isEnabledFor(logging.INFO):
             return
         # 499 (nginx's "client closed request"): the client left before the response ended.
         status = 499 if self._client_gone and not exchange.finished else exchange.status

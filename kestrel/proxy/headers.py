@@ -2,7 +2,8 @@
 
 Upstream: everything end-to-end the client sent (Claude Code's `anthropic-beta` list exactly,
 `x-stainless-*`, `x-app`, session ids) minus hop-by-hop headers, the client's own Kestrel
-credential, and framing, which httpx sets for the body it sends; then the account's credential.
+credential, and framing, which the transport sets for the body it sends; then the account's
+credential.
 Downstream: only what a client of Anthropic reads (content type, request id, retry and
 rate-limit headers); framing is the server's business.
 """
@@ -21,8 +22,8 @@ _HOP_BY_HOP = frozenset({
 })
 # The client's credential for Kestrel never goes upstream, nor anything of Kestrel's own.
 # `accept-encoding` too: Claude Code asks for br and zstd, which the upstream client may not be
-# able to decode; httpx advertises exactly the codings it can undo, and the client receives the
-# decoded bytes (with usage read from them on the way).
+# able to decode; the transport advertises exactly the codings httpx's response can undo, and
+# the client receives the decoded bytes (with usage read from them on the way).
 _KESTREL_ONLY = frozenset({"x-api-key", "authorization", "x-admin-key", "x-request-id",
                            "cookie", "accept-encoding"})
 

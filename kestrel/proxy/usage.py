@@ -29,6 +29,11 @@ USAGE_FIELDS = (
     "cache_read_input_tokens",
 )
 
+# Most of a stream is content deltas and pings, which carry nothing to account for. Anthropic
+# names every event after its data's `type`, so the name alone lets us skip decoding their JSON.
+_NO_ACCOUNTING = frozenset({"ping", "content_block_start", "content_block_delta",
+                            "content_block_stop"})
+
 # An error message kept for the request log: enough to read, bounded like every log field.
 _MAX_ERROR_MESSAGE = 500
 
@@ -98,6 +103,8 @@ class StreamUsageTracker:
         return replace(self._summary, usage=replace(self._summary.usage))
 
     def _on_event(self, event: SseEvent) -> None:
+        if event.event in _NO_ACCOUNTING:
+            return
         try:
             payload = json.loads(event.data)
         except ValueError:

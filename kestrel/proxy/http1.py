@@ -1,0 +1,185 @@
+"""HTTP/1.1 response framing for the upstream client, as pure functions over bytes.
+
+Kestrel's upstream is Anthropic (or a gateway in front of it), so the client side needs far
+less than a general parser: a status line, header fields, and which of the three framings the
+body uses (RFC 9112 §6.3). What it does need is to refuse anything malformed instead of
+guessing, because a misread response would be relayed to a client as if Anthropic had said
+it. Every refusal is a `MalformedResponse`, which the transport reports as a protocol error
+(the forwarder then tries the next account).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+# A response head bigger than this is not from an API server. h11 uses 16 KiB by default for
+# the same purpose; Anthropic's heads are about 1.5 KiB with every rate-limit header.
+MAX_HEAD_BYTES = 64 * 1024
+# A chunk-size line is a hex number and optional extensions; nothing honest comes near this.
+MAX_CHUNK_LINE_BYTES = 4 * 1024
+
+_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: ([^\r\n]*))?")
+# RFC 9110 §5.1 token characters for a field name; values may hold any visible character,
+# spaces and tabs, and obs-text (bytes ≥ 0x80), but never CR, LF or NUL.
+_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE_FORBIDDEN = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?")
+
+
+class MalformedResponse(ValueError):
+    """The upstream's bytes are not an HTTP/1.1 response Kestrel can relay faithfully."""
+
+
+class Framing(Enum):
+    """How the end of a response body is found (RFC 9112 §6.3)."""
+
+    NONE = "none"                  # 1xx, 204, 304, or the answer to HEAD
+    LENGTH = "content-length"
+    CHUNKED = "chunked"
+    UNTIL_CLOSE = "until-close"    # HTTP/1.0 style: the body ends when the connection does
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHead:
+    status: int
+    reason: bytes
+    headers: list[tuple[bytes, bytes]]
+    framing: Framing
+    length: int  # the body's size when `framing` is LENGTH, else 0
+    keep_alive: bool  # whether the connection may carry another request after this one
+
+
+def parse_head(block: bytes, *, method: bytes) -> ResponseHead:
+    """The response head in `block` (everything up to and including the blank line)."""
+    if len(block) > MAX_HEAD_BYTES:
+        raise MalformedResponse("the response head is too large")
+    lines = block.split(b"\r\n")
+    if lines[-2:] != [b"", b""]:
+        raise MalformedResponse("the response head does not end with a blank line")
+    match = _STATUS_LINE.fullmatch(lines[0])
+    if match is None:
+        raise MalformedResponse("the upstream did not answer with an HTTP/1.x status line")
+    minor, status, reason = match.group(1), int(match.group(2)), match.group(3) or b""
+    headers: list[tuple[bytes, bytes]] = []
+    for line in lines[1:-2]:
+        name, colon, value = line.partition(b":")
+        # A name followed by whitespace before the colon, or a line starting with whitespace
+        # (obs-fold), is how response splitting hides; RFC 9112 §5.1 says reject.
+        if not colon or _FIELD_NAME.fullmatch(name) is None:
+            raise MalformedResponse("the response has a malformed header line")
+        value = value.strip(b" \t")
+        if _FIELD_VALUE_FORBIDDEN.search(value):
+            raise MalformedResponse("a response header holds a control character")
+        headers.append((name, value))
+    framing, length = _framing(status, method, headers)
+    keep_alive = (minor == b"1" and framing is not Framing.UNTIL_CLOSE
+                  and not _has_token(headers, b"connection", b"close"))
+    return ResponseHead(status, reason, headers, framing, length, keep_alive)
+
+
+def parse_chunk_size(line: bytes) -> int:
+    """The size from one chunk-size line (its CRLF included), extensions ignored."""
+    if not line.endswith(b"\r\n") or len(line) > MAX_CHUNK_LINE_BYTES:
+        raise MalformedResponse("a malformed chunk-size line")
+    match = _CHUNK_SIZE.fullmatch(line[:-2])
+    if match is None:
+        raise MalformedResponse("a malformed chunk-size line")
+    return int(match.group(1), 16)
+
+
+def _framing(status: int, method: bytes, headers: list[tuple[bytes, bytes]]
+             ) -> tuple[Framing, int]:
+    if method == b"HEAD" or status < 200 or status in (204, 304):
+        return Framing.NONE, 0
+    encodings = [v for n, v in headers if n.lower() == b"transfer-encoding"]
+    lengths = [v for n, v in headers if n.lower() == b"content-length"]
+    if encodings:
+        # Both framings at once is the classic smuggling shape (RFC 9112 §6.1): refuse it
+        # rather than pick one. Chunked must be the final coding, and the only one we take.
+        if lengths:
+            raise MalformedResponse("the response has both Transfer-Encoding and Content-Length")
+        codings = [c.strip().lower() for v in encodings for c in v.split(b",") if c.strip()]
+        if codings != [b"chunked"]:
+            raise MalformedResponse("the response uses a transfer coding other than chunked")
+        return Framing.CHUNKED, 0
+    if lengths:
+        values = {v.strip() for value in lengths for v in value.split(b",")}
+        if len(values) != 1:
+            raise MalformedResponse("the response has conflicting Content-Length values")
+        value = values.pop()
+        if not value.isdigit() or len(value) > 15:
+            raise MalformedResponse("the response has an invalid Content-Length")
+        return Framing.LENGTH, int(value)
+    return Framing.UNTIL_CLOSE, 0
+
+
+def _has_token(headers: list[tuple[bytes, bytes]], name: bytes, token: bytes) -> bool:
+    return any(t.strip().lower() == token
+               for n, v in headers if n.lower() == name for t in v.split(b","))
+
+
+class ChunkedDecoder:
+    """The chunked transfer coding (RFC 9112 §7.1) undone incrementally.
+
+    Fed whatever the socket delivered, it returns the payload bytes complete so far, so a read
+    that brings several small chunks (a burst of SSE events) costs one call, not one per chunk.
+    """
+
+    _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._state = self._SIZE
+        self._remaining = 0
+        self.surplus = False  # bytes after the end: the connection is out of step
+
+    @property
+    def done(self) -> bool:
+        return self._state == self._DONE
+
+    def feed(self, data: bytes) -> bytes:
+        buffer = self._buffer
+        buffer += data
+        out: list[bytes] = []
+        while buffer:
+            if self._state == self._DATA:
+                take = min(self._remaining, len(buffer))
+                out.append(bytes(buffer[:take]))
+                del buffer[:take]
+                self._remaining -= take
+                if self._remaining:
+                    break
+                self._state = self._DATA_END
+            elif self._state == self._DATA_END:
+                if len(buffer) < 2:
+                    break
+                if buffer[:2] != b"\r\n":
+                    raise MalformedResponse("a chunk is longer than its size says")
+                del buffer[:2]
+                self._state = self._SIZE
+            elif self._state == self._DONE:
+                self.surplus = True
+                buffer.clear()
+            else:
+                line = self._line(buffer)
+                if line is None:
+                    break
+                if self._state == self._SIZE:
+                    self._remaining = parse_chunk_size(line)
+                    self._state = self._DATA if self._remaining else self._TRAILER
+                elif line == b"\r\n":  # the blank line that ends the (ignored) trailer section
+                    self._state = self._DONE
+        return b"".join(out)
+
+    @staticmethod
+    def _line(buffer: bytearray) -> bytes | None:
+        end = buffer.find(b"\r\n", 0, MAX_CHUNK_LINE_BYTES)
+        if end < 0:
+            if len(buffer) >= MAX_CHUNK_LINE_BYTES:
+                raise MalformedResponse("a malformed chunk-size or trailer line")
+            return None
+        line = bytes(buffer[:end + 2])
+        del buffer[:end + 2]
+        return line

@@ -1,0 +1,356 @@
+"""Kestrel's upstream HTTP/1.1 transport: keep-alive connections on asyncio streams.
+
+httpx stays the upstream client's vocabulary (its `Request`, `Response`, timeouts and error
+tree, so the forwarder and the OAuth token client speak one language), but its default
+transport, httpcore on anyio, cost about 2 ms of CPU per request on the benchmark machine:
+its pool polls every pooled socket on every request and close, so the cost grew with the
+number of open streams (see bench/RESULTS.md). This transport does the one thing Kestrel needs:
+HTTP/1.1 to a handful of origins, a LIFO stack of idle connections per origin, no cap on busy
+ones (each stream holds its connection for its whole life).
+
+Errors leave as httpx's own exception types, which the forwarder classifies: `ConnectError` /
+`ConnectTimeout` (no connection), `ReadTimeout`, `RemoteProtocolError` (the bytes were not a
+response, or the connection ended early) and `ReadError` / `WriteError` (the socket failed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+
+from kestrel.proxy.http1 import (
+    MAX_HEAD_BYTES,
+    ChunkedDecoder,
+    Framing,
+    MalformedResponse,
+    ResponseHead,
+    parse_head,
+)
+
+# What one read asks for: asyncio's own StreamReader buffer size.
+READ_SIZE = 64 * 1024
+# httpx.Response undoes these codings itself, so they are what we can offer.
+ACCEPT_ENCODING = b"gzip, deflate"
+# Idle connections kept per origin. Above it a finished response's connection is closed; the
+# number only needs to cover the requests that start together after a burst.
+MAX_IDLE_PER_ORIGIN = 100
+# An idle connection older than this is closed rather than reused: servers and load balancers
+# drop idle connections after tens of seconds (Cloudflare after about 100 s, nginx after 75 s),
+# and a request sent just as the other side closes fails for no fault of the account.
+IDLE_SECONDS = 30.0
+
+Origin = tuple[bytes, bytes, int]
+
+
+class _Connection:
+    """One socket to an origin, with the read deadline of whatever is being read from it.
+
+    The deadline is a single timer per connection, pushed forward by each read, instead of an
+    `asyncio.timeout()` around every read: a stream relays thousands of small reads a second,
+    and a timeout context per read was a quarter of the CPU a stream cost.
+    """
+
+    __slots__ = ("reader", "writer", "idle_since", "timed_out", "_deadline", "_timer", "_loop")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.idle_since = 0.0
+        self.timed_out = False
+        self._deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+
+    async def read(self, operation: Awaitable[bytes], patience: float | None) -> bytes:
+        """Await one read; `patience` seconds without it completing, the connection is aborted
+        and `httpx.ReadTimeout` raised. Socket errors become `httpx.ReadError`."""
+        if patience is not None:
+            self._deadline = self._loop.time() + patience
+            if self._timer is None:
+                self._timer = self._loop.call_at(self._deadline, self._expire)
+        try:
+            data = await operation
+        except (ConnectionError, OSError) as exc:
+            self.close()
+            if self.timed_out:
+                raise httpx.ReadTimeout("the upstream went silent") from None
+            raise httpx.ReadError(f"reading from the upstream failed: {type(exc).__name__}"
+                                  ) from None
+        except asyncio.IncompleteReadError:
+            if self.timed_out:
+                raise httpx.ReadTimeout("the upstream went silent") from None
+            raise
+        finally:
+            self._deadline = None
+        if self.timed_out:
+            raise httpx.ReadTimeout("the upstream went silent")
+        return data
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._deadline is None:
+            return  # nothing is being read: the next read arms the timer again
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._expire)
+            return
+        # Aborting ends the pending read with EOF, which `read` reports as a timeout.
+        self.timed_out = True
+        self.writer.transport.abort()
+
+    def reusable(self, now: float) -> bool:
+        # An idle socket the server closed has already delivered its EOF to the reader: the
+        # event loop keeps reading idle connections, so no poll is needed to find out.
+        return (not self.writer.is_closing() and not self.reader.at_eof()
+                and now - self.idle_since < IDLE_SECONDS)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.writer.close()
+
+
+class UpstreamTransport(httpx.AsyncBaseTransport):
+    """An `httpx.AsyncBaseTransport` for plain and TLS HTTP/1.1 with keep-alive.
+
+    Timeouts come from the request's `timeout` extension when it has one (httpx clients set
+    it), else from the defaults given here; `read` bounds every single read, so a stream may
+    last as long as its events keep coming.
+    """
+
+    def __init__(self, *, connect_timeout: float, read_timeout: float,
+                 ssl_context: ssl.SSLContext | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._ssl_context = ssl_context
+        self._clock = clock
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._closed = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        origin: Origin = (url.raw_scheme, url.raw_host, url.port or _default_port(url))
+        timeouts: dict[str, Any] = request.extensions.get("timeout", {})
+        connect_timeout = timeouts.get("connect", self._connect_timeout)
+        read_timeout = timeouts.get("read", self._read_timeout)
+        payload = _serialize(request, await request.aread())
+        connection = self._idle_connection(origin)
+        if connection is not None:
+            try:
+                head = await self._exchange(connection, payload, request.method, read_timeout)
+            except _NotAnswered:
+                # The server closed this idle connection as we reused it; it never saw the
+                # request, so a fresh connection may send it without sending it twice.
+                connection.close()
+                connection = None
+        if connection is None:
+            connection = await self._connect(origin, connect_timeout)
+            try:
+                head = await self._exchange(connection, payload, request.method, read_timeout)
+            except _NotAnswered:
+                connection.close()
+                raise httpx.RemoteProtocolError(
+                    "the upstream closed the connection without answering") from None
+        body = _Body(self, origin, connection, head, read_timeout)
+        return httpx.Response(head.status, headers=head.headers, stream=body,
+                              extensions={"http_version": b"HTTP/1.1",
+                                          "reason_phrase": head.reason})
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for connections in self._idle.values():
+            for connection in connections:
+                connection.close()
+        self._idle.clear()
+
+    def release(self, origin: Origin, connection: _Connection) -> None:
+        """Take back a connection whose response was read to its end."""
+        idle = self._idle.setdefault(origin, [])
+        if self._closed or len(idle) >= MAX_IDLE_PER_ORIGIN:
+            connection.close()
+            return
+        connection.idle_since = self._clock()
+        idle.append(connection)
+
+    def _idle_connection(self, origin: Origin) -> _Connection | None:
+        idle = self._idle.get(origin)
+        now = self._clock()
+        while idle:
+            connection = idle.pop()  # LIFO: the warmest connection, least likely closed
+            if connection.reusable(now):
+                return connection
+            connection.close()
+        return None
+
+    async def _connect(self, origin: Origin, patience: float | None) -> _Connection:
+        scheme, host, port = origin
+        tls = self._tls() if scheme == b"https" else None
+        hostname = host.decode("ascii")
+        try:
+            async with asyncio.timeout(patience):
+                reader, writer = await asyncio.open_connection(
+                    hostname, port, ssl=tls, server_hostname=hostname if tls else None,
+                    limit=MAX_HEAD_BYTES)
+        except TimeoutError:
+            raise httpx.ConnectTimeout(f"no connection to {hostname}:{port} in time") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise httpx.ConnectError(f"cannot connect to {hostname}:{port}: "
+                                     f"{type(exc).__name__}") from None
+        return _Connection(reader, writer)
+
+    def _tls(self) -> ssl.SSLContext:
+        # Loading the CA bundle takes tens of milliseconds: only when an https origin is used.
+        if self._ssl_context is None:
+            self._ssl_context = httpx.create_ssl_context()
+        return self._ssl_context
+
+    async def _exchange(self, connection: _Connection, payload: bytes, method: str,
+                        read_timeout: float | None) -> ResponseHead:
+        """Send the request and read the final response head (1xx heads are skipped)."""
+        try:
+            return await self._send_and_read_head(connection, payload, method, read_timeout)
+        except BaseException:
+            # Failed or cancelled (the client went away): the connection is in an unknown
+            # state, and closing it is what stops the upstream from working on the request.
+            connection.close()
+            raise
+
+    async def _send_and_read_head(self, connection: _Connection, payload: bytes, method: str,
+                                  read_timeout: float | None) -> ResponseHead:
+        try:
+            connection.writer.write(payload)
+            await connection.writer.drain()
+        except OSError as exc:
+            raise _NotAnswered from exc
+        raw_method = method.encode("ascii")
+        first = True
+        while True:
+            try:
+                block = await connection.read(connection.reader.readuntil(b"\r\n\r\n"),
+                                              read_timeout)
+            except asyncio.IncompleteReadError as exc:
+                if first and not exc.partial:
+                    raise _NotAnswered from None
+                raise httpx.RemoteProtocolError(
+                    "the upstream closed the connection in the middle of the response head"
+                ) from None
+            except asyncio.LimitOverrunError:
+                raise httpx.RemoteProtocolError("the upstream's response head is too large"
+                                                ) from None
+            except httpx.ReadError:
+                if first:
+                    raise _NotAnswered from None  # reset before a byte came back
+                raise
+            first = False
+            try:
+                head = parse_head(block, method=raw_method)
+            except MalformedResponse as exc:
+                raise httpx.RemoteProtocolError(str(exc)) from None
+            if head.status >= 200 or head.status == 101:
+                return head
+
+
+class _NotAnswered(Exception):
+    """The connection ended before a single byte of response: the request can be resent."""
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body read from its connection as the consumer asks for it.
+
+    Read to its end, the connection goes back to the pool; closed before that (the client went
+    away, an error body was read only in part), the connection is closed, which is also what
+    tells Anthropic to stop generating.
+    """
+
+    def __init__(self, transport: UpstreamTransport, origin: Origin, connection: _Connection,
+                 head: ResponseHead, read_timeout: float | None) -> None:
+        self._transport = transport
+        self._origin = origin
+        self._connection: _Connection | None = connection
+        self._head = head
+        self._read_timeout = read_timeout
+        self._complete = head.framing is Framing.NONE
+        self._reusable = head.keep_alive
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        connection = self._connection
+        if connection is None or self._complete:
+            return
+        try:
+            if self._head.framing is Framing.LENGTH:
+                remaining = self._head.length
+                while remaining > 0:
+                    data = await self._read(connection, min(remaining, READ_SIZE))
+                    remaining -= len(data)
+                    yield data
+            elif self._head.framing is Framing.CHUNKED:
+                decoder = ChunkedDecoder()
+                while not decoder.done:
+                    payload = decoder.feed(await self._read(connection, READ_SIZE))
+                    if payload:
+                        yield payload
+                self._reusable = self._reusable and not decoder.surplus
+            else:
+                while data := await connection.read(connection.reader.read(READ_SIZE),
+                                                    self._read_timeout):
+                    yield data
+        except MalformedResponse as exc:
+            self._discard()
+            raise httpx.RemoteProtocolError(str(exc)) from None
+        except httpx.HTTPError:
+            self._discard()
+            raise
+        self._complete = True
+
+    async def aclose(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        if self._complete and self._reusable:
+            self._transport.release(self._origin, connection)
+        else:
+            connection.close()
+
+    async def _read(self, connection: _Connection, size: int) -> bytes:
+        """Up to `size` bytes; the connection ending here means the body was cut short."""
+        data = await connection.read(connection.reader.read(size), self._read_timeout)
+        if not data:
+            raise httpx.RemoteProtocolError(
+                "the upstream closed the connection before the end of the body")
+        return data
+
+    def _discard(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+
+def _serialize(request: httpx.Request, body: bytes) -> bytes:
+    """The request's bytes on the wire: request line, headers, body."""
+    url = request.url
+    lines = [b"%s %s HTTP/1.1" % (request.method.encode("ascii"), url.raw_path)]
+    has_accept_encoding = False
+    for name, value in request.headers.raw:
+        # Header values come from clients (through h11, which refuses CR/LF) and from stored
+        # credentials; a line break in either would let it write headers of its own.
+        if b"\r" in value or b"\n" in value or b"\0" in value:
+            raise httpx.LocalProtocolError("a request header holds a line break")
+        has_accept_encoding = has_accept_encoding or name.lower() == b"accept-encoding"
+        lines.append(name + b": " + value)
+    if not has_accept_encoding:
+        lines.append(b"accept-encoding: " + ACCEPT_ENCODING)
+    if body and "content-length" not in request.headers:
+        lines.append(b"content-length: %d" % len(body))
+    lines.append(b"")
+    lines.append(body)
+    return b"\r\n".join(lines)
+
+
+def _default_port(url: httpx.URL) -> int:
+    return 443 if url.raw_scheme == b"https" else 80
