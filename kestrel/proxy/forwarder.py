@@ -29,6 +29,7 @@ from kestrel.domain import (
     RequestLog,
 )
 from kestrel.oauth.refresher import RefreshFailed, TokenRefresher, expired, refresh_due
+from kestrel.oauth.windows import PREFIX as USAGE_HEADER_PREFIX
 from kestrel.oauth.windows import parse_usage_windows
 from kestrel.proxy.cooldown import (
     DEFAULT_COOLDOWN_MAX,
@@ -52,6 +53,8 @@ RETRY_DEADLINE_SECONDS = 60.0
 MAX_ERROR_BODY_BYTES = 64 * 1024
 
 LogSink = Callable[[RequestLog], None]
+
+_UNIFIED_PREFIX = USAGE_HEADER_PREFIX.encode("ascii")
 
 
 @dataclass(frozen=True)
@@ -241,8 +244,16 @@ class Forwarder:
 
     async def _observe_usage(self, account: Account, response: httpx.Response) -> None:
         """Every answer may carry the subscription's usage windows: keep the latest."""
+        # Only the unified rate-limit headers matter here: pick them from the raw bytes rather
+        # than decoding every header of every answer.
+        headers = {}
+        for raw_name, raw_value in response.headers.raw:
+            name = raw_name.lower()
+            if name.startswith(_UNIFIED_PREFIX):
+                headers[name.decode("latin-1")] = raw_value.decode("latin-1")
+        if not headers:
+            return
         now = self._clock()
-        headers = {name.lower(): value for name, value in response.headers.items()}
         usage = parse_usage_windows(headers, now=now)
         if usage is not None:
             await self._pool.observe_usage(account.id, usage, now)

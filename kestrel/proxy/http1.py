@@ -21,10 +21,9 @@ MAX_HEAD_BYTES = 64 * 1024
 MAX_CHUNK_LINE_BYTES = 4 * 1024
 
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: ([^\r\n]*))?")
-# RFC 9110 §5.1 token characters for a field name; values may hold any visible character,
-# spaces and tabs, and obs-text (bytes ≥ 0x80), but never CR, LF or NUL.
-_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_FIELD_VALUE_FORBIDDEN = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# Field lines, then the blank line: an RFC 9110 §5.1 token for the name; a value of visible
+# characters, spaces, tabs and obs-text (bytes ≥ 0x80), never CR, LF, NUL or other controls.
+_FIELDS = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*\r\n")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?")
 
 
@@ -55,24 +54,20 @@ def parse_head(block: bytes, *, method: bytes) -> ResponseHead:
     """The response head in `block` (everything up to and including the blank line)."""
     if len(block) > MAX_HEAD_BYTES:
         raise MalformedResponse("the response head is too large")
-    lines = block.split(b"\r\n")
-    if lines[-2:] != [b"", b""]:
-        raise MalformedResponse("the response head does not end with a blank line")
-    match = _STATUS_LINE.fullmatch(lines[0])
+    status_line, crlf, fields = block.partition(b"\r\n")
+    match = _STATUS_LINE.fullmatch(status_line)
     if match is None:
         raise MalformedResponse("the upstream did not answer with an HTTP/1.x status line")
+    # One pass of the regex engine checks every field line at once: a token name right before
+    # the colon (whitespace there, or a line starting with whitespace as in obs-fold, is how
+    # response splitting hides; RFC 9112 §5.1 says reject) and no control characters.
+    if not crlf or _FIELDS.fullmatch(fields) is None:
+        raise MalformedResponse("the response has a malformed header block")
     minor, status, reason = match.group(1), int(match.group(2)), match.group(3) or b""
     headers: list[tuple[bytes, bytes]] = []
-    for line in lines[1:-2]:
-        name, colon, value = line.partition(b":")
-        # A name followed by whitespace before the colon, or a line starting with whitespace
-        # (obs-fold), is how response splitting hides; RFC 9112 §5.1 says reject.
-        if not colon or _FIELD_NAME.fullmatch(name) is None:
-            raise MalformedResponse("the response has a malformed header line")
-        value = value.strip(b" \t")
-        if _FIELD_VALUE_FORBIDDEN.search(value):
-            raise MalformedResponse("a response header holds a control character")
-        headers.append((name, value))
+    for line in fields[:-4].split(b"\r\n") if len(fields) > 2 else ():
+        name, _, value = line.partition(b":")
+        headers.append((name, value.strip(b" \t")))
     framing, length = _framing(status, method, headers)
     keep_alive = (minor == b"1" and framing is not Framing.UNTIL_CLOSE
                   and not _has_token(headers, b"connection", b"close"))
@@ -130,7 +125,7 @@ class ChunkedDecoder:
     _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        self._pending = b""  # an unfinished size line or chunk end, kept for the next feed
         self._state = self._SIZE
         self._remaining = 0
         self.surplus = False  # bytes after the end: the connection is out of step
@@ -140,46 +135,44 @@ class ChunkedDecoder:
         return self._state == self._DONE
 
     def feed(self, data: bytes) -> bytes:
-        buffer = self._buffer
-        buffer += data
+        if self._pending:
+            data, self._pending = self._pending + data, b""
         out: list[bytes] = []
-        while buffer:
-            if self._state == self._DATA:
-                take = min(self._remaining, len(buffer))
-                out.append(bytes(buffer[:take]))
-                del buffer[:take]
+        pos, end = 0, len(data)
+        # Walks `data` by index: slicing off the front of a buffer per chunk costs a copy each.
+        while pos < end:
+            state = self._state
+            if state == self._DATA:
+                take = min(self._remaining, end - pos)
+                out.append(data[pos:pos + take])
+                pos += take
                 self._remaining -= take
                 if self._remaining:
                     break
                 self._state = self._DATA_END
-            elif self._state == self._DATA_END:
-                if len(buffer) < 2:
+            elif state == self._DATA_END:
+                if end - pos < 2:
                     break
-                if buffer[:2] != b"\r\n":
+                if data[pos:pos + 2] != b"\r\n":
                     raise MalformedResponse("a chunk is longer than its size says")
-                del buffer[:2]
+                pos += 2
                 self._state = self._SIZE
-            elif self._state == self._DONE:
+            elif state == self._DONE:
                 self.surplus = True
-                buffer.clear()
+                break
             else:
-                line = self._line(buffer)
-                if line is None:
+                stop = data.find(b"\r\n", pos, pos + MAX_CHUNK_LINE_BYTES)
+                if stop < 0:
+                    if end - pos >= MAX_CHUNK_LINE_BYTES:
+                        raise MalformedResponse("a malformed chunk-size or trailer line")
                     break
-                if self._state == self._SIZE:
+                line = data[pos:stop + 2]
+                pos = stop + 2
+                if state == self._SIZE:
                     self._remaining = parse_chunk_size(line)
                     self._state = self._DATA if self._remaining else self._TRAILER
                 elif line == b"\r\n":  # the blank line that ends the (ignored) trailer section
                     self._state = self._DONE
+        if pos < end and self._state != self._DONE:
+            self._pending = data[pos:]
         return b"".join(out)
-
-    @staticmethod
-    def _line(buffer: bytearray) -> bytes | None:
-        end = buffer.find(b"\r\n", 0, MAX_CHUNK_LINE_BYTES)
-        if end < 0:
-            if len(buffer) >= MAX_CHUNK_LINE_BYTES:
-                raise MalformedResponse("a malformed chunk-size or trailer line")
-            return None
-        line = bytes(buffer[:end + 2])
-        del buffer[:end + 2]
-        return line
