@@ -15,6 +15,7 @@ and `S256(code_verifier) == code_challenge`; for `refresh_token`, that the token
 one of its login: refresh tokens rotate, so an old one answers `invalid_grant`. Tokens live
 `lifetimes` seconds (queued, one per grant, then `default_lifetime`). `script_refresh()` makes
 the next refresh answers fail: `INVALID_GRANT`, `rate_limited(retry_after)`, `SERVER_ERROR`.
+`echo_secrets=True` makes error answers repeat the code or refresh token they refuse.
 """
 
 from __future__ import annotations
@@ -70,12 +71,15 @@ class TokenRequest:
 class FakeOAuth:
     def __init__(self, *, lifetimes: Iterable[int] = (), default_lifetime: int = 3600,
                  redirect_uris: Iterable[str] = (CALLBACK, MANUAL_CALLBACK),
-                 refresh_delay: float = 0.0) -> None:
+                 refresh_delay: float = 0.0, echo_secrets: bool = False) -> None:
         self.client_id = CLIENT_ID
         self.redirect_uris = set(redirect_uris)
         self.default_lifetime = default_lifetime
         self.refresh_delay = refresh_delay
         self.deny_next = False
+        # A careless provider: its error answers repeat the code or token they refused, so a
+        # test can check that Kestrel never passes such text on.
+        self.echo_secrets = echo_secrets
         self._lifetimes = deque(lifetimes)
         self._scripted: deque[tuple[str, int, int | None]] = deque()
         self._codes: dict[str, _Code] = {}
@@ -85,6 +89,8 @@ class FakeOAuth:
         self.requests: list[TokenRequest] = []
         self.access_tokens: list[str] = []
         """Every access token issued, oldest first."""
+        self.refresh_tokens: list[str] = []
+        """Every refresh token issued, oldest first."""
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -195,7 +201,7 @@ class FakeOAuth:
         if grant == "authorization_code":
             code = self._codes.get(str(body.get("code")))
             if code is None or code.used:
-                return _invalid("Invalid authorization code")
+                return _invalid("Invalid authorization code" + self._echo(body, "code"))
             code.used = True  # single use, even when the rest of the request is wrong
             if body.get("redirect_uri") != code.redirect_uri or body.get("state") != code.state:
                 return _invalid("redirect_uri or state does not match the authorization")
@@ -206,13 +212,18 @@ class FakeOAuth:
             if self._scripted:
                 kind, status, retry_after = self._scripted.popleft()
                 headers = {"retry-after": str(retry_after)} if retry_after is not None else {}
-                return status, headers, {"error": kind, "error_description": f"scripted {kind}"}
+                description = f"scripted {kind}" + self._echo(body, "refresh_token")
+                return status, headers, {"error": kind, "error_description": description}
             token = str(body.get("refresh_token"))
             if token not in self._refresh_tokens:
-                return _invalid("Refresh token not found or invalid")
+                return _invalid("Refresh token not found or invalid"
+                                + self._echo(body, "refresh_token"))
             self._refresh_tokens.discard(token)  # rotation: the old one is spent
             return self._issue()
         return 400, {}, {"error": "unsupported_grant_type"}
+
+    def _echo(self, body: dict[str, Any], name: str) -> str:
+        return f" ({name} {body.get(name)})" if self.echo_secrets else ""
 
     def _issue(self) -> tuple[int, dict[str, str], dict[str, Any]]:
         n = next(self._serial)
@@ -220,6 +231,7 @@ class FakeOAuth:
         refresh = f"sk-ant-ort01-fake{n:04d}-REFRESHSECRET-0123456789"
         self._refresh_tokens.add(refresh)
         self.access_tokens.append(access)
+        self.refresh_tokens.append(refresh)
         lifetime = self._lifetimes.popleft() if self._lifetimes else self.default_lifetime
         return 200, {}, {
             "token_type": "Bearer", "access_token": access, "refresh_token": refresh,

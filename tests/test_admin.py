@@ -94,6 +94,9 @@ def test_account_lifecycle(kestrel: KestrelProcess) -> None:
          "invalid_request_error", "enabled"),
         (b'{"name": "x", "api_key": "sk-ant-api03-0123456789", "base_url": "ftp://h"}', 422,
          "invalid_request_error", "base_url"),
+        # credentials in a URL would be stored and shown in clear
+        (b'{"name": "x", "api_key": "sk-ant-api03-0123456789", "base_url": "https://u:p@h/"}',
+         422, "invalid_request_error", "base_url"),
         (b'{"name": "x", "api_key": "sk-ant-api03-0123456789", "colour": "red"}', 422,
          "invalid_request_error", "colour"),
         (b'{"name": "x", "api_key": "sk-ant-api03-0123456789", "type": "oauth"}', 422,

@@ -21,15 +21,21 @@ from kestrel.translate.sse import SseDecoder
 
 from fake_upstream import (
     ANY,
+    INVALID_JSON,
     FakeAnthropic,
     cut_stream_after,
     delay,
+    end_stream_after,
     error,
     garbage,
     hang,
+    invalid_json,
+    only_streams,
     overloaded,
     rate_limited,
+    reset_after_headers,
     reset_before_headers,
+    reset_mid_stream,
     stall_stream_after,
     stream_error_after,
     success,
@@ -405,6 +411,93 @@ def test_cut_stream_is_an_incomplete_body(up: FakeAnthropic, stream: bool) -> No
     up.script(KEY, [cut_stream_after(3)])
     with pytest.raises(httpx.RemoteProtocolError):
         post(up, stream=stream)
+
+
+def read_until_broken(up: FakeAnthropic, *, stream: bool) -> tuple[int, bytes]:
+    """Status and body bytes of one request whose answer is expected to break off."""
+    payload = {"model": MODEL, "max_tokens": 10, "stream": stream, "messages": HELLO}
+    received = b""
+    with (
+        httpx.Client() as http,
+        http.stream(
+            "POST", f"{up.base_url}/v1/messages", headers={"x-api-key": KEY}, json=payload
+        ) as response,
+    ):
+        with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
+            for chunk in response.iter_raw():
+                received += chunk
+        return response.status_code, received
+
+
+def test_reset_after_headers_sends_a_status_and_no_body(up: FakeAnthropic) -> None:
+    up.script(KEY, [reset_after_headers()])
+    assert read_until_broken(up, stream=True) == (200, b"")
+    assert up.requests[-1].step == "reset_after_headers" and up.requests[-1].answer == b""
+    assert up.disconnects == 0  # our own doing
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_reset_mid_stream_sends_a_prefix_then_a_reset(up: FakeAnthropic, stream: bool) -> None:
+    up.script(KEY, [reset_mid_stream(3)])
+    status, received = read_until_broken(up, stream=stream)
+    record = up.requests[-1]
+    assert status == 200 and received == record.answer and received
+    if stream:
+        assert [e.event for e in SseDecoder().feed(received)] == [
+            "message_start", "ping", "content_block_start"]
+    else:
+        with pytest.raises(ValueError):
+            json.loads(received)  # half a message
+    assert up.disconnects == 0
+
+
+def test_end_stream_after_is_complete_http_without_message_stop(up: FakeAnthropic) -> None:
+    up.script(KEY, [end_stream_after(4), end_stream_after(4)])
+    streamed = raw_stream(up, {"model": MODEL, "max_tokens": 10, "stream": True,
+                               "messages": HELLO})  # no error: the HTTP body is whole
+    events = SseDecoder().feed(streamed)
+    assert [e.event for e in events][-1] == "content_block_delta" and len(events) == 4
+    assert streamed == up.requests[-1].answer
+    plain = post(up)
+    assert plain.status_code == 200 and plain.content == up.requests[-1].answer
+    assert int(plain.headers["content-length"]) == len(plain.content)
+    assert plain.content.startswith(b'{"id":"msg_fake')
+    with pytest.raises(ValueError):
+        plain.json()  # a message cut in half, framed as complete
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_invalid_json_is_a_whole_200_that_is_not_json(up: FakeAnthropic, stream: bool) -> None:
+    up.script(KEY, [invalid_json()])
+    response = post(up, stream=stream)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.content == INVALID_JSON == up.requests[-1].answer
+    with pytest.raises(ValueError):
+        response.json()
+
+
+def test_only_streams_spares_the_non_streamed_requests(up: FakeAnthropic) -> None:
+    up.set_default(KEY, only_streams(reset_mid_stream(2)))
+    plain = post(up)
+    assert plain.status_code == 200 and plain.json()["type"] == "message"
+    status, received = read_until_broken(up, stream=True)
+    assert [r.step for r in up.requests] == ["success", "reset_mid"]
+    assert len(SseDecoder().feed(received)) == 2
+
+
+def test_records_hold_the_answer_each_request_was_sent(up: FakeAnthropic) -> None:
+    up.script(KEY, [success(), success(), overloaded(), cut_stream_after(2)])
+    answers = [post(up), post(up, stream=True), post(up)]
+    for response in answers:
+        record = up.request_by_id(response.headers["request-id"])
+        assert record is not None
+        assert (record.status, record.answer) == (response.status_code, response.content)
+    assert [r.streamed for r in up.requests] == [False, True, False]
+    status, received = read_until_broken(up, stream=True)
+    assert received == up.requests[-1].answer  # the two events sent before the cut
+    assert len(SseDecoder().feed(received)) == 2
+    assert up.request_by_id("req_unknown") is None
 
 
 def test_client_leaving_mid_stream_is_noticed(up: FakeAnthropic) -> None:

@@ -52,7 +52,8 @@ ACCOUNT: Schema = {
         "name": _NAME,
         "type": {"type": "string", "enum": ["api_key", "oauth"], "readOnly": True},
         "base_url": {"type": ["string", "null"], "format": "uri",
-                     "description": "Upstream for this account; null means CLAUDE_BASE_URL."},
+                     "description": "Upstream for this account; null means CLAUDE_BASE_URL. "
+                                    "No user name, password, query or fragment."},
         "priority": {"type": "integer", "minimum": -1000, "maximum": 1000,
                      "description": "Higher is tried first."},
         "enabled": {"type": "boolean"},
@@ -184,10 +185,16 @@ def key_json(key: ApiKey) -> dict[str, Any]:
     }
 
 
+# What `_path_id` accepts, as `/openapi.json` documents it: up to 18 digits, nothing else.
+PATH_ID: Schema = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}
+
+
 def _path_id(request: Request, name: str = "id") -> int:
     raw = request.path_params[name]
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise ClientError(f"{raw!r} is not a valid id", field=name)
+        # Not quoted back: whatever was pasted there (a key, by mistake) stays out of the answer.
+        raise ClientError(f"the {name} in the path must be a number of up to 18 digits",
+                          field=name)
     return int(raw)
 
 
@@ -207,7 +214,8 @@ class AdminApi:
         def admin(method: str, path: str, handler: Any, summary: str, tag: str,
                   responses: dict[int, Schema | None], request: Schema | None = None) -> Endpoint:
             return Endpoint(method, path, handler, summary, tag, Auth.ADMIN,
-                            request_schema=request, responses={**responses, **errors})
+                            request_schema=request, responses={**responses, **errors},
+                            params={"id": PATH_ID})
 
         return [
             admin("GET", "/admin/accounts", self.list_accounts, "List accounts", "accounts",

@@ -98,13 +98,21 @@ class Asset:
 def _walk(node: Traversable, prefix: str = "") -> dict[str, Traversable]:
     found: dict[str, Traversable] = {}
     for child in node.iterdir():
-        if child.name.startswith(".") or child.name == "__pycache__":
+        if child.name.startswith(".") or child.name == "__pycache__" or _is_link(child):
             continue
         if child.is_dir():
             found.update(_walk(child, f"{prefix}{child.name}/"))
         elif child.is_file() and not child.name.endswith((".py", ".pyc")):
             found[prefix + child.name] = child
     return found
+
+
+def _is_link(node: Traversable) -> bool:
+    """A build holds no symlinks (Vite writes plain files), so one is not part of it: followed,
+    it could serve any file of the machine, or (a link to `/`, a loop) walk the whole disk at
+    start. Only a filesystem path can be one; Traversable itself has no such method."""
+    is_symlink = getattr(node, "is_symlink", None)
+    return callable(is_symlink) and bool(is_symlink())
 
 
 def _asset(path: str, body: bytes) -> Asset:

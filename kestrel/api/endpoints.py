@@ -34,3 +34,5 @@ class Endpoint:
     # status → JSON schema of the body (None: the body is not JSON or there is none)
     responses: Mapping[int, Schema | None] = field(default_factory=dict)
     query: Mapping[str, Schema] = field(default_factory=dict)
+    # path parameter → schema, for `/openapi.json`; a parameter not named here is any string
+    params: Mapping[str, Schema] = field(default_factory=dict)

@@ -47,7 +47,8 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
         },
     }
     parameters = [{"name": name, "in": "path", "required": True,
-                   "schema": {"type": "string"}} for name in _PARAM.findall(endpoint.path)]
+                   "schema": endpoint.params.get(name, {"type": "string"})}
+                  for name in _PARAM.findall(endpoint.path)]
     parameters += [{"name": name, "in": "query", "required": False, "schema": schema}
                    for name, schema in endpoint.query.items()]
     if parameters:

@@ -8,6 +8,7 @@ re-serialised: thinking-block signatures would no longer verify.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -40,15 +41,53 @@ _ERRORS = {400: ANTHROPIC_ERROR, 401: ANTHROPIC_ERROR, 413: ANTHROPIC_ERROR,
 _ANY_OBJECT = {"type": "object"}
 
 
+# A `\uD800`-`\uDFFF` escape: the only way a JSON text decoded as strict UTF-8 can hold a
+# surrogate, so bodies without one skip the search for a lone one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
 def parse_body(raw: bytes) -> dict[str, Any]:
-    """The request as JSON, only to read routing fields; invalid JSON never goes upstream."""
+    """The request as JSON, only to read routing fields; invalid JSON never goes upstream.
+
+    Stricter than `json.loads`, which also takes UTF-16 and UTF-32, NaN and Infinity, and
+    unpaired surrogates (`"\\ud800"`). No other JSON parser takes the first two (RFC 8259
+    §8.1, §6); Anthropic refuses the third ("no low surrogate in string"), and a string
+    holding one cannot be encoded to UTF-8 again, which the conversation key and the OpenAI
+    translation both do.
+    """
     try:
-        value = json.loads(raw)
+        # utf-8-sig: a byte order mark may be ignored (RFC 8259 §8.1), as json.loads did.
+        value = json.loads(raw.decode("utf-8-sig"), parse_constant=_not_json)
     except (ValueError, RecursionError):
         raise ClientError("the request body is not valid JSON") from None
     if not isinstance(value, dict):
         raise ClientError("the request body must be a JSON object")
+    if _SURROGATE_ESCAPE.search(raw) and _holds_lone_surrogate(value):
+        raise ClientError("the request body is not valid JSON: a string holds an unpaired "
+                          "UTF-16 surrogate (an escape from \\ud800 to \\udfff)")
     return value
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _holds_lone_surrogate(value: Any) -> bool:
+    """Any string (key or value) with a surrogate left over: json pairs the valid ones into a
+    single character. Iterative, as the body may be nested as deep as the parser allows."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 class ProxyApi:

@@ -3,7 +3,7 @@
 One schema object serves `/openapi.json` and the handler's validation, so the two cannot drift.
 Supported keywords: type (incl. lists with "null"), properties, required, additionalProperties
 (false only), minLength, maxLength, minimum, maximum, enum, pattern, items, format "uri"
-(http/https only), readOnly/writeOnly/description (documentation only).
+(http/https only, no user name or password), readOnly/writeOnly/description (documentation only).
 """
 
 from __future__ import annotations
@@ -87,6 +87,10 @@ def _validate_string(schema: Schema, value: str, where: str, path: str) -> None:
             raise ValidationError(f"{where} must be an http:// or https:// URL", field=field)
         if parts.query or parts.fragment:
             raise ValidationError(f"{where} must not have a query or fragment", field=field)
+        # A URL is stored and shown in clear (admin answers, logs), unlike sealed credentials.
+        if parts.username is not None or parts.password is not None:
+            raise ValidationError(f"{where} must not contain a user name or password",
+                                  field=field)
 
 
 def _validate_object(schema: Schema, value: dict[str, Any], path: str) -> None:

@@ -25,7 +25,7 @@ def _session_from_user_id(user_id: Any) -> str | None:
     if user_id.startswith("{"):
         try:
             parsed = json.loads(user_id)
-        except ValueError:
+        except (ValueError, RecursionError):  # a client's string, nested as deep as it likes
             return None
         session = parsed.get("session_id") if isinstance(parsed, dict) else None
         return session if isinstance(session, str) and session else None

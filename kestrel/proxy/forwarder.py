@@ -167,6 +167,7 @@ class Forwarder:
         started = self._monotonic()
         self._pool.chose(account.id, self._clock())
         credential = await self._credential(account, attempts)
+        call_secrets = _secrets_of(credential)
         response = await self._send(call, account, credential, started, attempts)
         if (response.status_code == 401 and account.type is AccountType.OAUTH
                 and self._refresher is not None):
@@ -178,14 +179,17 @@ class Forwarder:
             attempts.append(Attempt(account.id, 401, summarize_message(body).error_type,
                                     self.elapsed_ms(started)))
             credential = await self._refresh(account, credential, attempts, keep_valid=False)
+            call_secrets += _secrets_of(credential)
             started = self._monotonic()
             response = await self._send(call, account, credential, started, attempts)
         try:
             await self._observe_usage(account, response)
             if response.status_code >= 300:
-                return await self._upstream_error(call, account, response, started, attempts)
+                return await self._upstream_error(call, account, response, started, attempts,
+                                                  call_secrets)
             if call.stream:
-                return await self._open_stream(call, account, response, started, attempts)
+                return await self._open_stream(call, account, response, started, attempts,
+                                               call_secrets)
             return await self._whole_answer(call, account, response, started, attempts)
         except BaseException:
             await response.aclose()
@@ -237,7 +241,11 @@ class Forwarder:
         # has nothing to do for a proxy and cost a quarter of a millisecond per request.
         request = httpx.Request(
             call.method, self._url(base_url + call.target),
-            headers=upstream_headers(call.headers, account.type, credential),
+            # As bytes: httpx would encode str values as ASCII, and a client may send obs-text
+            # (RFC 9110 §5.5), which h11 hands us as latin-1.
+            headers=[(name.encode("latin-1"), value.encode("latin-1"))
+                     for name, value in upstream_headers(call.headers, account.type,
+                                                         credential)],
             content=call.body if call.method != "GET" else None,
         )
         try:
@@ -275,8 +283,11 @@ class Forwarder:
         await self._pool.report(account.id, outcome.update, self._clock())
 
     async def _upstream_error(self, call: Call, account: Account, response: httpx.Response,
-                              started: float, attempts: list[Attempt]) -> Relay:
-        body = await _read_bounded(response, MAX_ERROR_BODY_BYTES)
+                              started: float, attempts: list[Attempt],
+                              secrets: tuple[bytes, ...]) -> Relay:
+        # An upstream (or a gateway in front of it) may quote the credential it refused; that
+        # text is about to reach a client who must never see the account's secret.
+        body = _scrub(await _read_bounded(response, MAX_ERROR_BODY_BYTES), secrets)
         await response.aclose()
         headers = {k.lower(): v for k, v in response.headers.items()}
         outcome: Outcome = classify_response(
@@ -323,7 +334,15 @@ class Forwarder:
         return Relay(response.status_code, headers, body, account.id)
 
     async def _open_stream(self, call: Call, account: Account, response: httpx.Response,
-                           started: float, attempts: list[Attempt]) -> Relay:
+                           started: float, attempts: list[Attempt],
+                           secrets: tuple[bytes, ...]) -> Relay:
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            # A 2xx that is not a stream (a JSON body, an HTML page from a gateway): nothing was
+            # sent yet, so another account may still serve the request as asked.
+            await self._transport_failure(account, httpx.RemoteProtocolError(
+                "the upstream answered a streaming request without an event stream"),
+                started, attempts)
+            raise _Retry
         chunks = response.aiter_bytes()
         try:
             first = await anext(chunks, b"")
@@ -337,7 +356,7 @@ class Forwarder:
         attempts.append(Attempt(account.id, response.status_code, None,
                                 self.elapsed_ms(started)))
         await self._succeeded(call, account)
-        body = _StreamRelay(self, call, account, response, first, chunks, attempts)
+        body = _StreamRelay(self, call, account, response, first, chunks, attempts, secrets)
         return Relay(response.status_code, downstream_headers(response.headers.items()), body,
                      account.id)
 
@@ -383,7 +402,8 @@ class _StreamRelay:
 
     def __init__(self, forwarder: Forwarder, call: Call, account: Account,
                  response: httpx.Response, first: bytes, chunks: AsyncIterator[bytes],
-                 attempts: list[Attempt]) -> None:
+                 attempts: list[Attempt], secrets: tuple[bytes, ...]) -> None:
+        self._secrets = secrets  # an error event may quote the credential, as error bodies may
         self._forwarder = forwarder
         self._call = call
         self._account = account
@@ -416,6 +436,7 @@ class _StreamRelay:
             except asyncio.CancelledError:
                 await self._finish(499, "client_disconnected")
                 raise
+        chunk = _scrub(chunk, self._secrets)
         self._tracker.feed(chunk)
         return chunk
 
@@ -442,6 +463,18 @@ def _is_sound(path: str, body: bytes, summary: MessageSummary) -> bool:
         return isinstance(json.loads(body), dict)
     except ValueError:
         return False
+
+
+def _secrets_of(credential: Credential) -> tuple[bytes, ...]:
+    return tuple(secret.encode() for secret in (credential.api_key, credential.access_token,
+                                                credential.refresh_token) if secret)
+
+
+def _scrub(body: bytes, secrets: tuple[bytes, ...]) -> bytes:
+    for secret in secrets:
+        if secret in body:
+            body = body.replace(secret, b"[redacted]")
+    return body
 
 
 async def _read_bounded(response: httpx.Response, limit: int) -> bytes:

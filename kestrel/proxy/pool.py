@@ -9,6 +9,7 @@ per account (at once when their status changes): the admin API reads the live on
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import replace
@@ -26,6 +27,8 @@ from kestrel.domain import (
 from kestrel.proxy.cooldown import AccountUpdate
 from kestrel.proxy.selection import AffinityTable, Rotation, attempt_order
 from kestrel.store.accounts import AccountStore
+
+log = logging.getLogger("kestrel.pool")
 
 # A busy account answers many times a second; its usage snapshot is worth a write only now and
 # then. A restart loses at most this much of it, and the next answer brings it back anyway.
@@ -130,11 +133,16 @@ class AccountPool:
             account, state=update.state, cooldown_until=update.cooldown_until,
             consecutive_failures=update.consecutive_failures, last_error=update.last_error,
         )
-        await self._store.record_outcome(
-            account_id, now=now, state=update.state, cooldown_until=update.cooldown_until,
-            consecutive_failures=update.consecutive_failures, last_error=update.last_error,
-            used=False,
-        )
+        try:
+            await self._store.record_outcome(
+                account_id, now=now, state=update.state, cooldown_until=update.cooldown_until,
+                consecutive_failures=update.consecutive_failures, last_error=update.last_error,
+                used=False,
+            )
+        except Exception:
+            # An unwritable database must not turn an account's failure into the client's
+            # 500: the pool in memory decides, and the next outcome writes the state again.
+            log.exception("could not store the state of account %s", account_id)
 
     def unavailable(self, now: float) -> KestrelError:
         """The error for a request no account could serve, per the state of the pool."""

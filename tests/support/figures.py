@@ -37,6 +37,18 @@ def report(title: str, columns: Sequence[str], row: Sequence[object]) -> None:
     table.rows.append(tuple(str(v) for v in row))
 
 
+def exported() -> dict[str, dict[str, list[list[str]]]]:
+    """The tables as plain data, to cross from an xdist worker to the controller."""
+    return {title: {"columns": [list(t.columns)], "rows": [list(r) for r in t.rows]}
+            for title, t in TABLES.items()}
+
+
+def merge(tables: dict[str, dict[str, list[list[str]]]]) -> None:
+    for title, table in tables.items():
+        for row in table["rows"]:
+            report(title, table["columns"][0], row)
+
+
 def rendered() -> list[str]:
     lines: list[str] = []
     for title, table in TABLES.items():

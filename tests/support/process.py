@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,8 @@ class KestrelProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
         self.port: int | None = None
+        # httpx event hooks every `client()` gets: e.g. a transcript of every answer it saw
+        self.event_hooks: dict[str, list[Callable[..., Any]]] = {}
         self._started = threading.Event()
         self._reader: threading.Thread | None = None
 
@@ -77,7 +81,16 @@ class KestrelProcess:
         return [r for r in map(_parse, list(self.lines)) if r is not None]
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=10, **kwargs)
+        return httpx.Client(base_url=self.base_url, timeout=10,
+                            **{"event_hooks": self.event_hooks, **kwargs})
+
+    def client_from(self, address: str, **kwargs: Any) -> httpx.Client:
+        """A client whose connections come from `address` (a loopback address of this machine),
+        which is what Kestrel's per-address limits count."""
+        # Plain HTTP on loopback: no TLS context to build (loading the CA bundle takes 30 ms
+        # per client, which adds up when a test spreads requests over hundreds of addresses).
+        transport = httpx.HTTPTransport(local_address=address, verify=False)
+        return self.client(transport=transport, **kwargs)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         assert self.proc is not None
@@ -107,6 +120,14 @@ def _parse(line: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def loopback_addresses() -> Iterator[str]:
+    """Fresh source addresses, 127.1.0.1 onwards: Linux answers for all of 127.0.0.0/8, so each
+    batch of refused admin requests can start with a clean per-address failure count."""
+    for n in itertools.count(1 << 16):
+        if n & 0xFF not in (0, 0xFF):
+            yield f"127.{n >> 16 & 0xFF}.{n >> 8 & 0xFF}.{n & 0xFF}"
 
 
 def run_kestrel(workdir: Path, args: list[str], env: dict[str, str] | None = None,

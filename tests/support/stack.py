@@ -31,13 +31,14 @@ class Stack:
     kestrel: KestrelProcess
     key: str
     accounts: dict[str, int] = field(default_factory=dict)
+    admin_key: str = ADMIN_KEY
 
     @property
     def url(self) -> str:
         return self.kestrel.base_url
 
     def admin(self) -> httpx.Client:
-        return self.kestrel.client(headers={"X-Admin-Key": ADMIN_KEY})
+        return self.kestrel.client(headers={"X-Admin-Key": self.admin_key})
 
     def http(self, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Client:
         """A plain client carrying the Kestrel key, for what the SDK hides."""
@@ -89,9 +90,10 @@ def running_stack(workdir: Path, accounts: tuple[str, ...] = ("a", "b"),
         settings = {"ADMIN_KEY": ADMIN_KEY, "ENCRYPTION_KEY": ENCRYPTION_KEY,
                     "CLAUDE_BASE_URL": up.base_url, **(env or {})}
         with KestrelProcess(workdir, env=settings) as kestrel:
-            with kestrel.client(headers={"X-Admin-Key": ADMIN_KEY}) as client:
+            admin_key = settings["ADMIN_KEY"]  # the env may bring its own
+            with kestrel.client(headers={"X-Admin-Key": admin_key}) as client:
                 key = client.post("/admin/keys", json={"name": "tests"}).json()["key"]
-            stack = Stack(up, kestrel, key)
+            stack = Stack(up, kestrel, key, admin_key=admin_key)
             for name in accounts:
                 stack.add_account(name)
             try:
