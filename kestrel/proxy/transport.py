@@ -75,7 +75,7 @@ class _Connection:
                 self._timer = self._loop.call_at(self._deadline, self._expire)
         try:
             data = await operation
-        except (ConnectionError, OSError) as exc:
+        except OSError as exc:  # resets included (ConnectionError is an OSError)
             self.close()
             if self.timed_out:
                 raise httpx.ReadTimeout("the upstream went silent") from None

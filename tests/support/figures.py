@@ -37,16 +37,19 @@ def report(title: str, columns: Sequence[str], row: Sequence[object]) -> None:
     table.rows.append(tuple(str(v) for v in row))
 
 
-def exported() -> dict[str, dict[str, list[list[str]]]]:
+# What crosses from an xdist worker: title → (columns, rows), lists and strings only.
+Exported = dict[str, tuple[list[str], list[list[str]]]]
+
+
+def exported() -> Exported:
     """The tables as plain data, to cross from an xdist worker to the controller."""
-    return {title: {"columns": [list(t.columns)], "rows": [list(r) for r in t.rows]}
-            for title, t in TABLES.items()}
+    return {title: (list(t.columns), [list(r) for r in t.rows]) for title, t in TABLES.items()}
 
 
-def merge(tables: dict[str, dict[str, list[list[str]]]]) -> None:
-    for title, table in tables.items():
-        for row in table["rows"]:
-            report(title, table["columns"][0], row)
+def merge(tables: Exported) -> None:
+    for title, (columns, rows) in tables.items():
+        for row in rows:
+            report(title, columns, row)
 
 
 def rendered() -> list[str]:
