@@ -147,14 +147,13 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             except _NotAnswered:
                 # The server closed this idle connection as we reused it; it never saw the
                 # request, so a fresh connection may send it without sending it twice.
-                connection.close()
+                # (`_exchange` closed the connection already, as on any failure.)
                 connection = None
         if connection is None:
             connection = await self._connect(origin, connect_timeout)
             try:
                 head = await self._exchange(connection, payload, request.method, read_timeout)
             except _NotAnswered:
-                connection.close()
                 raise httpx.RemoteProtocolError(
                     "the upstream closed the connection without answering") from None
         body = _Body(self, origin, connection, head, read_timeout)
