@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from support import figures
+from support import figures, zipapp
 from support.process import KestrelProcess
 from support.stack import Stack, running_stack
 
@@ -35,6 +36,24 @@ def ranked_stack(tmp_path: Path) -> Iterator[Stack]:
         stack.add_account("a", priority=10)
         stack.add_account("b")
         yield stack
+
+
+def _run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of this run that every xdist worker sees."""
+    here = tmp_path_factory.getbasetemp()
+    return here.parent if os.environ.get("PYTEST_XDIST_WORKER") else here
+
+
+@pytest.fixture(scope="session")
+def built_pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`python3 build.py` for this machine, built once per run and shared by every worker."""
+    return zipapp.shared_build(_run_dir(tmp_path_factory), "kestrel.pyz")[0]
+
+
+@pytest.fixture(scope="session")
+def built_matrix(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`python3 build.py --all`: the folder of every platform's file, built once per run."""
+    return zipapp.shared_build(_run_dir(tmp_path_factory), "dist", "--all")[0]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

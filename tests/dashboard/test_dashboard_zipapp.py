@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 from support.process import KestrelProcess
+from support.zipapp import clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_zipapp_serves_the_dashboard_outside_the_checkout(tmp_path: Path) -> None:
-    pyz = tmp_path / "kestrel.pyz"
-    build = subprocess.run([sys.executable, str(ROOT / "build.py"), "--output", str(pyz)],
-                           capture_output=True, text=True, timeout=300)
-    assert build.returncode == 0, build.stdout + build.stderr
-
+def test_zipapp_serves_the_dashboard_outside_the_checkout(
+        built_pyz: Path, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("SHIV_")}
-    server = KestrelProcess(elsewhere, command=[sys.executable, str(pyz)],
-                            env={**env, "SHIV_ROOT": str(tmp_path / "shiv"), "PYTHONPATH": ""})
+    server = KestrelProcess(elsewhere, command=[sys.executable, str(built_pyz)],
+                            env={**clean_env(tmp_path / "shiv"), "PYTHONPATH": ""})
     index = (ROOT / "dashboard_dist" / "index.html").read_bytes()
     with server, server.client() as client:
         page = client.get("/app/logs")
