@@ -128,7 +128,7 @@ def main() -> int:
     args = parser.parse_args()
     print("\n".join(describe_machine()))
     with tempfile.TemporaryDirectory(prefix="kestrel-bench-") as tmp:
-        pyz = args.pyz
+        pyz = args.pyz.resolve() if args.pyz else None
         if pyz is None:
             pyz = Path(tmp) / "kestrel.pyz"
             subprocess.run([sys.executable, str(REPO_DIR / "build.py"), "-o", str(pyz)],
