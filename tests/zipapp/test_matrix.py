@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 import kestrel
 from kestrel.zipapp_guard import gather_facts, platform_key
 
-from support.zipapp import REPO, build
+from support.zipapp import REPO, build, clean_env
 
 VERSION = kestrel.__version__
 PYTHONS = [(3, 11), (3, 12), (3, 13), (3, 14)]  # at least these, each with its compiled modules
@@ -39,6 +40,7 @@ PLATFORMS = {
 FLOORS = {"manylinux": (2, 17), "musllinux": (1, 2), "macosx-arm64": (11, 0),
           "macosx-x86_64": (10, 15)}
 LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+HERE = platform_key(gather_facts())  # the platform of this machine, and of the default file
 MODULE = re.compile(r"site-packages/(?:.*/)?[^/]+?\.(?:cpython-3(\d+)-([\w-]+)|abi3)\.so$")
 
 
@@ -144,8 +146,7 @@ def test_the_default_file_is_the_matrix_file_for_this_machine(
         built_pyz: Path, built_matrix: Path) -> None:
     """Two builds, apart in time, folder and file name: the same bytes."""
     assert built_pyz.stat().st_size <= 8_000_000, "the goal is a default file of at most 8 MB"
-    here = platform_key(gather_facts())
-    assert built_pyz.read_bytes() == (built_matrix / f"kestrel-{VERSION}-{here}.pyz").read_bytes()
+    assert built_pyz.read_bytes() == (built_matrix / f"kestrel-{VERSION}-{HERE}.pyz").read_bytes()
 
 
 def test_two_builds_in_a_row_are_identical_and_say_their_sha256(
@@ -163,3 +164,19 @@ def test_two_builds_in_a_row_are_identical_and_say_their_sha256(
         for name in archive.namelist():
             data = archive.read(name)
             assert str(REPO).encode() not in data and str(tmp_path).encode() not in data, name
+
+
+# This machine's own file serves: test_pythons.py starts it under every Python here.
+@pytest.mark.parametrize("platform", [p for p in PLATFORMS if p != HERE])
+def test_a_file_for_another_platform_names_the_one_to_get(
+        built_matrix: Path, platform: str, tmp_path: Path) -> None:
+    pyz = built_matrix / f"kestrel-{VERSION}-{platform}.pyz"
+    result = subprocess.run([sys.executable, str(pyz), "--version"], cwd=tmp_path,
+                            env=clean_env(tmp_path / "shiv"), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and result.stdout == "", result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"{pyz.name} needs CPython 3.11 to "), result.stderr
+    assert result.stderr.rstrip().endswith(f"get kestrel-{VERSION}-{HERE}.pyz instead."), \
+        result.stderr
+    assert not (tmp_path / "shiv").exists()
