@@ -29,12 +29,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 import zipfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from kestrel import __version__
+from kestrel.zipapp_guard import describe_target, gather_facts, platform_key
 
 ROOT = Path(__file__).resolve().parent
 LOCK = ROOT / "build.lock"
@@ -80,9 +82,9 @@ class Target:
         if self.libc == "musl":
             return [f"musllinux_{major}_{m}_{arch}" for m in range(minor + 1)]
         releases = [(10, m) for m in range(9, 16)] + [(v, 0) for v in range(11, major + 1)]
-        allowed = [f"{v}_{m}" for v, m in releases if (v, m) <= self.floor]
-        universal = [f"macosx_{r}_universal2" for r in allowed]
-        return [f"macosx_{r}_{arch}" for r in allowed if arch == "x86_64" or r >= "11"] + universal
+        allowed = [(v, m) for v, m in releases if (v, m) <= self.floor]
+        native = [f"macosx_{v}_{m}_{arch}" for v, m in allowed if arch == "x86_64" or v >= 11]
+        return native + [f"macosx_{v}_{m}_universal2" for v, m in allowed]
 
     def guard(self, version: str) -> dict[str, object]:
         """What the zipapp's guard compares the running machine with."""
@@ -102,17 +104,8 @@ TARGETS = {t.name: t for t in (
 )}
 
 
-def kestrel_version() -> str:
-    namespace: dict[str, str] = {}
-    exec((ROOT / "kestrel" / "__init__.py").read_text(), namespace)
-    return namespace["__version__"]
-
-
 def host_target() -> Target:
     """This machine's platform, detected by the same code the zipapp's guard runs."""
-    sys.path.insert(0, str(ROOT))
-    from kestrel.zipapp_guard import gather_facts, platform_key
-
     key = platform_key(gather_facts())
     if key is None:
         raise BuildError("no file is built for this platform; pick one with --platform")
@@ -321,12 +314,10 @@ def build(target: Target, output: Path, cache: Path) -> str:
     """Write the file for `target`; its SHA-256."""
     site_packages = unpack(fetch(target, cache))
     site_packages.update(kestrel_files())
-    write_zipapp(output, site_packages, fetch_shiv(cache), target, kestrel_version())
+    write_zipapp(output, site_packages, fetch_shiv(cache), target, __version__)
     digest = sha256(output)
-    from kestrel.zipapp_guard import describe_target
-
     print(f"built {output.name} ({output.stat().st_size / 1e6:.1f} MB) for "
-          f"{describe_target(target.guard(kestrel_version()))}\nsha256 {digest}", flush=True)
+          f"{describe_target(target.guard(__version__))}\nsha256 {digest}", flush=True)
     return digest
 
 
@@ -335,7 +326,7 @@ def build_matrix(directory: Path, cache: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     sums = []
     for target in TARGETS.values():
-        name = f"kestrel-{kestrel_version()}-{target.name}.pyz"
+        name = f"kestrel-{__version__}-{target.name}.pyz"
         sums.append(f"{build(target, directory / name, cache)}  {name}\n")
     (directory / "SHA256SUMS").write_text("".join(sorted(sums, key=lambda line: line[66:])))
     print(f"wrote {len(sums)} files and SHA256SUMS to {directory}")
@@ -343,6 +334,8 @@ def build_matrix(directory: Path, cache: Path) -> None:
 
 def lock(cache: Path) -> None:
     """Pin, for every platform, the newest wheels within pyproject.toml's ranges."""
+    import tomllib  # 3.11+, like the rest: main() said so already on older Pythons
+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     targets: dict[str, object] = {}
     for target in TARGETS.values():
@@ -395,6 +388,10 @@ def main(argv: list[str] | None = None) -> int:
                         "folder (default dist/)")
     args = parser.parse_args(argv)
 
+    if sys.version_info < (3, 11):  # noqa: UP036 (a user may run it with any python3)
+        print(f"build.py: needs Python 3.11 or newer; this is {sys.version.split()[0]}",
+              file=sys.stderr)
+        return 2
     if importlib.util.find_spec("pip") is None:
         print(f"build.py: pip is not available for {sys.executable}; install it first "
               "(Debian/Ubuntu: apt install python3-pip)", file=sys.stderr)
