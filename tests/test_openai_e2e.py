@@ -57,7 +57,8 @@ def healthy_account(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def sdk(stack: Stack, key: str | None = None) -> openai.OpenAI:
-    return openai.OpenAI(base_url=stack.url + "/v1", api_key=key or stack.key, max_retries=0)
+    return stack.closed_with_stack(
+        openai.OpenAI(base_url=stack.url + "/v1", api_key=key or stack.key, max_retries=0))
 
 
 def upstream_body(stack: Stack) -> dict[str, Any]:

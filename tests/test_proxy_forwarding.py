@@ -120,7 +120,8 @@ def test_unauthenticated_requests_are_401_in_anthropic_shape(stack: Stack,
 
 
 def test_bearer_key_works_and_a_revoked_key_stops_at_once(stack: Stack) -> None:
-    client = anthropic.Anthropic(base_url=stack.url, auth_token=stack.key, max_retries=0)
+    client = stack.closed_with_stack(
+        anthropic.Anthropic(base_url=stack.url, auth_token=stack.key, max_retries=0))
     assert client.messages.create(**message_body()).content
     assert dict(stack.up.requests[-1].headers).get("authorization") is None
     with stack.admin() as admin:

@@ -194,7 +194,7 @@ def test_operator_journey(browser: Browser, stack: Stack) -> None:
         "anthropic-ratelimit-unified-7d-utilization": "0.93",
         "anthropic-ratelimit-unified-7d-reset": str(reset + 3 * 86400),
     })])
-    sdk = anthropic.Anthropic(base_url=origin, api_key=key, max_retries=0)
+    sdk = stack.closed_with_stack(anthropic.Anthropic(base_url=origin, api_key=key, max_retries=0))
     reply = sdk.messages.create(model=MODEL, max_tokens=32,
                                 messages=[{"role": "user", "content": "hello"}])
     assert reply.content and stack.served_by() == "beta"

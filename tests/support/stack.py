@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import anthropic
 import httpx
@@ -25,6 +25,13 @@ def account_key(name: str) -> str:
     return f"sk-ant-api03-{name}-UPSTREAMSECRET-0123456789"
 
 
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closable)
+
+
 @dataclass
 class Stack:
     up: FakeAnthropic
@@ -32,6 +39,9 @@ class Stack:
     key: str
     accounts: dict[str, int] = field(default_factory=dict)
     admin_key: str = ADMIN_KEY
+    # SDK clients handed out, closed with the stack: one left to the garbage collector drops
+    # its pooled sockets unclosed, and the ResourceWarning fails whichever test runs then.
+    sdk_clients: list[Closable] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -47,7 +57,12 @@ class Stack:
                                    **kwargs)
 
     def sdk(self, **kwargs: Any) -> anthropic.Anthropic:
-        return anthropic.Anthropic(base_url=self.url, api_key=self.key, max_retries=0, **kwargs)
+        return self.closed_with_stack(
+            anthropic.Anthropic(base_url=self.url, api_key=self.key, max_retries=0, **kwargs))
+
+    def closed_with_stack(self, client: C) -> C:
+        self.sdk_clients.append(client)
+        return client
 
     def add_account(self, name: str, **fields: Any) -> int:
         with self.admin() as client:
@@ -99,6 +114,8 @@ def running_stack(workdir: Path, accounts: tuple[str, ...] = ("a", "b"),
             try:
                 yield stack
             finally:
+                for sdk in stack.sdk_clients:
+                    sdk.close()
                 stack.kestrel.stop()
 
 
