@@ -450,6 +450,12 @@ class _StreamRelay:
             return
         self._finished = True
         self._forwarder.active_streams -= 1
+        # A client that read an error event hangs up at once, and its disconnect cancels this
+        # task, perhaps while the upstream response closes: the account's judgement and the
+        # log row must not be cancelled with it.
+        await asyncio.shield(self._close_and_record(status, error_type))
+
+    async def _close_and_record(self, status: int, error_type: str | None) -> None:
         await self._response.aclose()
         await self._forwarder.finish_stream(self._call, self._account, self._tracker.summary(),
                                             status, error_type, self._attempts, self._ttfb_ms)
