@@ -262,8 +262,11 @@ def source_epoch() -> int:
     """The time every entry carries: SOURCE_DATE_EPOCH, else the commit's, else 1980."""
     if "SOURCE_DATE_EPOCH" in os.environ:
         return int(os.environ["SOURCE_DATE_EPOCH"])
-    commit = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%ct"],
-                            capture_output=True, text=True)
+    try:  # a tarball of the source, or a box without git, builds as of 1980
+        commit = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%ct"],
+                                capture_output=True, text=True)
+    except OSError:
+        return 0
     return int(commit.stdout) if commit.returncode == 0 and commit.stdout.strip() else 0
 
 
