@@ -155,9 +155,9 @@ def per_python(wheel: str) -> bool:
     return wheel.split("-")[-2].startswith("cp")
 
 
-def fetch(target: Target, cache: Path) -> list[Path]:
+def fetch(target: Target, cache: Path, lock: dict[str, object]) -> list[Path]:
     """The wheels the lock pins for `target`, every Python's, checked against their hashes."""
-    pinned = read_lock()["targets"]
+    pinned = lock["targets"]
     if not isinstance(pinned, dict) or target.name not in pinned:
         raise BuildError(f"{LOCK.name} has no wheels for {target.name}: run --lock")
     wheels: dict[str, str] = pinned[target.name]["wheels"]
@@ -196,8 +196,8 @@ def downloads(target: Target, cache: Path,
         return [wheel for wheels in pool.map(one, jobs) for wheel in wheels]
 
 
-def fetch_shiv(cache: Path) -> Path:
-    pinned = read_lock()["shiv"]
+def fetch_shiv(cache: Path, lock: dict[str, object]) -> Path:
+    pinned = lock["shiv"]
     assert isinstance(pinned, dict)
     requirement = cache / "shiv.txt"
     requirement.write_text(f"{SHIV} --hash=sha256:{pinned['sha256']}\n")
@@ -270,22 +270,39 @@ def source_epoch() -> int:
     return int(commit.stdout) if commit.returncode == 0 and commit.stdout.strip() else 0
 
 
-def write_zipapp(output: Path, site_packages: dict[str, bytes], shiv_wheel: Path,
-                 target: Target, version: str) -> None:
-    sys.path.insert(0, str(shiv_wheel))  # pure Python: importable from the wheel as it is
+@dataclass(frozen=True)
+class Sources:
+    """What every platform's file shares, gathered once per command: the lock, shiv's pinned
+    wheel, Kestrel's own files and the time the entries carry."""
+
+    lock: dict[str, object]
+    shiv_wheel: Path
+    kestrel: dict[str, bytes]
+    epoch: int
+
+    @classmethod
+    def gather(cls, cache: Path) -> Sources:
+        lock = read_lock()
+        shiv_wheel = fetch_shiv(cache, lock)
+        sys.path.insert(0, str(shiv_wheel))  # pure Python: importable from the wheel as it is
+        return cls(lock, shiv_wheel, kestrel_files(),
+                   max(source_epoch(), 315532800))  # zip times start in 1980
+
+
+def write_zipapp(output: Path, site_packages: dict[str, bytes], sources: Sources,
+                 target: Target) -> None:
     from shiv.bootstrap.environment import Environment  # type: ignore[import-untyped]
 
-    epoch = max(source_epoch(), 315532800)  # zip times start in 1980
     content = hashlib.sha256()
     for path in sorted(site_packages):
         content.update(site_packages[path] + path.encode())
     environment = Environment(
-        built_at=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch)),
+        built_at=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(sources.epoch)),
         shiv_version=SHIV.split("==")[1],
         build_id=content.hexdigest(), entry_point=ENTRY_POINT, compile_pyc=False,
         reproducible=True)
     entries = {f"site-packages/{path}": data for path, data in site_packages.items()}
-    with zipfile.ZipFile(shiv_wheel) as wheel:
+    with zipfile.ZipFile(sources.shiv_wheel) as wheel:
         for name in wheel.namelist():
             if name.startswith("shiv/bootstrap/") and name.endswith(".py"):
                 entries["_bootstrap/" + name.removeprefix("shiv/bootstrap/")] = wheel.read(name)
@@ -294,9 +311,9 @@ def write_zipapp(output: Path, site_packages: dict[str, bytes], shiv_wheel: Path
     # Runs on any Python, like the guard: a dict's repr is a literal for all of them.
     entries["__main__.py"] = (
         "# -*- coding: utf-8 -*-\n"
-        f"import _kestrel_guard\n_kestrel_guard.check({target.guard(version)!r})\n"
+        f"import _kestrel_guard\n_kestrel_guard.check({target.guard(__version__)!r})\n"
         "import _bootstrap\n_bootstrap.bootstrap()\n").encode()
-    stamp = time.gmtime(epoch)[:6]
+    stamp = time.gmtime(sources.epoch)[:6]
     partial = output.with_name(output.name + ".part")
     with partial.open("wb") as fd:
         fd.write(b"#!/usr/bin/env python3\n")
@@ -313,24 +330,24 @@ def write_zipapp(output: Path, site_packages: dict[str, bytes], shiv_wheel: Path
 
 # --- the commands -----------------------------------------------------------------------------
 
-def build(target: Target, output: Path, cache: Path) -> str:
+def build(target: Target, output: Path, cache: Path, sources: Sources) -> str:
     """Write the file for `target`; its SHA-256."""
-    site_packages = unpack(fetch(target, cache))
-    site_packages.update(kestrel_files())
-    write_zipapp(output, site_packages, fetch_shiv(cache), target, __version__)
+    site_packages = unpack(fetch(target, cache, sources.lock))
+    site_packages.update(sources.kestrel)
+    write_zipapp(output, site_packages, sources, target)
     digest = sha256(output)
     print(f"built {output.name} ({output.stat().st_size / 1e6:.1f} MB) for "
           f"{describe_target(target.guard(__version__))}\nsha256 {digest}", flush=True)
     return digest
 
 
-def build_matrix(directory: Path, cache: Path) -> None:
+def build_matrix(directory: Path, cache: Path, sources: Sources) -> None:
     """Every platform's file and a SHA256SUMS that `sha256sum -c` reads."""
     directory.mkdir(parents=True, exist_ok=True)
     sums = []
     for target in TARGETS.values():
         name = f"kestrel-{__version__}-{target.name}.pyz"
-        sums.append(f"{build(target, directory / name, cache)}  {name}\n")
+        sums.append(f"{build(target, directory / name, cache, sources)}  {name}\n")
     (directory / "SHA256SUMS").write_text("".join(sorted(sums, key=lambda line: line[66:])))
     print(f"wrote {len(sums)} files and SHA256SUMS to {directory}")
 
@@ -405,12 +422,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.lock:
                 lock(cache)
             elif args.all:
-                build_matrix((args.output or ROOT / "dist").resolve(), cache)
+                build_matrix((args.output or ROOT / "dist").resolve(), cache,
+                             Sources.gather(cache))
             else:
                 target = TARGETS[args.platform] if args.platform else host_target()
                 output = (args.output or ROOT / "kestrel.pyz").resolve()
                 output.parent.mkdir(parents=True, exist_ok=True)
-                build(target, output, cache)
+                build(target, output, cache, Sources.gather(cache))
     except BuildError as exc:
         print(f"build.py: {exc}", file=sys.stderr)
         return 1

@@ -14,7 +14,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 from machine import REPO_DIR, describe_machine
+from procs import free_port
 
 # Which distribution a top-level name in the file belongs to.
 OWNERS = {"_cffi_backend": "cffi", "dashboard_dist": "kestrel (dashboard)", "_bootstrap": "shiv",
@@ -50,12 +50,6 @@ def sizes(pyz: Path) -> None:
         print(f"| {name} | {size / 1e3:,.0f} | {raw[name] / 1e3:,.0f} |")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def start_to_health(python: str, pyz: Path, shiv_root: Path, *flags: str) -> tuple[float, str]:
     """Seconds from exec to a 200 on /health, and what the process wrote on stderr."""
     workdir = Path(tempfile.mkdtemp(prefix="kestrel-start-"))
@@ -65,21 +59,21 @@ def start_to_health(python: str, pyz: Path, shiv_root: Path, *flags: str) -> tup
     began = time.perf_counter()
     proc = subprocess.Popen([python, *flags, str(pyz)], cwd=workdir, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    answered = False
     try:
-        while True:
+        while not answered and proc.poll() is None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
+                    answered = r.status == 200
             except OSError:
-                if proc.poll() is not None:
-                    raise SystemExit(f"{python} {pyz} exited: {proc.stderr.read()}") from None
                 time.sleep(0.005)
         elapsed = time.perf_counter() - began
     finally:
         proc.terminate()
         _, stderr = proc.communicate(timeout=30)
         shutil.rmtree(workdir, ignore_errors=True)
+    if not answered:
+        raise SystemExit(f"{python} {pyz} exited with {proc.returncode}: {stderr}")
     return elapsed, stderr
 
 
@@ -92,8 +86,9 @@ def start_times(pythons: list[str], pyz: Path, runs: int) -> None:
             first.append(start_to_health(python, pyz, root)[0])
             later.append(start_to_health(python, pyz, root)[0])
             shutil.rmtree(root, ignore_errors=True)
-        version = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
-                                 capture_output=True, text=True).stdout.strip()
+        version = subprocess.run(
+            [python, "-c", "import platform; print(platform.python_version())"],
+            capture_output=True, text=True).stdout.strip()
         print(f"| {version} | {statistics.median(first) * 1e3:.0f} ms ({max(first) * 1e3:.0f}) "
               f"| {statistics.median(later) * 1e3:.0f} ms ({max(later) * 1e3:.0f}) |")
 

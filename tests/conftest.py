@@ -47,13 +47,13 @@ def _run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def built_pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`python3 build.py` for this machine, built once per run and shared by every worker."""
-    return zipapp.shared_build(_run_dir(tmp_path_factory), "kestrel.pyz")[0]
+    return zipapp.shared_build(_run_dir(tmp_path_factory), "kestrel.pyz")
 
 
 @pytest.fixture(scope="session")
 def built_matrix(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`python3 build.py --all`: the folder of every platform's file, built once per run."""
-    return zipapp.shared_build(_run_dir(tmp_path_factory), "dist", "--all")[0]
+    return zipapp.shared_build(_run_dir(tmp_path_factory), "dist", "--all")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

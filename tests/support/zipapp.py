@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,17 +42,17 @@ def _exclusive(lock: Path) -> Iterator[None]:
         yield
 
 
-def shared_build(shared_dir: Path, name: str, *args: str) -> tuple[Path, str]:
+def shared_build(shared_dir: Path, name: str, *args: str) -> Path:
     """Build once for the whole run: the first worker to ask builds, the others wait for it.
-    Returns the output path and what build.py printed."""
+    A marker says it is done (`--all` makes its folder before the first file is in it)."""
     output = shared_dir / name
     with _exclusive(shared_dir / f"{name}.lock"):
-        log = shared_dir / f"{name}.log"
-        if not log.exists():
+        done = shared_dir / f"{name}.built"
+        if not done.exists():
             result = build(*args, "--output", str(output))
             assert result.returncode == 0, result.stdout + result.stderr
-            log.write_text(result.stdout)
-    return output, log.read_text()
+            done.touch()
+    return output
 
 
 def clean_env(shiv_root: Path) -> dict[str, str]:
@@ -93,9 +92,3 @@ def interpreters() -> list[Interpreter]:
         if out.returncode == 0 and len(fields) == 3:
             seen[real] = Interpreter(real, (int(fields[1]), int(fields[2])), fields[0])
     return sorted(seen.values(), key=lambda i: (i.version, i.path))
-
-
-def guard_target(pyz: Path) -> str:
-    """The `__main__.py` the file starts with, where build.py wrote its target."""
-    with zipfile.ZipFile(pyz) as archive:
-        return archive.read("__main__.py").decode()
