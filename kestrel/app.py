@@ -9,6 +9,9 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
+import os
+import secrets
+import socket
 import time
 from collections.abc import Callable
 
@@ -42,11 +45,14 @@ from kestrel.proxy.pool import AccountPool
 from kestrel.proxy.selection import Rotation
 from kestrel.proxy.transport import UpstreamTransport
 from kestrel.store.accounts import AccountStore
+from kestrel.store.admin_failures import AdminFailureStore
+from kestrel.store.changes import ChangeFollower, ChangeKind
 from kestrel.store.database import Database
 from kestrel.store.keys import KeyStore
 from kestrel.store.log_writer import LogWriter
 from kestrel.store.meta import check_encryption_key
 from kestrel.store.oauth import OAuthStateStore
+from kestrel.store.oauth_refresh import RefreshLeases
 from kestrel.store.request_logs import RequestLogStore
 
 log = logging.getLogger("kestrel.app")
@@ -62,6 +68,10 @@ class App:
         self.accounts = AccountStore(db, sealer)
         self.keys = KeyStore(db)
         self.pool = AccountPool(self.accounts, rotation=Rotation(settings.rotation))
+        # The pool and the key cache are caches of the database: the feed keeps them true
+        # when another process (or another machine) changes it.
+        self.changes = ChangeFollower(db, {ChangeKind.ACCOUNT: self.pool.load,
+                                           ChangeKind.KEY: self.keys.forget})
         request_logs = RequestLogStore(db)
         self.log_writer = LogWriter(request_logs, retention_days=settings.log_retention_days,
                                     clock=clock)
@@ -77,7 +87,7 @@ class App:
                                    default_base_url=settings.claude_base_url,
                                    cooldown_max=settings.cooldown_max, clock=clock,
                                    refresher=refresher)
-        self._admin_guard = AdminGuard(settings.admin_key)
+        self._admin_guard = AdminGuard(settings.admin_key, AdminFailureStore(db))
         self.endpoints: list[Endpoint] = [
             *HealthApi(db).endpoints(),
             *ProxyApi(self.forwarder, clock).endpoints(),
@@ -111,7 +121,7 @@ class App:
             raise
         try:
             await app._seed_default_account()
-            await app.pool.load()
+            await app.changes.start()
             await app.log_writer.start()
         except BaseException:
             await app.close()
@@ -121,6 +131,7 @@ class App:
     async def close(self) -> None:
         """Release everything, the pending request logs written first. Call after the server
         stopped, so no request is still writing."""
+        await self.changes.close()
         await self.log_writer.close()
         await self.token_http.aclose()
         await self.upstream.aclose()
@@ -174,8 +185,8 @@ class App:
                                                              self.settings.metrics_token):
             return await endpoint.handler(request)
         if endpoint.auth in (Auth.ADMIN, Auth.METRICS):
-            self._admin_guard.check(request.headers.get("x-admin-key"), request.client_host,
-                                    self.clock())
+            await self._admin_guard.check(request.headers.get("x-admin-key"),
+                                          request.client_host, self.clock())
         elif endpoint.auth is Auth.CLIENT:
             request.state["api_key"] = await authenticate_client(request.headers, self.keys)
         return await endpoint.handler(request)
@@ -192,7 +203,8 @@ def _oauth(settings: Settings, db: Database, sealer: Sealer, accounts: AccountSt
                          redirect_uri=settings.oauth_redirect_uri,
                          manual_redirect_uri=settings.oauth_manual_redirect_uri)
     tokens = TokenClient(http_client, config)
-    return (TokenRefresher(accounts, tokens, clock),
+    owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    return (TokenRefresher(RefreshLeases(db, sealer), tokens, clock, owner=owner),
             OAuthLogins(config, OAuthStateStore(db, sealer), tokens, accounts))
 
 

@@ -103,6 +103,10 @@ class Account:
     """OAuth accounts: who signed in, as the token answer said; shown to the operator."""
     organization: str | None = None
     usage_windows: UsageWindows | None = None
+    version: int = 0
+    """The id of the change that last wrote the row: of two copies, the higher is newer."""
+    credential_version: int = 0
+    """Likewise for the credential alone, so a cached opened credential outlives a cooldown."""
 
     def status(self, now: float) -> AccountStatus:
         """Disabled beats everything; a hard state (invalid, exhausted) beats a cooldown."""

@@ -295,7 +295,7 @@ class AdminApi:
 
     async def delete_account(self, request: Request) -> Response:
         account_id = _path_id(request)
-        await self._accounts.delete(account_id)
+        await self._accounts.delete(account_id, now=self._clock())
         self._pool.remove(account_id)
         return Response(204)
 

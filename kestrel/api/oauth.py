@@ -126,7 +126,7 @@ class OAuthApi:
         presented = request.headers.get("x-admin-key")
         expires, sig = _one(query, "expires"), _one(query, "sig")
         if presented is not None or expires is None or sig is None:
-            self._guard.check(presented, request.client_host, now)
+            await self._guard.check(presented, request.client_host, now)
         elif not link_valid(self._link_key, name, expires, sig, now=now):
             raise AuthenticationError("this link is invalid or has expired: start the "
                                       "connection again from the dashboard")

@@ -10,23 +10,32 @@ The rules (pure functions below, `now` passed in):
   the provider's `retry-after` when it sent one, else 5 s doubling per failure, always
   between 5 s and 5 min.
 
-`TokenRefresher` runs at most one refresh per account at a time: every request that finds the
-token due joins the refresh in flight. Refresh tokens rotate, so the new pair is written to the
-store (one transaction) before anyone is handed the new access token: a crash after that write
-loses nothing, and no request ever uses a token whose refresh token was not kept.
+`TokenRefresher` runs one refresh per account across every process sharing the database:
+the process that claims the account's lease (`kestrel/store/oauth_refresh.py`) refreshes, and
+the others wait for its tokens (or, with a token that is still good, go on using it). Within a
+process, every request that finds the token due joins the one refresh task in flight. Refresh
+tokens rotate, so the new pair is written to the store (one transaction, which also frees the
+lease) before anyone is handed the new access token: a crash after that write loses nothing,
+and no request ever uses a token whose refresh token was not kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from kestrel.domain import Account, Credential
-from kestrel.oauth.tokens import InvalidGrant, TokenClient, TokenEndpointError
-from kestrel.store.accounts import AccountStore
+from kestrel.oauth.tokens import (
+    TOKEN_TIMEOUT_SECONDS,
+    InvalidGrant,
+    TokenClient,
+    TokenEndpointError,
+)
+from kestrel.store.oauth_refresh import Lease, RefreshLeases
 
 log = logging.getLogger("kestrel.oauth")
 
@@ -35,6 +44,12 @@ REFRESH_AT_LIFETIME = 0.8
 EXPIRY_SAFETY_SECONDS = 10.0
 BACKOFF_MIN_SECONDS = 5.0
 BACKOFF_MAX_SECONDS = 300.0
+# A refresh holds the lease this long at most: the token call's timeout, plus time to store
+# the answer. A process that dies mid-refresh frees the lease when it runs out.
+REFRESH_LEASE_SECONDS = TOKEN_TIMEOUT_SECONDS + 15.0
+# While another process refreshes, the store is asked again this often, by requests waiting
+# for its tokens and by those going on with a still-valid token alike.
+RECHECK_SECONDS = 0.1
 
 RECONNECT_HINT = ("reconnect it: `kestrel accounts login {name}` or the dashboard's "
                   "Connect button")
@@ -77,47 +92,74 @@ class RefreshFailed(Exception):
         self.retry_at = retry_at
 
 
+class _Elsewhere(Exception):
+    """Another process holds the lease: its tokens are on their way."""
+
+
+REFRESHING_ELSEWHERE = "another Kestrel process is refreshing the OAuth tokens"
+
+
 @dataclass(frozen=True)
-class _Backoff:
-    token_digest: bytes  # which refresh token failed: a new login starts with a clean slate
+class _Note:
+    """What this process last learnt from the lease, so requests asking again within
+    `not_before` are answered without a database round trip."""
+
+    token_digest: bytes  # which refresh token it is about: a new login starts with a clean slate
     not_before: float
-    failures: int
     message: str
+    elsewhere: bool  # another process is refreshing (else: backing off after a failure)
 
 
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+def _digest(token: str | None) -> bytes:
+    return hashlib.sha256((token or "").encode()).digest()
 
 
 class TokenRefresher:
-    def __init__(self, store: AccountStore, tokens: TokenClient,
-                 clock: Callable[[], float]) -> None:
-        self._store = store
+    def __init__(self, leases: RefreshLeases, tokens: TokenClient, clock: Callable[[], float],
+                 *, owner: str,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        """`owner` names this process in the lease; it must be unique among the processes
+        sharing the database."""
+        self._leases = leases
         self._tokens = tokens
         self._clock = clock
+        self._owner = owner
+        self._sleep = sleep
         self._in_flight: dict[int, asyncio.Task[Credential]] = {}
-        self._backoff: dict[int, _Backoff] = {}
+        self._notes: dict[int, _Note] = {}
 
-    async def refresh(self, account: Account, stale: Credential) -> Credential:
+    async def refresh(self, account: Account, stale: Credential, *, wait: bool) -> Credential:
         """A credential newer than `stale`, or `RefreshFailed`.
 
-        Joins the account's refresh in flight, if any. The refresh runs in its own task and is
-        shielded from the callers: a client hanging up must not cancel a refresh whose rotated
-        tokens the provider has already issued, nor fail the other requests waiting on it.
+        `wait`: `stale` cannot be used any more (expired, or refused upstream), so wait for
+        another process's refresh to finish rather than fail at once. The refresh runs in its
+        own task, shielded from the callers: a client hanging up must not cancel a refresh
+        whose rotated tokens the provider has already issued, nor fail the others waiting.
         """
-        backoff = self._backoff.get(account.id)
-        if (backoff is not None and stale.refresh_token is not None
-                and backoff.token_digest == _digest(stale.refresh_token)
-                and self._clock() < backoff.not_before):
-            # Still waiting after a failure: say so without even reading the store, since a
-            # valid token keeps being used and every request asks again.
-            raise RefreshFailed(backoff.message, invalid=False, retry_at=backoff.not_before)
+        give_up = self._clock() + 2 * REFRESH_LEASE_SECONDS
+        while True:
+            note = self._notes.get(account.id)
+            if (note is not None and note.token_digest == _digest(stale.refresh_token)
+                    and self._clock() < note.not_before and not (note.elsewhere and wait)):
+                raise RefreshFailed(note.message, invalid=False,
+                                    retry_at=None if note.elsewhere else note.not_before)
+            try:
+                return await asyncio.shield(self._join(account, stale))
+            except _Elsewhere:
+                if not wait:
+                    raise RefreshFailed(REFRESHING_ELSEWHERE, invalid=False) from None
+            if self._clock() >= give_up:
+                raise RefreshFailed(f"{REFRESHING_ELSEWHERE}, and it has not finished",
+                                    invalid=False, retry_at=self._clock() + BACKOFF_MIN_SECONDS)
+            await self._sleep(RECHECK_SECONDS)
+
+    def _join(self, account: Account, stale: Credential) -> asyncio.Task[Credential]:
         task = self._in_flight.get(account.id)
         if task is None:
             task = asyncio.create_task(self._refresh(account, stale))
             self._in_flight[account.id] = task
             task.add_done_callback(lambda done: self._finished(account.id, done))
-        return await asyncio.shield(task)
+        return task
 
     def _finished(self, account_id: int, task: asyncio.Task[Credential]) -> None:
         if self._in_flight.get(account_id) is task:
@@ -127,39 +169,71 @@ class TokenRefresher:
 
     async def _refresh(self, account: Account, stale: Credential) -> Credential:
         now = self._clock()
-        current = await self._store.credential(account.id)
-        if current.access_token != stale.access_token and not refresh_due(current, now):
-            return current  # refreshed (or reconnected) since the caller read its credential
-        refresh_token = current.refresh_token
+        claim = await self._leases.claim(
+            account.id, owner=self._owner, now=now, until=now + REFRESH_LEASE_SECONDS,
+            # Refreshed (or reconnected) since the caller read its credential: nothing to do.
+            needed=lambda current: (current.access_token == stale.access_token
+                                    or refresh_due(current, now)))
+        current = claim.current
+        match claim.lease:
+            case Lease.FRESH:
+                return current
+            case Lease.INVALID:
+                raise RefreshFailed(claim.message or "the account is invalid; "
+                                    f"{RECONNECT_HINT.format(name=account.name)}", invalid=True)
+            case Lease.ELSEWHERE:
+                self._notes[account.id] = _Note(_digest(current.refresh_token),
+                                                now + RECHECK_SECONDS, REFRESHING_ELSEWHERE,
+                                                elsewhere=True)
+                raise _Elsewhere
+            case Lease.BACKOFF:
+                until = claim.until if claim.until is not None else now + BACKOFF_MIN_SECONDS
+                message = claim.message or "a recent token refresh failed"
+                self._notes[account.id] = _Note(_digest(current.refresh_token), until, message,
+                                                elsewhere=False)
+                raise RefreshFailed(message, invalid=False, retry_at=until)
+        try:
+            return await self._spend(account, current.refresh_token, claim.failures, now)
+        except BaseException:
+            # A lease still in our name is given up, so it does not block every process until
+            # it runs out (no refresh token, tokens not stored, cancelled). A backoff has
+            # already taken our name off it and stays.
+            with contextlib.suppress(Exception):
+                await self._leases.release(account.id, owner=self._owner)
+            raise
+
+    async def _spend(self, account: Account, refresh_token: str | None, failures: int,
+                     now: float) -> Credential:
+        """Spend the refresh token, holding the lease; record the outcome in the store."""
         if not refresh_token:
             raise RefreshFailed(f"this OAuth account has no refresh token; "
                                 f"{RECONNECT_HINT.format(name=account.name)}", invalid=True)
-        backoff = self._backoff.get(account.id)
-        if backoff is not None and backoff.token_digest != _digest(refresh_token):
-            backoff = None
-        if backoff is not None and now < backoff.not_before:
-            raise RefreshFailed(backoff.message, invalid=False, retry_at=backoff.not_before)
         try:
             grant = await self._tokens.refresh(refresh_token, now=now)
         except InvalidGrant:
             log.warning("account %s: the refresh token was refused (invalid_grant)",
                         account.name, extra={"account": {"id": account.id}})
-            raise RefreshFailed(
-                f"the OAuth refresh token was refused (invalid_grant): "
-                f"{RECONNECT_HINT.format(name=account.name)}", invalid=True) from None
+            message = (f"the OAuth refresh token was refused (invalid_grant): "
+                       f"{RECONNECT_HINT.format(name=account.name)}")
+            await self._quietly(self._leases.refused(account.id, owner=self._owner,
+                                                     message=message, now=now))
+            raise RefreshFailed(message, invalid=True) from None
         except TokenEndpointError as exc:
-            failures = backoff.failures + 1 if backoff is not None else 1
+            failures += 1
             wait = refresh_backoff(failures, exc.retry_after)
             message = f"token refresh failed: {exc.message}; next try in {wait:.0f} s"
-            self._backoff[account.id] = _Backoff(_digest(refresh_token), now + wait, failures,
-                                                 message)
+            self._notes[account.id] = _Note(_digest(refresh_token), now + wait, message,
+                                            elsewhere=False)
             log.warning("account %s: %s", account.name, message,
                         extra={"account": {"id": account.id}})
+            await self._quietly(self._leases.failed(account.id, owner=self._owner,
+                                                    until=now + wait, failures=failures,
+                                                    message=message))
             raise RefreshFailed(message, invalid=False, retry_at=now + wait) from None
         fresh = grant.credential(previous_refresh_token=refresh_token)
         try:
-            stored = await self._store.replace_credential(account.id, fresh,
-                                                          replaces=refresh_token)
+            stored = await self._leases.succeeded(account.id, fresh, replaces=refresh_token,
+                                                  owner=self._owner, now=now)
         except Exception:
             # The provider has rotated the refresh token but we could not keep the new one:
             # the account will need a new login. Say so loudly; never use an unsaved token.
@@ -168,7 +242,16 @@ class TokenRefresher:
             raise RefreshFailed("refreshed OAuth tokens could not be stored; "
                                 f"{RECONNECT_HINT.format(name=account.name)}",
                                 invalid=False, retry_at=now + BACKOFF_MIN_SECONDS) from None
-        self._backoff.pop(account.id, None)
+        self._notes.pop(account.id, None)
         log.info("account %s: OAuth tokens refreshed", account.name,
                  extra={"account": {"id": account.id}})
         return stored
+
+    @staticmethod
+    async def _quietly(write: Awaitable[None]) -> None:
+        """Record a failed refresh; a database that refuses only costs the lease's own expiry
+        (the request already has its answer: the refresh failed)."""
+        try:
+            await write
+        except Exception:
+            log.exception("could not record the outcome of a token refresh")

@@ -218,8 +218,9 @@ class Forwarder:
         current token in use while it has not expired; the next request tries again.
         """
         assert self._refresher is not None
+        usable = keep_valid and not expired(stale, self._clock())
         try:
-            fresh = await self._refresher.refresh(account, stale)
+            fresh = await self._refresher.refresh(account, stale, wait=not usable)
         except RefreshFailed as failed:
             now = self._clock()
             if keep_valid and not failed.invalid and not expired(stale, now):
@@ -324,7 +325,7 @@ class Forwarder:
             raise _Retry
         upstream_ms = self.elapsed_ms(started)
         attempts.append(Attempt(account.id, response.status_code, None, upstream_ms))
-        await self._succeeded(call, account)
+        await self._succeeded(account)
         self.record(call, status=response.status_code, attempts=attempts,
                     account_id=account.id, summary=summary, ttfb_ms=upstream_ms)
         spent_upstream = sum(a.duration_ms for a in attempts)
@@ -355,15 +356,14 @@ class Forwarder:
             raise _Retry
         attempts.append(Attempt(account.id, response.status_code, None,
                                 self.elapsed_ms(started)))
-        await self._succeeded(call, account)
+        await self._succeeded(account)
         body = _StreamRelay(self, call, account, response, first, chunks, attempts, secrets)
         return Relay(response.status_code, downstream_headers(response.headers.items()), body,
                      account.id)
 
-    async def _succeeded(self, call: Call, account: Account) -> None:
-        now = self._clock()
-        self._pool.served(account.id, call.conversation, now)
-        await self._pool.report(account.id, AccountUpdate(AccountState.OK, None, 0, None), now)
+    async def _succeeded(self, account: Account) -> None:
+        await self._pool.report(account.id, AccountUpdate(AccountState.OK, None, 0, None),
+                                self._clock())
 
     async def finish_stream(self, call: Call, account: Account, summary: MessageSummary,
                             status: int, error_type: str | None, attempts: list[Attempt],

@@ -1,10 +1,16 @@
 """The live pool of accounts: who can serve now, their opened credentials, and their outcomes.
 
-The pool holds the accounts in memory so choosing one costs no database round trip; every
-state change is written through to the store (off the event loop) so cooldowns survive a
-restart. Admin changes reach it through `put` and `remove`. Usage windows change with every
-answer, so they are kept in memory at once but written at most every `USAGE_WRITE_SECONDS`
-per account (at once when their status changes): the admin API reads the live ones from here.
+The pool holds the accounts in memory so choosing one costs no database round trip. It is a
+cache of the store, which is the truth for every process sharing the database: each state
+change is written through (off the event loop) and the row the store returns replaces the
+copy in memory; changes made elsewhere (the admin API of another process, a cooldown another
+process learnt) arrive through the change feed, which calls `load`. Every row carries the
+`version` of the change that last wrote it, so an older copy never replaces a newer one,
+whatever order the writes and the feed's reads finish in.
+
+Usage windows change with every answer, so they are kept in memory at once but written at
+most every `USAGE_WRITE_SECONDS` per account, and announced to the other processes only when
+their status or the account's headroom band changed (what selection looks at).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from kestrel.domain import (
     UsageWindows,
 )
 from kestrel.proxy.cooldown import AccountUpdate
-from kestrel.proxy.selection import AffinityTable, Rotation, attempt_order
+from kestrel.proxy.selection import Rotation, attempt_order, headroom_band
 from kestrel.store.accounts import AccountStore
 
 log = logging.getLogger("kestrel.pool")
@@ -45,28 +51,46 @@ class AccountPool:
         self._store = store
         self._rotation = rotation
         self._accounts: dict[int, Account] = {}
-        self._credentials: dict[int, tuple[float, Credential]] = {}
+        # account id → (credential_version it was opened at, the opened credential)
+        self._credentials: dict[int, tuple[int, Credential]] = {}
         self._last_chosen: dict[int, float] = {}
         self._usage_written: dict[int, float] = {}
-        self._affinity = AffinityTable()
 
-    async def load(self) -> None:
-        self._accounts = {a.id: a for a in await self._store.list()}
-        self._credentials.clear()
+    async def load(self, changed: frozenset[int] | None = None) -> None:
+        """Bring the pool up to the store (the change feed's listener for accounts).
+
+        The whole table is read whatever `changed` names: a pool holds a handful of rows, and
+        one read of them all is as cheap as one of a few and cannot miss a row.
+        """
+        accounts, as_of = await self._store.snapshot()
+        stored = {a.id for a in accounts}
+        for account_id, known in list(self._accounts.items()):
+            if account_id not in stored and known.version <= as_of:
+                self.remove(account_id)  # deleted (a newer one was created after the read)
+        for account in accounts:
+            self.put(account)
 
     def accounts(self) -> list[Account]:
         return list(self._accounts.values())
 
     def put(self, account: Account) -> None:
-        """An account the operator added or changed; its cached credential is dropped. Usage
-        windows newer than the stored ones are kept: the store lags behind on purpose."""
+        """An account as the store holds it, after a write or from the change feed.
+
+        Ignored unless newer than the copy in memory (an equal version is the same row, and
+        the copy in memory may carry an outcome whose write is still on its way). Usage
+        windows newer than the stored ones are kept: the store lags behind on purpose.
+        """
         known = self._accounts.get(account.id)
-        if known is not None and known.usage_windows is not None and (
-                account.usage_windows is None
-                or known.usage_windows.observed_at > account.usage_windows.observed_at):
-            account = replace(account, usage_windows=known.usage_windows)
+        if known is not None:
+            if account.version <= known.version:
+                return
+            if known.usage_windows is not None and (
+                    account.usage_windows is None
+                    or known.usage_windows.observed_at > account.usage_windows.observed_at):
+                account = replace(account, usage_windows=known.usage_windows)
+        if known is None or known.credential_version != account.credential_version:
+            self._credentials.pop(account.id, None)
         self._accounts[account.id] = account
-        self._credentials.pop(account.id, None)
 
     def remove(self, account_id: int) -> None:
         self._accounts.pop(account_id, None)
@@ -76,9 +100,8 @@ class AccountPool:
 
     def candidates(self, conversation: str | None, now: float) -> list[Account]:
         """The usable accounts in the order this request should try them."""
-        pinned = self._affinity.get(conversation, now) if conversation else None
         return attempt_order(list(self._accounts.values()), now=now, rotation=self._rotation,
-                             last_chosen=self._last_chosen, pinned=pinned)
+                             last_chosen=self._last_chosen, conversation=conversation)
 
     def current(self, account_id: int) -> Account | None:
         """The account as it is now (another request may have cooled it since it was listed)."""
@@ -89,23 +112,20 @@ class AccountPool:
         even while this request is still in flight."""
         self._last_chosen[account_id] = now
 
-    def served(self, account_id: int, conversation: str | None, now: float) -> None:
-        if conversation:
-            self._affinity.pin(conversation, account_id, now)
-
     async def credential(self, account: Account) -> Credential:
         cached = self._credentials.get(account.id)
-        if cached is not None and cached[0] == account.updated_at:
+        if cached is not None and cached[0] == account.credential_version:
             return cached[1]
         credential = await self._store.credential(account.id)
-        self._credentials[account.id] = (account.updated_at, credential)
+        self._credentials[account.id] = (account.credential_version, credential)
         return credential
 
     def refreshed(self, account_id: int, credential: Credential) -> None:
-        """New OAuth tokens, already in the store: cache them for the account as it is."""
+        """New OAuth tokens, already in the store: cache them for the account as it is (the
+        change feed brings the new credential version, and one more read, shortly)."""
         account = self._accounts.get(account_id)
         if account is not None:
-            self._credentials[account_id] = (account.updated_at, credential)
+            self._credentials[account_id] = (account.credential_version, credential)
 
     async def observe_usage(self, account_id: int, usage: UsageWindows, now: float) -> None:
         """Keep the latest usage windows of the account (see the module docstring)."""
@@ -114,11 +134,14 @@ class AccountPool:
             return
         previous = account.usage_windows
         self._accounts[account_id] = replace(account, usage_windows=usage)
-        changed = previous is None or previous.status != usage.status
+        changed = (previous is None or previous.status != usage.status
+                   or headroom_band(previous, now) != headroom_band(usage, now))
         if changed or now - self._usage_written.get(account_id, float("-inf")) >= \
                 USAGE_WRITE_SECONDS:
             self._usage_written[account_id] = now
-            await self._store.record_usage(account_id, usage)
+            stored = await self._store.record_usage(account_id, usage, announce=changed)
+            if stored is not None:
+                self.put(stored)
 
     async def report(self, account_id: int, update: AccountUpdate | None, now: float) -> None:
         """Apply an outcome to the account, in memory at once and then in the store."""
@@ -134,7 +157,7 @@ class AccountPool:
             consecutive_failures=update.consecutive_failures, last_error=update.last_error,
         )
         try:
-            await self._store.record_outcome(
+            stored = await self._store.record_outcome(
                 account_id, now=now, state=update.state, cooldown_until=update.cooldown_until,
                 consecutive_failures=update.consecutive_failures, last_error=update.last_error,
                 used=False,
@@ -143,6 +166,9 @@ class AccountPool:
             # An unwritable database must not turn an account's failure into the client's
             # 500: the pool in memory decides, and the next outcome writes the state again.
             log.exception("could not store the state of account %s", account_id)
+            return
+        if stored is not None:
+            self.put(stored)
 
     def unavailable(self, now: float) -> KestrelError:
         """The error for a request no account could serve, per the state of the pool."""

@@ -1,10 +1,21 @@
 """Which accounts a request tries, in which order. Pure: the clock is an argument.
 
-Order: the conversation's pinned account first (prompt-cache hits), then by priority (higher
-first), then by rotation: `balanced` takes the account with the most subscription window left
-and, among those, the least recently chosen (spreads load); `fill-first` keeps taking the same
-one (lowest id) until it cools down, whatever its windows say, since using one account up
-before the next is what it is for.
+Order: by priority (higher first), then by rotation. `fill-first` keeps taking the same one
+(lowest id) until it cools down, whatever its windows say, since using one account up before
+the next is what it is for. `balanced` takes the account with the most subscription window
+left and, among those:
+- for a request of a known conversation, the account that rendezvous hashing of the
+  conversation key ranks highest, so every request of the conversation goes to the same
+  account (prompt-cache hits) while it is usable;
+- for any other request, the least recently chosen (spreads load).
+
+Why rendezvous hashing and not a table of which conversation went where: every process
+sharing the database computes the same answer from what it already knows (the accounts and
+their states, kept in step by the change feed), with no shared table to read or write per
+request. When a conversation's account cools down, the conversation moves to its next-ranked
+account, the same one in every process, and comes back when the first recovers. New
+conversations spread evenly over equal accounts (as evenly as a good hash: 300 over 3 land
+within a few percent of 100 each).
 
 Window left is compared in bands of `HEADROOM_BAND` (see `kestrel/oauth/windows.py` for how it
 is read): an account at 41 % and one at 44 % are equals and keep alternating, while one at 90 %
@@ -15,17 +26,12 @@ counts as having all of it.
 from __future__ import annotations
 
 import enum
-from collections import OrderedDict
+import hashlib
 from collections.abc import Mapping, Sequence
 
-from kestrel.domain import Account, AccountStatus
+from kestrel.domain import Account, AccountStatus, UsageWindows
 from kestrel.oauth.windows import headroom
 
-# How long a conversation stays on its account after its last request: Anthropic's prompt
-# cache lives 5 minutes (1 hour with the extended TTL), so an hour covers both.
-AFFINITY_TTL_SECONDS = 3600.0
-# Bounds memory however many conversations pass through; the least recently seen are dropped.
-AFFINITY_MAX_CONVERSATIONS = 100_000
 # Utilization is only known after each answer, so a finer comparison would send every request
 # of a burst to the same account; a tenth of a window is coarse enough to keep rotating.
 HEADROOM_BAND = 0.1
@@ -36,53 +42,40 @@ class Rotation(enum.StrEnum):
     FILL_FIRST = "fill-first"
 
 
+def headroom_band(usage: UsageWindows | None, now: float) -> int:
+    """The account's window left, in bands: equal bands are equals to balanced rotation."""
+    left = headroom(usage, now)
+    return int((1.0 if left is None else left) / HEADROOM_BAND + 1e-9)
+
+
+def rendezvous_rank(conversation: str, account_id: int) -> int:
+    """The account's rank for the conversation (higher first): a hash of both, the same in
+    every process and on every machine."""
+    # surrogatepass: a session id read from a client's JSON may hold a lone surrogate.
+    key = f"{account_id}:{conversation}".encode("utf-8", "surrogatepass")
+    digest = hashlib.blake2b(key, digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
 def attempt_order(
     accounts: Sequence[Account],
     *,
     now: float,
     rotation: Rotation,
     last_chosen: Mapping[int, float],
-    pinned: int | None = None,
+    conversation: str | None = None,
 ) -> list[Account]:
     """The usable accounts (status active at `now`) in the order they should be tried."""
     usable = [a for a in accounts if a.status(now) is AccountStatus.ACTIVE]
 
-    def key(account: Account) -> tuple[int, int, int, float, int]:
-        if rotation is Rotation.BALANCED:
-            left = headroom(account.usage_windows, now)
-            band = int((1.0 if left is None else left) / HEADROOM_BAND + 1e-9)
-            recency = last_chosen.get(account.id, float("-inf"))
+    def key(account: Account) -> tuple[int, int, float, int]:
+        if rotation is not Rotation.BALANCED:
+            return (-account.priority, 0, 0.0, account.id)
+        if conversation is not None:
+            spread = -float(rendezvous_rank(conversation, account.id))
         else:
-            band, recency = 0, 0.0
-        return (0 if account.id == pinned else 1, -account.priority, -band, recency, account.id)
+            spread = last_chosen.get(account.id, float("-inf"))
+        return (-account.priority, -headroom_band(account.usage_windows, now), spread,
+                account.id)
 
     return sorted(usable, key=key)
-
-
-class AffinityTable:
-    """conversation key → the account that last served it, expiring after a quiet hour."""
-
-    def __init__(self, ttl: float = AFFINITY_TTL_SECONDS,
-                 max_entries: int = AFFINITY_MAX_CONVERSATIONS) -> None:
-        self._ttl = ttl
-        self._max = max_entries
-        self._pins: OrderedDict[str, tuple[int, float]] = OrderedDict()
-
-    def get(self, conversation: str, now: float) -> int | None:
-        entry = self._pins.get(conversation)
-        if entry is None:
-            return None
-        account_id, expires = entry
-        if expires <= now:
-            del self._pins[conversation]
-            return None
-        return account_id
-
-    def pin(self, conversation: str, account_id: int, now: float) -> None:
-        self._pins[conversation] = (account_id, now + self._ttl)
-        self._pins.move_to_end(conversation)
-        while len(self._pins) > self._max:
-            self._pins.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._pins)

@@ -32,6 +32,7 @@ from kestrel.domain import (
     ValidationError,
     mask_secret,
 )
+from kestrel.store.changes import ChangeKind, announce, latest_change
 from kestrel.store.database import Database
 
 
@@ -44,19 +45,20 @@ UNSET: Final = _Unset.UNSET
 
 _COLUMNS = ("id, name, type, base_url, priority, enabled, state, cooldown_until, "
             "consecutive_failures, last_error, last_used_at, created_at, updated_at, "
-            "credential_hint, email, organization, usage_windows")
+            "credential_hint, email, organization, usage_windows, version, credential_version")
 
 
 def _account(row: tuple[Any, ...]) -> Account:
     (id_, name, type_, base_url, priority, enabled, state, cooldown_until, failures,
      last_error, last_used_at, created_at, updated_at, hint, email, organization,
-     usage) = row
+     usage, version, credential_version) = row
     return Account(id=id_, name=name, type=AccountType(type_), base_url=base_url,
                    priority=priority, enabled=bool(enabled), state=AccountState(state),
                    cooldown_until=cooldown_until, consecutive_failures=failures,
                    last_error=last_error, last_used_at=last_used_at, created_at=created_at,
                    updated_at=updated_at, credential_hint=hint, email=email,
-                   organization=organization, usage_windows=usage_from_json(usage))
+                   organization=organization, usage_windows=usage_from_json(usage),
+                   version=version, credential_version=credential_version)
 
 
 def usage_to_json(usage: UsageWindows) -> str:
@@ -80,7 +82,7 @@ def _aad(account_id: int) -> bytes:
     return f"kestrel:account:{account_id}:credential".encode()
 
 
-def _secret(type_: AccountType, credential: Credential) -> str:
+def credential_secret(type_: AccountType, credential: Credential) -> str:
     """The secret that identifies the credential: what the hint is made from."""
     secret = credential.api_key if type_ is AccountType.API_KEY else credential.access_token
     if not secret:
@@ -94,6 +96,31 @@ def _fetch(conn: sqlite3.Connection, account_id: int) -> Account:
     if row is None:
         raise NotFound(f"account {account_id} not found")
     return _account(row)
+
+
+def touch(conn: sqlite3.Connection, account_id: int, now: float, *,
+          credential: bool = False) -> None:
+    """Announce a change of the row (inside the caller's transaction) and stamp it with the
+    change's id; `credential`: the credential changed too."""
+    version = announce(conn, ChangeKind.ACCOUNT, account_id, now)
+    conn.execute("UPDATE accounts SET version = ?, credential_version = CASE WHEN ? THEN ? "
+                 "ELSE credential_version END WHERE id = ?",
+                 (version, int(credential), version, account_id))
+
+
+def seal_credential(sealer: Sealer, account_id: int, credential: Credential) -> bytes:
+    plaintext = json.dumps(dataclasses.asdict(credential), separators=(",", ":")).encode()
+    return sealer.seal(plaintext, aad=_aad(account_id))
+
+
+def open_credential(sealer: Sealer, account_id: int, blob: bytes) -> Credential:
+    data = json.loads(sealer.open(blob, aad=_aad(account_id)))
+    return Credential(**{f.name: data.get(f.name) for f in dataclasses.fields(Credential)})
+
+
+# A new credential starts with a clean slate: no refresh lease, no failed refreshes.
+CLEAR_REFRESH = ("refresh_owner = NULL, refresh_until = NULL, refresh_failures = 0, "
+                 "refresh_error = NULL")
 
 
 def _check_name_free(conn: sqlite3.Connection, name: str, account_id: int | None) -> None:
@@ -112,18 +139,21 @@ class AccountStore:
         self._sealer = sealer
 
     def _seal(self, account_id: int, credential: Credential) -> bytes:
-        plaintext = json.dumps(dataclasses.asdict(credential), separators=(",", ":")).encode()
-        return self._sealer.seal(plaintext, aad=_aad(account_id))
+        return seal_credential(self._sealer, account_id, credential)
 
     def _open(self, account_id: int, blob: bytes) -> Credential:
-        data = json.loads(self._sealer.open(blob, aad=_aad(account_id)))
-        return Credential(**{f.name: data.get(f.name) for f in dataclasses.fields(Credential)})
+        return open_credential(self._sealer, account_id, blob)
 
     async def list(self) -> builtins.list[Account]:
         """Every account, in the order the pool prefers them: priority high to low, then age."""
-        def run(conn: sqlite3.Connection) -> builtins.list[Account]:
+        return (await self.snapshot())[0]
+
+    async def snapshot(self) -> tuple[builtins.list[Account], int]:
+        """Every account (as `list`), and the newest change they include: an account missing
+        from the list but with a higher `version` was created after this snapshot."""
+        def run(conn: sqlite3.Connection) -> tuple[builtins.list[Account], int]:
             rows = conn.execute(f"SELECT {_COLUMNS} FROM accounts ORDER BY priority DESC, id")
-            return [_account(row) for row in rows]
+            return [_account(row) for row in rows], latest_change(conn)
         return await self._db.read(run)
 
     async def get(self, account_id: int) -> Account:
@@ -134,7 +164,7 @@ class AccountStore:
                      now: float) -> Account:
         """Insert the row, then seal with its id: the id is part of the seal's associated data,
         and both steps share one transaction so no row ever exists without its credential."""
-        hint = mask_secret(_secret(type, credential))
+        hint = mask_secret(credential_secret(type, credential))
 
         def run(conn: sqlite3.Connection) -> Account:
             _check_name_free(conn, name, None)
@@ -146,6 +176,7 @@ class AccountStore:
             assert account_id is not None
             conn.execute("UPDATE accounts SET credential = ? WHERE id = ?",
                          (self._seal(account_id, credential), account_id))
+            touch(conn, account_id, now, credential=True)
             return _fetch(conn, account_id)
         return await self._db.write(run)
 
@@ -173,20 +204,23 @@ class AccountStore:
             if credential is not None:
                 changes.update(
                     credential=self._seal(account_id, credential),
-                    credential_hint=mask_secret(_secret(current.type, credential)),
+                    credential_hint=mask_secret(credential_secret(current.type, credential)),
                     state=AccountState.OK.value, cooldown_until=None, consecutive_failures=0,
-                    last_error=None)
+                    last_error=None, refresh_owner=None, refresh_until=None,
+                    refresh_failures=0, refresh_error=None)
             # Column names come from the fixed keys above, never from the caller.
             assignments = ", ".join(f"{column} = ?" for column in changes)
             conn.execute(f"UPDATE accounts SET {assignments} WHERE id = ?",
                          (*changes.values(), account_id))
+            touch(conn, account_id, now, credential=credential is not None)
             return _fetch(conn, account_id)
         return await self._db.write(run)
 
-    async def delete(self, account_id: int) -> None:
+    async def delete(self, account_id: int, *, now: float) -> None:
         def run(conn: sqlite3.Connection) -> None:
             if conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,)).rowcount == 0:
                 raise NotFound(f"account {account_id} not found")
+            announce(conn, ChangeKind.ACCOUNT, account_id, now)
         await self._db.write(run)
 
     async def reset(self, account_id: int, *, now: float) -> Account:
@@ -198,25 +232,30 @@ class AccountStore:
                 (AccountState.OK.value, now, account_id))
             if cursor.rowcount == 0:
                 raise NotFound(f"account {account_id} not found")
+            touch(conn, account_id, now)
             return _fetch(conn, account_id)
         return await self._db.write(run)
 
     async def record_outcome(self, account_id: int, *, now: float, state: AccountState,
                              cooldown_until: float | None, consecutive_failures: int,
-                             last_error: str | None, used: bool) -> None:
-        """Persist what the proxy learnt from an upstream answer.
+                             last_error: str | None, used: bool) -> Account | None:
+        """Persist what the proxy learnt from an upstream answer; the row as it is now.
 
         `updated_at` stays: it records operator changes, not traffic. A row deleted while its
-        request was in flight is ignored, since the outcome no longer matters to anyone.
+        request was in flight is ignored (None), since the outcome no longer matters to anyone.
         """
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute(
+        def run(conn: sqlite3.Connection) -> Account | None:
+            cursor = conn.execute(
                 "UPDATE accounts SET state = ?, cooldown_until = ?, consecutive_failures = ?,"
                 " last_error = ?, last_used_at = CASE WHEN ? THEN ? ELSE last_used_at END"
                 " WHERE id = ?",
                 (state.value, cooldown_until, consecutive_failures, last_error, int(used), now,
                  account_id))
-        await self._db.write(run)
+            if cursor.rowcount == 0:
+                return None
+            touch(conn, account_id, now)
+            return _fetch(conn, account_id)
+        return await self._db.write(run)
 
     async def save_oauth_login(self, *, name: str, credential: Credential, email: str | None,
                                organization: str | None, now: float) -> tuple[Account, bool]:
@@ -226,7 +265,7 @@ class AccountStore:
         any new credential, clears its failure state): that is how an operator reconnects an
         account whose refresh token died. An API-key account of that name is never overwritten.
         """
-        hint = mask_secret(_secret(AccountType.OAUTH, credential))
+        hint = mask_secret(credential_secret(AccountType.OAUTH, credential))
 
         def run(conn: sqlite3.Connection) -> tuple[Account, bool]:
             row = conn.execute("SELECT id, type FROM accounts WHERE name = ?", (name,)).fetchone()
@@ -245,42 +284,29 @@ class AccountStore:
             conn.execute(
                 "UPDATE accounts SET credential = ?, credential_hint = ?, email = ?, "
                 "organization = ?, state = ?, cooldown_until = NULL, consecutive_failures = 0, "
-                "last_error = NULL, updated_at = ? WHERE id = ?",
+                f"last_error = NULL, updated_at = ?, {CLEAR_REFRESH} WHERE id = ?",
                 (self._seal(account_id, credential), hint, email, organization,
                  AccountState.OK.value, now, account_id))
+            touch(conn, account_id, now, credential=True)
             return _fetch(conn, account_id), created
         return await self._db.write(run)
 
-    async def replace_credential(self, account_id: int, credential: Credential, *,
-                                 replaces: str | None) -> Credential:
-        """Store refreshed OAuth tokens, unless the stored ones changed meanwhile; return what is
-        stored now.
+    async def record_usage(self, account_id: int, usage: UsageWindows, *,
+                           announce: bool) -> Account | None:
+        """Keep the latest usage windows; a row deleted meanwhile is simply not there (None).
 
-        `replaces` is the refresh token the new tokens were obtained with. If the row holds
-        another one (the operator logged in again while the refresh was in flight), the newer
-        login wins and is returned instead. `updated_at` stays: it records operator changes,
-        and the pool keys its credential cache on it.
+        `announce`: the change matters to other processes (the windows' status or the
+        account's place in the rotation changed), so it goes on the change feed and the row
+        is returned; a routine update is only stored (None).
         """
-        def run(conn: sqlite3.Connection) -> Credential:
-            row = conn.execute("SELECT credential FROM accounts WHERE id = ?",
-                               (account_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"account {account_id} not found")
-            current = self._open(account_id, bytes(row[0]))
-            if current.refresh_token != replaces:
-                return current
-            conn.execute("UPDATE accounts SET credential = ?, credential_hint = ? WHERE id = ?",
-                         (self._seal(account_id, credential),
-                          mask_secret(_secret(AccountType.OAUTH, credential)), account_id))
-            return credential
+        def run(conn: sqlite3.Connection) -> Account | None:
+            cursor = conn.execute("UPDATE accounts SET usage_windows = ? WHERE id = ?",
+                                  (usage_to_json(usage), account_id))
+            if not announce or cursor.rowcount == 0:
+                return None
+            touch(conn, account_id, usage.observed_at)
+            return _fetch(conn, account_id)
         return await self._db.write(run)
-
-    async def record_usage(self, account_id: int, usage: UsageWindows) -> None:
-        """Keep the latest usage windows; a row deleted meanwhile is simply not there."""
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE accounts SET usage_windows = ? WHERE id = ?",
-                         (usage_to_json(usage), account_id))
-        await self._db.write(run)
 
     async def credential(self, account_id: int) -> Credential:
         """The opened credential; `CryptoError` if its blob does not open with our key."""

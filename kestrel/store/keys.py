@@ -15,6 +15,7 @@ import sqlite3
 from typing import Any
 
 from kestrel.domain import ApiKey, NotFound
+from kestrel.store.changes import ChangeKind, announce
 from kestrel.store.database import Database
 
 KEY_PREFIX = "kst_"
@@ -50,9 +51,12 @@ class KeyStore:
         self._db = db
         # hash → live key. Every proxied request authenticates, and a database round trip
         # per request is the largest cost a proxy hop can avoid. Only keys that passed are
-        # kept (their number is what operators created), and `revoke` drops them at once:
-        # this process is the only writer of the table.
+        # kept (their number is what operators created). `revoke` drops a key at once here;
+        # other processes drop it when the change feed calls `forget`.
         self._live: dict[bytes, ApiKey] = {}
+        # Bumped by every `forget`: a lookup that was reading while a key was revoked must not
+        # put the revoked key back into the cache when it finishes.
+        self._forgotten = 0
 
     async def create(self, *, name: str, now: float) -> tuple[ApiKey, str]:
         """The stored row and the plaintext key: this return value is the only place it exists."""
@@ -63,6 +67,7 @@ class KeyStore:
                 "INSERT INTO api_keys (name, key_hash, prefix, created_at) VALUES (?, ?, ?, ?)",
                 (name, _hash(key), key[:DISPLAY_PREFIX_LENGTH], now))
             assert cursor.lastrowid is not None
+            announce(conn, ChangeKind.KEY, cursor.lastrowid, now)
             return _fetch(conn, cursor.lastrowid)
         return await self._db.write(run), key
 
@@ -80,12 +85,22 @@ class KeyStore:
     async def revoke(self, key_id: int, *, now: float) -> ApiKey:
         """Idempotent: revoking twice keeps the first `revoked_at`, the moment access ended."""
         def run(conn: sqlite3.Connection) -> ApiKey:
-            conn.execute("UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?",
-                         (now, key_id))
+            if conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND "
+                            "revoked_at IS NULL", (now, key_id)).rowcount:
+                announce(conn, ChangeKind.KEY, key_id, now)
             return _fetch(conn, key_id)
         revoked = await self._db.write(run)
-        self._live = {h: k for h, k in self._live.items() if k.id != key_id}
+        await self.forget(frozenset({key_id}))
         return revoked
+
+    async def forget(self, key_ids: frozenset[int] | None = None) -> None:
+        """Drop these keys (None: all) from the cache, so their next use asks the database
+        (the change feed's listener for keys)."""
+        self._forgotten += 1
+        if key_ids is None:
+            self._live = {}
+        else:
+            self._live = {h: k for h, k in self._live.items() if k.id not in key_ids}
 
     async def authenticate(self, presented: str) -> ApiKey | None:
         """The live key matching `presented`, or None when it is unknown or revoked."""
@@ -94,6 +109,7 @@ class KeyStore:
         wanted = _hash(presented)
         if (cached := self._live.get(wanted)) is not None:
             return cached
+        forgotten = self._forgotten
 
         def run(conn: sqlite3.Connection) -> tuple[bytes, ApiKey] | None:
             row = conn.execute(f"SELECT key_hash, {_COLUMNS} FROM api_keys WHERE key_hash = ?",
@@ -107,5 +123,6 @@ class KeyStore:
         key = found[1]
         if key.revoked:
             return None
-        self._live[wanted] = key
+        if forgotten == self._forgotten:
+            self._live[wanted] = key
         return key

@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 from fake_oauth import EMAIL
-from oauthkit import oauth_stack, secrets_of
 
+from support.oauthkit import oauth_stack, secrets_of
 from support.process import KestrelProcess
 from support.stack import ADMIN_KEY, Stack
 

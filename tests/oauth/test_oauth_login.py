@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from fake_oauth import CALLBACK, CLIENT_ID, EMAIL, MANUAL_CALLBACK, ORGANIZATION
-from oauthkit import connect, oauth_stack, secrets_of
 
+from support.oauthkit import connect, oauth_stack, secrets_of
 from support.process import KestrelProcess
 from support.stack import message_body
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 from fake_oauth import INVALID_GRANT, rate_limited
-from oauthkit import connect, oauth_stack, secrets_of
 
 from fake_upstream import ANY, error, success
+from support.oauthkit import connect, oauth_stack, secrets_of
 from support.stack import Stack, account_key, message_body
 
 

@@ -20,6 +20,7 @@ from kestrel.domain import (
 from kestrel.store.accounts import AccountStore
 from kestrel.store.database import Database
 from kestrel.store.oauth import KEEP_SPENT_SECONDS, LoginStateError, OAuthStateStore
+from kestrel.store.oauth_refresh import Lease, RefreshLeases
 
 from support.db import raw, with_db
 
@@ -96,17 +97,34 @@ def test_logins_create_then_reconnect_and_never_take_an_api_key_name(tmp_path: P
 def test_refreshed_tokens_replace_only_the_login_they_came_from(tmp_path: Path) -> None:
     async def body(db: Database) -> None:
         store = AccountStore(db, Sealer(KEY))
+        leases = RefreshLeases(db, Sealer(KEY))
         old = Credential(access_token=ACCESS, refresh_token=REFRESH)
         account, _ = await store.save_oauth_login(name="sub", credential=old, email=None,
                                                   organization=None, now=1.0)
+        claim = await leases.claim(account.id, owner="p1", now=2.0, until=50.0,
+                                   needed=lambda _: True)
+        assert (claim.lease, claim.current) == (Lease.CLAIMED, old)
+        # held: another process neither claims nor sees a backoff, but a refresh in flight
+        other = await leases.claim(account.id, owner="p2", now=3.0, until=51.0,
+                                   needed=lambda _: True)
+        assert (other.lease, other.until) == (Lease.ELSEWHERE, 50.0)
         fresh = Credential(access_token=ACCESS + "2", refresh_token=REFRESH + "2")
-        assert await store.replace_credential(account.id, fresh, replaces=REFRESH) == fresh
+        assert await leases.succeeded(account.id, fresh, replaces=REFRESH, owner="p1",
+                                      now=4.0) == fresh
         assert await store.credential(account.id) == fresh
-        assert (await store.get(account.id)).updated_at == 1.0  # not an operator change
+        stored = await store.get(account.id)
+        assert stored.updated_at == 1.0  # not an operator change
+        # a new credential version, announced on the feed; the lease is free again
+        assert stored.credential_version == stored.version > account.credential_version
+        assert (await leases.claim(account.id, owner="p2", now=5.0, until=55.0,
+                                   needed=lambda _: True)).lease is Lease.CLAIMED
         # a refresh that started before a new login must not overwrite that login
         stale = Credential(access_token=ACCESS + "3", refresh_token=REFRESH + "3")
-        assert await store.replace_credential(account.id, stale, replaces=REFRESH) == fresh
+        assert await leases.succeeded(account.id, stale, replaces=REFRESH, owner="p2",
+                                      now=6.0) == fresh
         assert await store.credential(account.id) == fresh
+        assert (await leases.claim(account.id, owner="p3", now=7.0, until=57.0,
+                                   needed=lambda _: True)).lease is Lease.CLAIMED
     with_db(tmp_path / "k.db", body)
 
 
@@ -120,7 +138,7 @@ def test_usage_windows_round_trip_and_bad_json_reads_as_none(tmp_path: Path) -> 
         account, _ = await store.save_oauth_login(
             name="sub", credential=Credential(access_token=ACCESS), email=None,
             organization=None, now=1.0)
-        await store.record_usage(account.id, usage)
+        await store.record_usage(account.id, usage, announce=False)
         assert (await store.get(account.id)).usage_windows == usage
         return account.id
     account_id = with_db(tmp_path / "k.db", write)

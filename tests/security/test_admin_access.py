@@ -27,7 +27,10 @@ import pytest
 
 from kestrel.api.admin_auth import FAILURE_WINDOW_SECONDS, MAX_FAILURES, AdminGuard
 from kestrel.domain import AuthenticationError, RateLimited
+from kestrel.store.admin_failures import AdminFailureStore
+from kestrel.store.database import Database
 
+from support.db import with_db
 from support.figures import report
 from support.process import loopback_addresses
 from support.routes import METHODS, Operation, admin_operations, concrete
@@ -341,19 +344,26 @@ def test_the_brute_force_limit_holds(guarded: Guarded) -> None:
                    MAX_FAILURES + 1 + 3 * len(routes) + 2 * 40 + 1)
 
 
-def test_the_lock_out_lasts_exactly_its_window() -> None:
+def test_the_lock_out_lasts_exactly_its_window(tmp_path: Path) -> None:
     """The window's end, which the live test cannot wait a minute for: Kestrel's own guard, fed
-    the times a minute of guessing would give it."""
-    guard = AdminGuard("the-right-admin-key-0123")
-    start = 1_000_000.0
-    for n in range(MAX_FAILURES):
-        with pytest.raises(AuthenticationError, match="invalid admin key"):
-            guard.check("a-wrong-guess-0123456", "198.51.100.7", start + n)
-    last_failure = start + MAX_FAILURES - 1
-    for moment in (last_failure + 0.001, start + FAILURE_WINDOW_SECONDS - 0.001):
-        with pytest.raises(RateLimited) as locked:
-            guard.check("the-right-admin-key-0123", "198.51.100.7", moment)
-        assert 0 < (locked.value.retry_after or 0) <= FAILURE_WINDOW_SECONDS
-    guard.check("the-right-admin-key-0123", "203.0.113.9", start + 30)  # another address
-    # the oldest failure leaves the window: nine remain, below the limit
-    guard.check("the-right-admin-key-0123", "198.51.100.7", start + FAILURE_WINDOW_SECONDS)
+    the times a minute of guessing would give it. Two guards on one database file count
+    together, as two processes do."""
+    async def body(db: Database) -> None:
+        guard = AdminGuard("the-right-admin-key-0123", AdminFailureStore(db))
+        sibling = AdminGuard("the-right-admin-key-0123", AdminFailureStore(db))
+        start = 1_000_000.0
+        for n in range(MAX_FAILURES):
+            with pytest.raises(AuthenticationError, match="invalid admin key"):
+                await (guard if n % 2 else sibling).check("a-wrong-guess-0123456",
+                                                          "198.51.100.7", start + n)
+        last_failure = start + MAX_FAILURES - 1
+        for moment in (last_failure + 0.001, start + FAILURE_WINDOW_SECONDS - 0.001):
+            for either in (guard, sibling):
+                with pytest.raises(RateLimited) as locked:
+                    await either.check("the-right-admin-key-0123", "198.51.100.7", moment)
+                assert 0 < (locked.value.retry_after or 0) <= FAILURE_WINDOW_SECONDS
+        await guard.check("the-right-admin-key-0123", "203.0.113.9", start + 30)  # another
+        # the oldest failure leaves the window: nine remain, below the limit
+        await sibling.check("the-right-admin-key-0123", "198.51.100.7",
+                            start + FAILURE_WINDOW_SECONDS)
+    with_db(tmp_path / "k.db", body)

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from fake_oauth import FakeOAuth
-from oauth.oauthkit import connect
 
 from fake_upstream import error
 from support.figures import report
+from support.oauthkit import connect
 from support.routes import admin_operations, operations
 from support.stack import Stack, account_key, message_body, running_stack
 

@@ -35,13 +35,13 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 from fake_oauth import INVALID_GRANT, FakeOAuth
-from oauth.oauthkit import connect
 
 from kestrel.store.keys import DISPLAY_PREFIX_LENGTH
 
 from fake_upstream import error, stream_error_after
 from support.figures import report
 from support.leaks import WINDOW, Hit, Secret, Transcript, response_bytes, scan, summary
+from support.oauthkit import connect
 from support.stack import MODEL, Stack, account_key, message_body, running_stack
 
 # No family prefix on purpose: the log filter's patterns cannot save these, only never

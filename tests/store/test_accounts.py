@@ -83,14 +83,15 @@ def test_duplicate_name_missing_secret_and_missing_rows_are_errors(tmp_path: Pat
                                credential=Credential(api_key=API_KEY), now=2.0)
         with pytest.raises(NotFound, match="^account 77 not found$"):
             await store.get(77)
-        for call in (store.delete(77), store.reset(77, now=3.0), store.update(77, now=3.0),
+        for call in (store.delete(77, now=3.0), store.reset(77, now=3.0),
+                     store.update(77, now=3.0),
                      store.credential(77)):
             with pytest.raises(NotFound):
                 await call
         assert [a.name for a in await store.list()] == ["a", "b"]  # failed calls left no trace
-        await store.delete(first.id)
+        await store.delete(first.id, now=4.0)
         with pytest.raises(NotFound):
-            await store.delete(first.id)
+            await store.delete(first.id, now=4.0)
         assert [a.name for a in await store.list()] == ["b"]
     with_store(tmp_path / "k.db", body)
 

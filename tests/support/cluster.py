@@ -1,0 +1,61 @@
+"""Several real Kestrel processes on one database file, in front of one fake Anthropic.
+
+Each process is started as an operator would start a second one beside the first: the same
+directory (so the same `kestrel.db` and settings), its own port. `Cluster.nodes[i]` is a
+`Stack` for process i; they share the client key and the account names.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fake_upstream import FakeAnthropic
+from support.process import KestrelProcess
+from support.stack import ADMIN_KEY, ENCRYPTION_KEY, Stack
+
+
+@dataclass
+class Cluster:
+    up: FakeAnthropic
+    nodes: list[Stack]
+
+    def add_account(self, name: str, **fields: Any) -> int:
+        return self.nodes[0].add_account(name, **fields)
+
+
+@contextmanager
+def running_cluster(workdir: Path, size: int, *, env: dict[str, str] | None = None,
+                    up: FakeAnthropic | None = None) -> Iterator[Cluster]:
+    with ExitStack() as stack:
+        if up is None:
+            up = stack.enter_context(FakeAnthropic())
+        settings = {"ADMIN_KEY": ADMIN_KEY, "ENCRYPTION_KEY": ENCRYPTION_KEY,
+                    "CLAUDE_BASE_URL": up.base_url, **(env or {})}
+        processes = [stack.enter_context(KestrelProcess(workdir, env=settings))
+                     for _ in range(size)]
+        with processes[0].client(headers={"X-Admin-Key": ADMIN_KEY}) as admin:
+            key = admin.post("/admin/keys", json={"name": "tests"}).json()["key"]
+        accounts: dict[str, int] = {}
+        nodes = [Stack(up, process, key, accounts=accounts) for process in processes]
+        try:
+            yield Cluster(up, nodes)
+        finally:
+            for node in nodes:
+                for sdk in node.sdk_clients:
+                    sdk.close()
+
+
+def seconds_until(condition: Callable[[], bool], *, timeout: float = 5.0,
+                  step: float = 0.005) -> float:
+    """How long until `condition()` holds, polled every `step`; AssertionError past `timeout`."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not true after {timeout} s")
+        time.sleep(step)
+    return time.monotonic() - started
