@@ -103,6 +103,17 @@ def test_changes_made_through_one_process_reach_the_others_within_a_second(
                 measure("reset", lambda: admin.post(
                     f"/admin/accounts/{first.accounts['a']}/reset"), status_is("a", "active"))
             for n in range(4):
+                # a new credential: the others send it from their next request on
+                new_key = account_key(f"a-rotated-{n}")
+
+                def sends_new_key(node: Stack, new_key: str = new_key) -> bool:
+                    with node.http() as client:
+                        client.post("/v1/messages", json=message_body())
+                    return cluster.up.requests[-1].credential == new_key
+                measure("credential changed", lambda new_key=new_key: admin.put(
+                    f"/admin/accounts/{first.accounts['a']}", json={"api_key": new_key}),
+                    sends_new_key)
+            for n in range(4):
                 key = admin.post("/admin/keys", json={"name": f"k{n}"}).json()
 
                 def serves(node: Stack, key: str = key["key"]) -> bool:
