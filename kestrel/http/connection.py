@@ -110,7 +110,8 @@ class Connection:
         self._loop = asyncio.get_running_loop()
         self._accepted_at = self._loop.time()
         self._served = 0
-        self._closing = False  # shutdown: finish the current exchange, then close
+        self._closing = False  # shutdown: what is on its way is answered with `close`, no more
+        self._idle_wait: asyncio.Timeout | None = None  # the deadline of that wait, while idle
         self._client_gone = False
         self._task: asyncio.Task[None] | None = None
 
@@ -119,12 +120,21 @@ class Connection:
         return self._task
 
     def begin_shutdown(self) -> None:
-        """Close now if idle; otherwise let the exchange finish and close after it."""
+        """Let the exchange under way finish, and answer no more than one request after it.
+
+        Idle, the connection waits `shutdown_idle_linger` for a request already on its way,
+        answers it with `Connection: close`, and otherwise closes quietly (a FIN, not a reset)
+        once the linger is over. A busy one does the same after its exchange, unless its
+        response could still say `close` itself.
+        """
         self._closing = True
-        # Timer-vs-state trap: only an idle connection is interrupted, and the phase is checked
-        # right here, at the moment of acting; a busy one is never cut mid-response.
-        if self.phase is Phase.IDLE and self._task is not None:
-            self._task.cancel()
+        # Timer-vs-state trap: only the wait for a next request is shortened, and only while
+        # it is under way; a busy connection is never cut mid-response.
+        wait = self._idle_wait
+        if wait is not None:
+            linger_until = self._loop.time() + self._limits.shutdown_idle_linger
+            when = wait.when()
+            wait.reschedule(linger_until if when is None else min(when, linger_until))
 
     def abort(self) -> None:
         """Last resort (the task never ran, or gave up): release the socket without waiting."""
@@ -134,7 +144,7 @@ class Connection:
     async def run(self) -> None:
         abort = False
         try:
-            while not self._closing and await self._exchange():
+            while await self._exchange():
                 pass
         except asyncio.CancelledError:
             abort = True
@@ -222,8 +232,10 @@ class Connection:
             self.phase = Phase.DRAINING
             if not await body.drain(self._limits.drain_limit_bytes):
                 return False
-        if (self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE
-                and not self._closing):
+        # Shutting down, a response that went out without `close` (its head left before the
+        # shutdown began) still leaves the connection open for the linger: its client may
+        # already be sending the next request.
+        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
             self._h11.start_next_cycle()
             return True
         return False
@@ -246,6 +258,8 @@ class Connection:
             # starts it has header_timeout to finish it.
             idle_deadline = loop.time() + self._limits.keepalive_timeout
             head_deadline = loop.time() + self._limits.header_timeout
+        if self._closing:  # shutting down: wait only for a request already on its way
+            idle_deadline = min(idle_deadline, loop.time() + self._limits.shutdown_idle_linger)
         while True:
             event = self._h11.next_event()
             if event is h11.NEED_DATA:
@@ -253,7 +267,9 @@ class Connection:
                 # idle or head timer can be left running to fire during a response.
                 idle = self.phase is Phase.IDLE
                 try:
-                    async with asyncio.timeout_at(idle_deadline if idle else head_deadline):
+                    async with asyncio.timeout_at(idle_deadline if idle else head_deadline
+                                                  ) as wait:
+                        self._idle_wait = wait if idle else None
                         data = await self._read()
                 except TimeoutError:
                     if idle:
@@ -261,6 +277,8 @@ class Connection:
                         # client's next request on the wire and be taken as its answer.
                         return None
                     raise
+                finally:
+                    self._idle_wait = None
                 if idle and data:
                     self.phase = Phase.READING_HEAD
                     if self._served:

@@ -56,6 +56,13 @@ class ServerLimits:
     drain_limit_bytes: int = 1024 * 1024
     # How long shutdown waits for in-flight requests and streams before cutting them.
     shutdown_grace: float = 30.0
+    # How long shutdown keeps an idle keep-alive connection open. A client in the middle of a
+    # burst sends its next request on such a connection within milliseconds of the last
+    # answer; closing at once would reset that request in flight. Within this second it is
+    # answered with `Connection: close` instead. A connection idle for longer is one its
+    # client has parked, and clients (httpx, urllib3) check a parked connection for EOF before
+    # they reuse it. Zero closes idle connections at once.
+    shutdown_idle_linger: float = 1.0
     # Longest wait for a client to take written bytes (a reader that stopped reading would
     # otherwise hold the response, and the upstream stream behind it, forever).
     write_timeout: float = 60.0

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+from collections.abc import Sequence
 
+from kestrel.http.acceptor import Acceptor, fair_share
 from kestrel.http.connection import Connection
 from kestrel.http.limits import ServerLimits
 from kestrel.http.messages import Handler
@@ -34,8 +37,9 @@ ACCEPT_BACKLOG = 2048
 class Server:
     """An HTTP/1.1 server for one `Handler`.
 
-    `start()` binds, `serve_until(stop)` serves until the event is set and then shuts down
-    gracefully; `shutdown()` can also be called directly and is idempotent.
+    `start()` binds (or `start_on()` takes sockets bound elsewhere), `serve_until(stop)` serves
+    until the event is set and then shuts down gracefully; `shutdown()` can also be called
+    directly and is idempotent.
     """
 
     def __init__(
@@ -51,7 +55,7 @@ class Server:
         self._access_logger = access_logger
         self._server_header = server_header
         self._dates = DateCache()
-        self._listener: asyncio.Server | None = None
+        self._listeners: list[asyncio.Server | Acceptor] = []
         # Shutdown trap: on 3.11 asyncio's Server.close() leaves accepted sockets open, so
         # the server keeps its own record of every live connection.
         self._connections: dict[Connection, asyncio.Task[None]] = {}
@@ -66,16 +70,38 @@ class Server:
 
     async def start(self, host: str, port: int) -> None:
         """Bind and start accepting. Port 0 picks a free port; `self.port` tells which."""
-        if self._listener is not None:
-            raise RuntimeError("server already started")
-        self._listener = await asyncio.start_server(self._accept, host, port,
-                                                    backlog=ACCEPT_BACKLOG)
-        name = self._listener.sockets[0].getsockname()
+        self._check_not_started()
+        listener = await asyncio.start_server(self._accept, host, port, backlog=ACCEPT_BACKLOG)
+        self._listeners = [listener]
+        name = listener.sockets[0].getsockname()
         self.host, self.port = str(name[0]), int(name[1])
+
+    async def start_on(self, sockets: Sequence[socket.socket], *, shared: bool = True) -> None:
+        """Accept on sockets already bound and listening, such as ones inherited from a parent
+        process. `shared`: other processes accept from them too, and each takes only its share
+        of a burst (see `acceptor.py`); otherwise all that wait, as `start()` does.
+
+        Shutdown closes this process's handle on them only: while another process holds the
+        socket it keeps listening, and connections waiting in its queue go to that process.
+        """
+        self._check_not_started()
+        if not sockets:
+            raise ValueError("start_on() needs at least one socket")
+
+        def budget() -> int:
+            return fair_share(len(self._connections)) if shared else ACCEPT_BACKLOG
+
+        acceptors = [Acceptor(sock, self._accept, budget) for sock in sockets]
+        self._listeners = list(acceptors)
+        self.host, self.port = acceptors[0].getsockname()
+
+    def _check_not_started(self) -> None:
+        if self._listeners:
+            raise RuntimeError("server already started")
 
     async def serve_until(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then shut down gracefully and return."""
-        if self._listener is None:
+        if not self._listeners:
             raise RuntimeError("call start() before serve_until()")
         try:
             await stop.wait()
@@ -92,14 +118,22 @@ class Server:
 
     async def _shutdown(self) -> None:
         self._closing = True
-        if self._listener is not None:
-            self._listener.close()  # closes the listening socket: new connects are refused
+        for listener in self._listeners:
+            # Closes our handle on the listening socket: new connects are refused, unless
+            # another process shares the socket (start_on), which then takes them.
+            listener.close()
         for connection in list(self._connections):
             connection.begin_shutdown()
-        pending = set(self._connections.values())
-        if pending:
-            _, pending = await asyncio.wait(pending, timeout=self._limits.shutdown_grace)
-        if pending:
+        for listener in self._listeners:
+            if isinstance(listener, Acceptor):
+                await listener.accepted()  # registered now, so the wait below covers them
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._limits.shutdown_grace
+        # Not a set taken once: a connection the kernel handed over just before the close
+        # still reaches `_accept` a step later, and is served and waited for like the rest.
+        while self._connections and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._connections.values()), timeout=left)
+        if pending := set(self._connections.values()):
             log.warning("shutdown grace of %.1fs is over; cutting %d connection(s)",
                         self._limits.shutdown_grace, len(pending))
             for task in pending:
@@ -108,17 +142,15 @@ class Server:
             for connection, task in list(self._connections.items()):
                 if task in pending:
                     connection.abort()
-        if self._listener is not None:
-            # On 3.12+ this waits for every accepted connection to be closed, which by now
-            # they are; on 3.11 it returns at once.
-            await self._listener.wait_closed()
+        for listener in self._listeners:
+            if isinstance(listener, asyncio.Server):
+                # On 3.12+ this waits for every accepted connection to be closed, which by now
+                # they are; on 3.11 it returns at once.
+                await listener.wait_closed()
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # A plain function, not a coroutine: the connection is registered in the same step
         # as the accept, so a shutdown starting right now cannot miss it.
-        if self._closing:
-            writer.transport.abort()
-            return
         connection = Connection(
             reader,
             writer,
@@ -130,6 +162,10 @@ class Server:
         )
         task = connection.start()
         self._connections[connection] = task
+        if self._closing:
+            # Accepted by the kernel before the listener closed: its client already sent, or
+            # is sending, a request. Answered with `close` rather than reset.
+            connection.begin_shutdown()
 
         def forget(done: asyncio.Task[None]) -> None:
             self._connections.pop(connection, None)

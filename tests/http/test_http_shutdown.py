@@ -31,6 +31,15 @@ async def refused(port: int) -> bool:
     return False
 
 
+async def ends_with_eof(client: Client, within: float) -> bool:
+    """The server closed with a FIN (a plain end of input), not a reset, within `within` s."""
+    try:
+        async with asyncio.timeout(within):
+            return await client.reader.read() == b""
+    except (TimeoutError, ConnectionError):
+        return False
+
+
 def test_shutdown_finishes_streams_closes_idle_and_refuses_new() -> None:
     async def handler(req: Request) -> Response:
         if req.path != "/stream":
@@ -43,7 +52,7 @@ def test_shutdown_finishes_streams_closes_idle_and_refuses_new() -> None:
         return Response(200, [], six())
 
     async def scenario() -> None:
-        server = await started(handler, shutdown_grace=3.0)
+        server = await started(handler, shutdown_grace=3.0, shutdown_idle_linger=0.2)
         idle = await Client.connect(server.port)
         busy = await Client.connect(server.port)
         try:
@@ -53,7 +62,8 @@ def test_shutdown_finishes_streams_closes_idle_and_refuses_new() -> None:
             await busy.reader.readuntil(b"\r\n\r\n")  # the stream's head is out
             t0 = time.monotonic()
             shutting = asyncio.create_task(server.shutdown())
-            assert await idle.closed_by_server(within=0.3)  # idle: closed at once
+            assert await ends_with_eof(idle, within=0.5)  # idle: closed after the linger
+            assert 0.15 < time.monotonic() - t0 < 0.5
             assert await refused(server.port)  # listening socket closed
             rest = await busy.reader.read()  # the stream runs to its end, then EOF
             assert rest.endswith(b"5\r\n0\r\n\r\n"), rest
@@ -63,6 +73,26 @@ def test_shutdown_finishes_streams_closes_idle_and_refuses_new() -> None:
         finally:
             await idle.close()
             await busy.close()
+
+    run(scenario())
+
+
+def test_a_request_on_an_idle_connection_during_the_linger_is_answered_with_close() -> None:
+    async def scenario() -> None:
+        server = await started(echo, shutdown_idle_linger=1.0)
+        async with await Client.connect(server.port) as client:
+            await client.send(request("POST", "/", body=b"first"))
+            assert (await client.response()).status == 200
+            shutting = asyncio.create_task(server.shutdown())
+            await asyncio.sleep(0.1)  # shutdown under way, the connection still idle
+            # A client that reused its kept-alive connection just as the drain began.
+            await client.send(request("POST", "/", body=b"second"))
+            resp = await client.response()
+            assert (resp.status, resp.body, resp.header("connection")) == (200, b"second",
+                                                                           "close")
+            assert await ends_with_eof(client, within=0.5)
+            await asyncio.wait_for(shutting, 1.0)  # no need to wait out the linger now
+            assert server.active_connections == 0
 
     run(scenario())
 
