@@ -33,7 +33,7 @@ from kestrel.api.openapi import openapi_endpoint
 from kestrel.api.proxy import ProxyApi
 from kestrel.config import Settings
 from kestrel.crypto import Sealer
-from kestrel.domain import AccountType, Credential, KestrelError, RequestLog
+from kestrel.domain import AccountType, Conflict, Credential, KestrelError, RequestLog
 from kestrel.logs import request_id_var
 from kestrel.oauth.flow import OAuthConfig
 from kestrel.oauth.logins import OAuthLogins
@@ -54,13 +54,14 @@ from kestrel.store.meta import check_encryption_key
 from kestrel.store.oauth import OAuthStateStore
 from kestrel.store.oauth_refresh import RefreshLeases
 from kestrel.store.request_logs import RequestLogStore
+from kestrel.workers.siblings import Siblings
 
 log = logging.getLogger("kestrel.app")
 
 
 class App:
     def __init__(self, settings: Settings, db: Database, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, workers: Siblings | None = None) -> None:
         self.settings = settings
         self.db = db
         self.clock = clock
@@ -88,8 +89,9 @@ class App:
                                    cooldown_max=settings.cooldown_max, clock=clock,
                                    refresher=refresher)
         self._admin_guard = AdminGuard(settings.admin_key, AdminFailureStore(db))
+        workers = workers or Siblings(None)  # alone, unless a supervisor started this process
         self.endpoints: list[Endpoint] = [
-            *HealthApi(db).endpoints(),
+            *HealthApi(db, workers).endpoints(),
             *ProxyApi(self.forwarder, clock).endpoints(),
             *OpenAIApi(self.forwarder, settings.model_aliases, clock).endpoints(),
             *AdminApi(self.accounts, self.keys, self.pool, clock).endpoints(),
@@ -97,7 +99,7 @@ class App:
             *OAuthApi(self.oauth_logins, self.pool, self._admin_guard, settings.admin_key,
                       clock).endpoints(),
             *DashboardApi().endpoints(),
-            *MetricsApi(self.metrics, self.pool, self.forwarder, self._writer_stats,
+            *MetricsApi(self.metrics, self.pool, self.forwarder, self._writer_stats, workers,
                         clock).endpoints(),
         ]
         self.endpoints.append(openapi_endpoint(lambda: self.endpoints))
@@ -107,7 +109,7 @@ class App:
                             functools.partial(self._run_endpoint, endpoint))
 
     @classmethod
-    async def open(cls, settings: Settings) -> App:
+    async def open(cls, settings: Settings, workers: Siblings | None = None) -> App:
         """Open the database, prove the encryption key opens it, seed the env's account.
 
         Raises `StoreError` with an operator-facing message when the database cannot be used.
@@ -115,7 +117,7 @@ class App:
         db = await Database.open(settings.db_path)
         try:
             await check_encryption_key(db, Sealer(settings.encryption_key))
-            app = cls(settings, db)
+            app = cls(settings, db, workers=workers)
         except BaseException:
             await db.close()
             raise
@@ -147,8 +149,13 @@ class App:
             log.warning("CLAUDE_API_KEY is set but an account named 'default' already holds "
                         "another key; leaving the accounts as they are")
             return
-        await self.accounts.create(name="default", type=AccountType.API_KEY,
-                                   credential=Credential(api_key=key), now=self.clock())
+        try:
+            await self.accounts.create(name="default", type=AccountType.API_KEY,
+                                       credential=Credential(api_key=key), now=self.clock())
+        except Conflict:
+            # Another process on this database (a sibling worker starting at the same moment)
+            # added it between our check and our write.
+            return
         log.info("added account 'default' from CLAUDE_API_KEY")
 
     async def handle(self, request: http.Request) -> http.Response:

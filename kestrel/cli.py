@@ -1,5 +1,5 @@
-"""Command line: `kestrel [serve] [--host H] [--port P] [--db PATH]`, `--version`, `--help`,
-and `kestrel accounts login NAME` to connect a Claude subscription account.
+"""Command line: `kestrel [serve] [--host H] [--port P] [--db PATH] [--workers N]`, `--version`,
+`--help`, and `kestrel accounts login NAME` to connect a Claude subscription account.
 
 `accounts login` talks to the running server's admin API rather than to the database: the
 server holds the pool in memory and the login's single-use state, so an account connected this
@@ -15,13 +15,16 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from kestrel import __version__
 from kestrel.config import DEFAULT_DB_PATH, DEFAULT_PORT, load_settings, secrets_path_for
 from kestrel.domain import ConfigError, StoreError
 from kestrel.logs import setup_logging
+from kestrel.workers.handoff import Handoff
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
                             help="port to listen on (overrides PORT)")
         target.add_argument("--db", metavar="PATH", default=default,
                             help="database file (overrides DB_PATH)")
+        target.add_argument("--workers", metavar="N", default=default,
+                            help="serving processes behind a supervisor, or auto for one per "
+                            "CPU (overrides WORKERS; without either, one process)")
     accounts = commands.add_parser("accounts", help="manage upstream accounts")
     actions = accounts.add_subparsers(dest="action", metavar="ACTION", required=True)
     login = actions.add_parser(
@@ -60,16 +66,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "accounts":
         return _login(args.name, args.url, args.db, os.environ)
     try:
-        settings = load_settings(os.environ, host=args.host, port=args.port, db_path=args.db)
+        settings = load_settings(os.environ, host=args.host, port=args.port, db_path=args.db,
+                                 workers=args.workers)
+        handoff = Handoff.from_environ(os.environ)  # set when a supervisor started us
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"kestrel: {problem}", file=sys.stderr)
         return 2
-    setup_logging(level=settings.log_level, fmt=settings.log_format)
-    from kestrel.serve import serve  # the server's imports are not needed for --help
-
+    setup_logging(level=settings.log_level, fmt=settings.log_format,
+                  worker=handoff.index if handoff else None)
     try:
-        return asyncio.run(serve(settings))
+        if handoff is None and settings.workers is not None:
+            from kestrel.workers.supervisor import supervise
+
+            return supervise(settings)
+        from kestrel.serve import serve  # the server's imports are not needed for --help
+
+        return asyncio.run(serve(settings, handoff))
     except StoreError as exc:
         print(f"kestrel: {exc}", file=sys.stderr)
         return 1
@@ -80,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _login(name: str, url: str | None, db: str | None, environ: Mapping[str, str]) -> int:
     """The paste flow over the admin API. Prints the URL on stdout (so it can be piped to a
     browser elsewhere) and everything else on stderr; never prints a token."""
+    import httpx  # here, not above: a WORKERS supervisor never needs it (10 MB less)
+
     base = (url or _local_url(environ)).rstrip("/")
     admin_key = environ.get("ADMIN_KEY", "").strip() or _stored_admin_key(
         Path(db or environ.get("DB_PATH", "").strip() or DEFAULT_DB_PATH).expanduser())

@@ -91,6 +91,9 @@ class Settings:
     generated: tuple[str, ...]
     # Model names an OpenAI client may send, mapped to the Claude model that serves them.
     model_aliases: Mapping[str, str] = field(default_factory=dict)
+    # Serving processes behind a supervisor; None (WORKERS unset) is one process and no
+    # supervisor at all.
+    workers: int | None = None
 
 
 def secrets_path_for(db_path: Path) -> Path:
@@ -103,8 +106,10 @@ def load_settings(
     host: str | None = None,
     port: int | None = None,
     db_path: str | None = None,
+    workers: str | None = None,
 ) -> Settings:
-    """Read and check every setting; CLI overrides (`host`, `port`, `db_path`) beat the env.
+    """Read and check every setting; CLI overrides (`host`, `port`, `db_path`, `workers`) beat
+    the env.
 
     Raises `ConfigError` with one line per problem. Secrets are only read from or written to
     disk once everything else is valid, so a typo never leaves a stray secrets file behind.
@@ -170,6 +175,10 @@ def load_settings(
                               positive=True)
     read_timeout = seconds("UPSTREAM_READ_TIMEOUT", DEFAULT_UPSTREAM_READ_TIMEOUT, positive=True)
     model_aliases = _parse_model_aliases(get("MODEL_ALIASES") or "", problems)
+    if workers is not None:
+        workers_value = _check_workers("--workers", workers, problems)
+    else:
+        workers_value = _check_workers("WORKERS", get("WORKERS"), problems)
 
     if problems:
         raise ConfigError(problems)
@@ -209,6 +218,7 @@ def load_settings(
         secrets_path=secrets_file,
         generated=generated,
         model_aliases=model_aliases,
+        workers=workers_value,
     )
 
 
@@ -220,6 +230,18 @@ def _check_port(name: str, value: str, problems: list[str]) -> int:
         return int(value)
     problems.append(f"{name}: {value!r} is not a port number (0-65535)")
     return 0
+
+
+def _check_workers(name: str, value: str | None, problems: list[str]) -> int | None:
+    """None stays None (one process, no supervisor); `auto` is one worker per CPU."""
+    if value is None:
+        return None
+    if value.lower() == "auto":
+        return os.cpu_count() or 1
+    if _DIGITS.fullmatch(value) and int(value) >= 1:
+        return int(value)
+    problems.append(f"{name}: {value!r} is not a number of worker processes (1 or more, or auto)")
+    return None
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...], problems: list[str]) -> str:

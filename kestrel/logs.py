@@ -3,7 +3,8 @@
 Log calls carry their data as dicts in a few known `extra` groups, for example
 `log.info("GET /health 200", extra={"http": {"method": "GET", "status": 200, ...}})`. JSON lines
 keep each group as a nested object beside the core keys; pretty lines flatten them to key=value.
-While a request is handled, `request_id_var` holds its id and every line carries it. A
+While a request is handled, `request_id_var` holds its id and every line carries it; in a worker
+process (WORKERS) every line carries the worker's index too. A
 redacting filter on the handler scrubs anything that looks like a credential from messages,
 fields and tracebacks before any formatter sees them.
 """
@@ -115,10 +116,25 @@ def _groups(record: logging.LogRecord) -> dict[str, dict[str, Any]]:
             if isinstance(value := getattr(record, group, None), dict)}
 
 
+class _WorkerField(logging.Filter):
+    """Stamps every record with the index of the worker process that logged it."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self._index = index
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self._index
+        return True
+
+
 def _pairs(record: logging.LogRecord, skip_http: tuple[str, ...]) -> list[tuple[str, Any]]:
-    """The request id, then every field of every group, flattened for the one-line form."""
+    """The worker and request ids, then every field of every group, flattened for the
+    one-line form."""
     request_id = request_id_var.get()
     pairs: list[tuple[str, Any]] = [] if request_id is None else [("request_id", request_id)]
+    if (worker := getattr(record, "worker", None)) is not None:
+        pairs.insert(0, ("worker", worker))
     for group, fields in _groups(record).items():
         pairs.extend((str(k), v) for k, v in fields.items()
                      if not (k == "request_id" and v == request_id)
@@ -134,7 +150,7 @@ def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> 
 
 
 class JsonFormatter(logging.Formatter):
-    """`{"ts", "level", "logger", "msg", "request_id", "http": {...}, ..., "exc"}` per line.
+    """`{"ts", "level", "logger", "msg", "worker", "request_id", "http": {...}, ..., "exc"}`.
 
     The groups stay nested (`record["http"]["status"]`), so no field can clash with another
     group's or overwrite a core key.
@@ -148,6 +164,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if (worker := getattr(record, "worker", None)) is not None:
+            line["worker"] = worker
         if (request_id := request_id_var.get()) is not None:
             line["request_id"] = request_id
         line.update(_groups(record))
@@ -221,13 +239,17 @@ class _KestrelHandler(logging.StreamHandler[TextIO]):
     """Marks the handler setup_logging owns, so a second call replaces it instead of adding."""
 
 
-def setup_logging(*, level: str, fmt: str, stream: TextIO | None = None) -> None:
-    """Send the `kestrel` loggers to `stream` (stderr by default) at `level`, in `fmt`."""
+def setup_logging(*, level: str, fmt: str, stream: TextIO | None = None,
+                  worker: int | None = None) -> None:
+    """Send the `kestrel` loggers to `stream` (stderr by default) at `level`, in `fmt`; in a
+    worker process, every line names the `worker`."""
     if level.lower() not in LEVELS:
         raise ValueError(f"log level {level!r} is not one of {', '.join(LEVELS)}")
     stream = sys.stderr if stream is None else stream
     handler = _KestrelHandler(stream)
     handler.addFilter(RedactingFilter())
+    if worker is not None:
+        handler.addFilter(_WorkerField(worker))
     pretty = resolve_format(fmt, stream) == "pretty"
     handler.setFormatter(PrettyFormatter() if pretty else JsonFormatter())
 

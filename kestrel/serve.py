@@ -1,37 +1,32 @@
-"""Running the server process: start, announce, wait for a signal, shut down gracefully."""
+"""Running a serving process: start, announce, wait for a signal, shut down gracefully.
+
+The process is either Kestrel alone (it binds the port itself) or, with WORKERS, one worker of
+a supervisor (`kestrel.workers`): it then serves on the sockets it inherited, says when it is
+ready, and drains when told to or when the supervisor is gone.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
-import sys
+from collections.abc import Callable
 
 from kestrel import __version__
+from kestrel.announce import announce_started
 from kestrel.app import App
 from kestrel.config import Settings
 from kestrel.http.server import Server, ServerLimits
+from kestrel.workers.handoff import Handoff
+from kestrel.workers.siblings import Siblings
 
 log = logging.getLogger("kestrel.serve")
 
 
-def _announce_generated(settings: Settings, url: str) -> None:
-    """Printed once, when the secrets are generated, straight to the terminal.
-
-    Not through logging: log lines never carry secrets (the redaction filter would mask it),
-    and this is the one moment the operator must see the admin key.
-    """
-    lines = [f"Kestrel generated {', '.join(settings.generated)} and saved it to "
-             f"{settings.secrets_path} (mode 0600)."]
-    if "ADMIN_KEY" in settings.generated:
-        lines.append(f"  Admin key: {settings.admin_key}")
-    lines.append(f"  Dashboard: {url}/app/")
-    lines.append("This is shown only now; the secrets file keeps it for later starts.")
-    print("\n".join(lines), file=sys.stderr, flush=True)
-
-
-async def serve(settings: Settings) -> int:
-    app = await App.open(settings)
+async def serve(settings: Settings, handoff: Handoff | None = None) -> int:
+    siblings = Siblings(handoff)
+    app = await App.open(settings, siblings)
     server = Server(
         app.handle,
         limits=ServerLimits(max_body_bytes=settings.max_body_bytes,
@@ -39,34 +34,53 @@ async def serve(settings: Settings) -> int:
         access_logger=logging.getLogger("kestrel.access"),
         server_header=f"kestrel/{__version__}",
     )
+    stop = asyncio.Event()
+
+    def stopping() -> None:
+        siblings.drain()
+        stop.set()
+
     # Signals are caught from before the first "listening" line: a supervisor that reacts to
     # it by stopping us at once must still get a graceful exit.
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, stopping)
     try:
-        try:
-            await server.start(settings.host, settings.port)
-        except OSError as exc:
-            log.error("cannot listen on %s:%s: %s", settings.host, settings.port, exc.strerror)
-            return 1
-        url = f"http://{_url_host(settings.host)}:{server.port}"
-        if settings.generated:  # before the "listening" line, which tells watchers we are up
-            _announce_generated(settings, url)
-        local = settings.host in ("127.0.0.1", "localhost", "::1")
-        log.info("listening on %s%s", url,
-                 " (this machine only; set HOST=0.0.0.0 to accept other machines)" if local
-                 else "", extra={"event": {"name": "started", "version": __version__,
-                                           "port": server.port, "db": str(settings.db_path)}})
+        if handoff is None:
+            try:
+                await server.start(settings.host, settings.port)
+            except OSError as exc:
+                log.error("cannot listen on %s:%s: %s", settings.host, settings.port,
+                          exc.strerror)
+                return 1
+            announce_started(settings, server.port)
+        else:
+            await _start_worker(server, siblings, handoff, stopping)
         await server.serve_until(stop)
-        log.info("stopped", extra={"event": {"name": "stopped"}})
+        log.info("stopped", extra={"event": {"name": "worker_stopped" if handoff else "stopped",
+                                             "pid": os.getpid()}})
         return 0
     finally:
         await app.close()
+        await siblings.retire()  # after close: the request log's last rows are counted
 
 
-def _url_host(host: str) -> str:
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    return f"[{host}]" if ":" in host else host
+async def _start_worker(server: Server, siblings: Siblings, handoff: Handoff,
+                        stopping: Callable[[], None]) -> None:
+    # A hang-up is the supervisor's signal (replace the workers one by one); one that reaches
+    # the whole process group must not end a worker without its drain.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def orphaned() -> None:
+        log.warning("the supervisor is gone; draining and stopping")
+        stopping()
+
+    handoff.on_parent_exit(orphaned)
+    # A lone worker takes every connection that waits; several share each burst out.
+    await server.start_on(handoff.sockets(), shared=handoff.configured > 1)
+    await siblings.start()
+    # Logged before the supervisor hears of it, so this line precedes its "started" line.
+    log.info("worker %d serving", handoff.index,
+             extra={"event": {"name": "worker_started", "index": handoff.index,
+                              "pid": os.getpid(), "version": __version__}})
+    handoff.notify_ready()

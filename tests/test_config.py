@@ -65,6 +65,9 @@ def problems_of(environ: dict[str, str], **overrides: object) -> list[str]:
      "(e.g. gpt-4o=claude-sonnet-4-6)"),
     ("MODEL_ALIASES", "a=claude-sonnet-4-6,a=claude-opus-4-7",
      "MODEL_ALIASES: 'a' is given more than once"),
+    ("WORKERS", "0", "WORKERS: '0' is not a number of worker processes (1 or more, or auto)"),
+    ("WORKERS", "two", "WORKERS: 'two' is not a number of worker processes (1 or more, or auto)"),
+    ("WORKERS", "1.5", "WORKERS: '1.5' is not a number of worker processes (1 or more, or auto)"),
 ])
 def test_a_bad_value_is_one_line_naming_the_variable(
     tmp_path: Path, name: str, value: str, line: str
@@ -166,6 +169,17 @@ def test_values_are_normalised_and_secrets_stay_out_of_repr(tmp_path: Path) -> N
     shown = repr(settings)
     for secret in ("sk-ant-api03-secretvalue", ADMIN_KEY, KEY_HEX, repr(bytes.fromhex(KEY_HEX))):
         assert secret not in shown
+
+
+def test_workers_unset_means_no_supervisor_and_auto_means_one_per_cpu(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    assert load_settings(env(tmp_path)).workers is None
+    assert load_settings(env(tmp_path, WORKERS="1")).workers == 1
+    assert load_settings(env(tmp_path, WORKERS="Auto")).workers == 6
+    assert load_settings(env(tmp_path, WORKERS="3"), workers="auto").workers == 6
+    assert problems_of(env(tmp_path), workers="none") == [
+        "--workers: 'none' is not a number of worker processes (1 or more, or auto)"]
 
 
 def test_cli_flags_beat_the_environment(tmp_path: Path) -> None:

@@ -91,6 +91,26 @@ def test_pretty_line(capture: Callable[..., io.StringIO]) -> None:
     assert started.endswith(' WARN  kestrel.app  started req=req_abc port=8080 db="a b.db"')
 
 
+def test_a_worker_process_names_itself_on_every_line() -> None:
+    for fmt in ("json", "pretty"):
+        stream = io.StringIO()
+        setup_logging(level="info", fmt=fmt, stream=stream, worker=2)
+        token = request_id_var.set("req_abc")
+        try:
+            logging.getLogger("kestrel.http").info("GET /health 200", extra={"http": HTTP})
+        finally:
+            request_id_var.reset(token)
+        logging.getLogger("kestrel.serve").info("stopped")
+        first, second = stream.getvalue().splitlines()
+        if fmt == "json":
+            assert [json.loads(line)["worker"] for line in (first, second)] == [2, 2]
+        else:
+            assert " worker=2 req=req_abc " in first and second.endswith(" stopped worker=2")
+    setup_logging(level="info", fmt="json", stream=stream)  # not a worker: no such key
+    logging.getLogger("kestrel").info("alone")
+    assert "worker" not in json.loads(stream.getvalue().splitlines()[-1])
+
+
 def test_exceptions_are_included(capture: Callable[..., io.StringIO]) -> None:
     for fmt in ("json", "pretty"):
         stream = capture(fmt)

@@ -1,4 +1,5 @@
-"""`GET /health`: public liveness that also proves the database can be read."""
+"""`GET /health`: public liveness that also proves the database can be read, and says how many
+worker processes serve."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from kestrel.api.endpoints import Auth, Endpoint
 from kestrel.api.responses import json_response
 from kestrel.http import Request, Response
 from kestrel.store.database import Database
+from kestrel.workers.siblings import Siblings
 
 log = logging.getLogger("kestrel.health")
 
@@ -20,24 +22,33 @@ HEALTH = {
     "type": "object",
     "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]},
                    "version": {"type": "string"},
+                   "workers": {"type": "object",
+                               "properties": {"up": {"type": "integer", "minimum": 0},
+                                              "configured": {"type": "integer", "minimum": 1}},
+                               "required": ["up", "configured"],
+                               "additionalProperties": False},
                    "error": {"type": "string"}},
-    "required": ["status", "version"],
+    "required": ["status", "version", "workers"],
 }
 
 
 class HealthApi:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, workers: Siblings) -> None:
         self._db = db
+        self._workers = workers
 
     def endpoints(self) -> list[Endpoint]:
         return [Endpoint("GET", "/health", self.health, "Liveness and database check", "health",
                          Auth.PUBLIC, responses={200: HEALTH, 503: HEALTH})]
 
     async def health(self, request: Request) -> Response:
+        _, workers = await self._workers.gather()
+        answer = {"status": "ok", "version": __version__,
+                  "workers": {"up": workers.up, "configured": workers.configured}}
         try:
             await asyncio.wait_for(self._db.probe(), DB_CHECK_TIMEOUT_SECONDS)
         except Exception as exc:  # any failure to read is what this probe exists to report
             log.warning("health check failed: %s", type(exc).__name__)
-            return json_response({"status": "unavailable", "version": __version__,
+            return json_response({**answer, "status": "unavailable",
                                   "error": "the database cannot be read"}, 503)
-        return json_response({"status": "ok", "version": __version__})
+        return json_response(answer)

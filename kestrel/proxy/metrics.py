@@ -1,7 +1,10 @@
 """Prometheus metrics, counted from the request log rows as they are handed to the writer.
 
 Counting costs a few dictionary updates per request; the text format is only built when
-`/metrics` is scraped. Pure: no I/O, the account list and the clock are arguments.
+`/metrics` is scraped. With several worker processes each counts its own requests; a scrape
+takes a `Snapshot` of every worker, `merge`s them (they travel between processes as JSON:
+`to_json`, `from_json`) and renders the sum once. Pure: no I/O, the account list and the clock
+are arguments.
 """
 
 from __future__ import annotations
@@ -9,7 +12,8 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from kestrel.domain import Account, AccountStatus, RequestLog
 
@@ -33,12 +37,25 @@ class Histogram:
         self.total += value
         self.count += 1
 
+    def add(self, other: Histogram) -> None:
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.total += other.total
+        self.count += other.count
+
 
 @dataclass(frozen=True)
 class WriterStats:
     queue_depth: int
     written: int
     dropped: int
+
+
+@dataclass(frozen=True)
+class Workers:
+    """How many serving processes answer (`up`) out of how many were asked for."""
+
+    up: int
+    configured: int
 
 
 def _escape(value: str) -> str:
@@ -49,6 +66,14 @@ def _format(labels: Labels) -> str:
     if not labels:
         return ""
     return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}"
+
+
+_COUNTERS = ("requests", "attempts", "retries", "tokens")
+_HISTOGRAMS = ("latency", "ttfb")
+# Bumped when the JSON a worker hands its siblings changes shape: during a rolling restart
+# old and new code run side by side, and a snapshot in a shape this code does not know is
+# left out of the sum rather than misread.
+SNAPSHOT_VERSION = 1
 
 
 class Metrics:
@@ -82,61 +107,162 @@ class Metrics:
         if row.ttfb_ms is not None:
             self.ttfb[route].observe(row.ttfb_ms / 1000)
 
-    def render(self, accounts: Iterable[Account], writer: WriterStats, active_streams: int,
-               now: float) -> str:
-        lines: list[str] = []
+    def add(self, other: Metrics) -> None:
+        """Fold another process's counts into these."""
+        for name in _COUNTERS:
+            mine: defaultdict[Labels, int] = getattr(self, name)
+            for labels, value in getattr(other, name).items():
+                mine[labels] += value
+        for name in _HISTOGRAMS:
+            histograms: defaultdict[Labels, Histogram] = getattr(self, name)
+            for labels, histogram in getattr(other, name).items():
+                histograms[labels].add(histogram)
 
-        def family(name: str, kind: str, help_: str,
-                   samples: Iterable[tuple[Labels, float]]) -> None:
-            lines.append(f"# HELP {name} {help_}")
-            lines.append(f"# TYPE {name} {kind}")
-            lines.extend(f"{name}{_format(labels)} {_number(value)}" for labels, value in samples)
+    def snapshot(self, writer: WriterStats, active_streams: int) -> Snapshot:
+        """A copy of everything counted now, with the gauges that add up across workers."""
+        copy = Metrics()
+        copy.add(self)
+        return Snapshot(copy, writer, active_streams)
 
-        family("kestrel_requests_total", "counter", "Client requests by route, status, account.",
-               self.requests.items())
-        family("kestrel_upstream_attempts_total", "counter",
-               "Upstream attempts by account and outcome (HTTP status or error kind).",
-               self.attempts.items())
-        family("kestrel_retries_total", "counter",
-               "Attempts beyond the first, moved to another account.", self.retries.items())
-        family("kestrel_tokens_total", "counter", "Tokens by account, model and kind.",
-               self.tokens.items())
-        accounts = list(accounts)
-        family("kestrel_account_up", "gauge",
-               "1 when the account can serve now, else 0, with its status.",
-               [((("account_id", str(a.id)), ("account", a.name),
-                  ("status", a.status(now).value)),
-                 1.0 if a.status(now) is AccountStatus.ACTIVE else 0.0) for a in accounts])
-        family("kestrel_account_cooldown_seconds", "gauge",
-               "Seconds until a cooling account returns (0 when not cooling).",
-               [((("account_id", str(a.id)), ("account", a.name)),
-                 max(0.0, (a.cooldown_until or now) - now)) for a in accounts])
-        family("kestrel_active_streams", "gauge", "Streams being relayed now.",
-               [((), float(active_streams))])
-        family("kestrel_log_queue_depth", "gauge", "Request log rows waiting to be written.",
-               [((), float(writer.queue_depth))])
-        family("kestrel_log_rows_written_total", "counter", "Request log rows written.",
-               [((), float(writer.written))])
-        family("kestrel_log_rows_dropped_total", "counter",
-               "Request log rows dropped (queue full or database unwritable).",
-               [((), float(writer.dropped))])
-        for name, help_, histograms in (
-            ("kestrel_request_duration_seconds", "Client request latency.", self.latency),
-            ("kestrel_time_to_first_byte_seconds", "Time to the first byte from upstream.",
-             self.ttfb),
-        ):
-            lines.append(f"# HELP {name} {help_}")
-            lines.append(f"# TYPE {name} histogram")
-            for labels, histogram in histograms.items():
-                cumulative = 0
-                for bound, count in zip([*histogram.bounds, float("inf")], histogram.counts,
-                                        strict=True):
-                    cumulative += count
-                    le = "+Inf" if bound == float("inf") else _number(bound)
-                    lines.append(f"{name}_bucket{_format((*labels, ('le', le)))} {cumulative}")
-                lines.append(f"{name}_sum{_format(labels)} {_number(histogram.total)}")
-                lines.append(f"{name}_count{_format(labels)} {histogram.count}")
-        return "\n".join(lines) + "\n"
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One process's part of `/metrics`: its counts and its log writer and stream gauges."""
+
+    metrics: Metrics
+    writer: WriterStats
+    active_streams: int
+
+    def retired(self) -> Snapshot:
+        """What stays of a process that has stopped: its counters; its gauges are gone."""
+        return replace(self, writer=replace(self.writer, queue_depth=0), active_streams=0)
+
+
+def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
+    """The sum of several processes' snapshots, as one process would have counted it all."""
+    total = Metrics()
+    queue_depth = written = dropped = active = 0
+    for snapshot in snapshots:
+        total.add(snapshot.metrics)
+        queue_depth += snapshot.writer.queue_depth
+        written += snapshot.writer.written
+        dropped += snapshot.writer.dropped
+        active += snapshot.active_streams
+    return Snapshot(total, WriterStats(queue_depth, written, dropped), active)
+
+
+def to_json(snapshot: Snapshot) -> dict[str, Any]:
+    """A snapshot as plain JSON values (label sets become lists of pairs)."""
+    m = snapshot.metrics
+    return {
+        "version": SNAPSHOT_VERSION,
+        **{name: [[list(map(list, labels)), value] for labels, value in getattr(m, name).items()]
+           for name in _COUNTERS},
+        **{name: [[list(map(list, labels)), h.counts, h.total, h.count]
+                  for labels, h in getattr(m, name).items()] for name in _HISTOGRAMS},
+        "writer": [snapshot.writer.queue_depth, snapshot.writer.written, snapshot.writer.dropped],
+        "active_streams": snapshot.active_streams,
+    }
+
+
+def from_json(data: Any) -> Snapshot:
+    """The snapshot `to_json` made. Raises ValueError for anything else: another version's
+    shape, or bytes that are not a snapshot at all."""
+    try:
+        if data["version"] != SNAPSHOT_VERSION:
+            raise ValueError(f"snapshot version {data['version']!r}, not {SNAPSHOT_VERSION}")
+        metrics = Metrics()
+        for name in _COUNTERS:
+            counter: defaultdict[Labels, int] = getattr(metrics, name)
+            for labels, value in data[name]:
+                counter[_labels(labels)] += _whole(value)
+        for name in _HISTOGRAMS:
+            histograms: defaultdict[Labels, Histogram] = getattr(metrics, name)
+            for labels, counts, total, count in data[name]:
+                if len(counts) != len(LATENCY_BUCKETS) + 1:
+                    raise ValueError("histogram buckets differ")
+                histograms[_labels(labels)].add(Histogram(counts=[_whole(c) for c in counts],
+                                                          total=float(total),
+                                                          count=_whole(count)))
+        queue_depth, written, dropped = map(_whole, data["writer"])
+        return Snapshot(metrics, WriterStats(queue_depth, written, dropped),
+                        _whole(data["active_streams"]))
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not a metrics snapshot ({type(exc).__name__}: {exc})") from None
+
+
+def _labels(pairs: Any) -> Labels:
+    return tuple((str(name), str(value)) for name, value in pairs)
+
+
+def _whole(value: Any) -> int:
+    if type(value) is not int:
+        raise ValueError(f"{value!r} is not a count")
+    return value
+
+
+def render(snapshot: Snapshot, accounts: Iterable[Account], workers: Workers, now: float) -> str:
+    """The Prometheus text format of a (merged) snapshot, the accounts as this process sees
+    them, and the worker count."""
+    counted = snapshot.metrics
+    writer = snapshot.writer
+    lines: list[str] = []
+
+    def family(name: str, kind: str, help_: str,
+               samples: Iterable[tuple[Labels, float]]) -> None:
+        lines.append(f"# HELP {name} {help_}")
+        lines.append(f"# TYPE {name} {kind}")
+        lines.extend(f"{name}{_format(labels)} {_number(value)}" for labels, value in samples)
+
+    family("kestrel_requests_total", "counter", "Client requests by route, status, account.",
+           counted.requests.items())
+    family("kestrel_upstream_attempts_total", "counter",
+           "Upstream attempts by account and outcome (HTTP status or error kind).",
+           counted.attempts.items())
+    family("kestrel_retries_total", "counter",
+           "Attempts beyond the first, moved to another account.", counted.retries.items())
+    family("kestrel_tokens_total", "counter", "Tokens by account, model and kind.",
+           counted.tokens.items())
+    accounts = list(accounts)
+    family("kestrel_account_up", "gauge",
+           "1 when the account can serve now, else 0, with its status.",
+           [((("account_id", str(a.id)), ("account", a.name),
+              ("status", a.status(now).value)),
+             1.0 if a.status(now) is AccountStatus.ACTIVE else 0.0) for a in accounts])
+    family("kestrel_account_cooldown_seconds", "gauge",
+           "Seconds until a cooling account returns (0 when not cooling).",
+           [((("account_id", str(a.id)), ("account", a.name)),
+             max(0.0, (a.cooldown_until or now) - now)) for a in accounts])
+    family("kestrel_active_streams", "gauge", "Streams being relayed now.",
+           [((), float(snapshot.active_streams))])
+    family("kestrel_workers", "gauge",
+           "Serving processes: up (answering now) and configured (WORKERS, 1 without it).",
+           [((("state", "up"),), float(workers.up)),
+            ((("state", "configured"),), float(workers.configured))])
+    family("kestrel_log_queue_depth", "gauge", "Request log rows waiting to be written.",
+           [((), float(writer.queue_depth))])
+    family("kestrel_log_rows_written_total", "counter", "Request log rows written.",
+           [((), float(writer.written))])
+    family("kestrel_log_rows_dropped_total", "counter",
+           "Request log rows dropped (queue full or database unwritable).",
+           [((), float(writer.dropped))])
+    for name, help_, histograms in (
+        ("kestrel_request_duration_seconds", "Client request latency.", counted.latency),
+        ("kestrel_time_to_first_byte_seconds", "Time to the first byte from upstream.",
+         counted.ttfb),
+    ):
+        lines.append(f"# HELP {name} {help_}")
+        lines.append(f"# TYPE {name} histogram")
+        for labels, histogram in histograms.items():
+            cumulative = 0
+            for bound, count in zip([*histogram.bounds, float("inf")], histogram.counts,
+                                    strict=True):
+                cumulative += count
+                le = "+Inf" if bound == float("inf") else _number(bound)
+                lines.append(f"{name}_bucket{_format((*labels, ('le', le)))} {cumulative}")
+            lines.append(f"{name}_sum{_format(labels)} {_number(histogram.total)}")
+            lines.append(f"{name}_count{_format(labels)} {histogram.count}")
+    return "\n".join(lines) + "\n"
 
 
 def _number(value: float) -> str:

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kestrel.domain import Account, Attempt, RequestLog
-from kestrel.proxy.metrics import Metrics, WriterStats
+from kestrel.proxy.metrics import (
+    SNAPSHOT_VERSION,
+    Metrics,
+    Snapshot,
+    Workers,
+    WriterStats,
+    from_json,
+    merge,
+    render,
+    to_json,
+)
 
 from support.accounts import make_account
 
@@ -21,20 +32,31 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def test_counts_add_up_to_the_rows_observed() -> None:
+SERVED = RequestLog(ts=NOW, request_id="r1", route="/v1/messages", status=200, account_id=2,
+                    model="claude-sonnet-4-6", input_tokens=10, output_tokens=5,
+                    cache_read_tokens=3, latency_ms=120.0, ttfb_ms=40.0,
+                    attempts=(Attempt(1, 429, "rate_limit_error", 5.0),
+                              Attempt(2, 200, None, 100.0)))
+REFUSED = RequestLog(ts=NOW, request_id="r2", route="/v1/messages", status=429,
+                     latency_ms=2.0, attempts=())
+ALONE = Workers(up=1, configured=1)
+NOTHING_WRITTEN = WriterStats(0, 0, 0)
+
+
+def counted(*rows: RequestLog, writer: WriterStats = NOTHING_WRITTEN,
+            active_streams: int = 0) -> Snapshot:
     metrics = Metrics()
-    served = RequestLog(ts=NOW, request_id="r1", route="/v1/messages", status=200, account_id=2,
-                        model="claude-sonnet-4-6", input_tokens=10, output_tokens=5,
-                        cache_read_tokens=3, latency_ms=120.0, ttfb_ms=40.0,
-                        attempts=(Attempt(1, 429, "rate_limit_error", 5.0),
-                                  Attempt(2, 200, None, 100.0)))
-    refused = RequestLog(ts=NOW, request_id="r2", route="/v1/messages", status=429,
-                         latency_ms=2.0, attempts=())
-    for row in (served, served, refused):
+    for row in rows:
         metrics.observe(row)
-    text = metrics.render([account(1, "one", cooldown_until=NOW + 30), account(2, "two")],
-                          WriterStats(queue_depth=4, written=100, dropped=1),
-                          active_streams=3, now=NOW)
+    return metrics.snapshot(writer, active_streams)
+
+
+def test_counts_add_up_to_the_rows_observed() -> None:
+    snapshot = counted(SERVED, SERVED, REFUSED,
+                       writer=WriterStats(queue_depth=4, written=100, dropped=1),
+                       active_streams=3)
+    text = render(snapshot, [account(1, "one", cooldown_until=NOW + 30), account(2, "two")],
+                  Workers(up=2, configured=3), now=NOW)
     got = samples(text)
     req = "kestrel_requests_total"
     assert got[(req, (("account_id", "2"), ("route", "/v1/messages"), ("status", "200")))] == 2
@@ -62,12 +84,50 @@ def test_counts_add_up_to_the_rows_observed() -> None:
     assert got[(duration + "_bucket", (("le", "0.005"), *route))] == 1
     assert got[(duration + "_bucket", (("le", "0.25"), *route))] == 3
     assert got[("kestrel_time_to_first_byte_seconds_count", route)] == 2
+    assert got[("kestrel_workers", (("state", "up"),))] == 2
+    assert got[("kestrel_workers", (("state", "configured"),))] == 3
+
+
+def test_workers_merged_render_as_one_process_that_saw_everything() -> None:
+    """Three workers' snapshots, through JSON as they travel between processes, add up to
+    what one process counting every row would render."""
+    one = counted(SERVED, writer=WriterStats(1, 10, 0), active_streams=1)
+    two = counted(SERVED, REFUSED, writer=WriterStats(2, 20, 1), active_streams=2)
+    three = counted(writer=WriterStats(0, 5, 0))
+    merged = merge(from_json(to_json(s)) for s in (one, two, three))
+    alone = counted(SERVED, SERVED, REFUSED, writer=WriterStats(3, 35, 1), active_streams=3)
+    accounts = [account(2, "two")]
+    assert render(merged, accounts, ALONE, NOW) == render(alone, accounts, ALONE, NOW)
+    # A snapshot is a copy: counting on afterwards does not change it.
+    metrics = Metrics()
+    taken = metrics.snapshot(NOTHING_WRITTEN, 0)
+    metrics.observe(SERVED)
+    assert not taken.metrics.requests
+
+
+def test_a_retired_worker_keeps_its_counters_and_drops_its_gauges() -> None:
+    retired = counted(SERVED, writer=WriterStats(4, 10, 2), active_streams=3).retired()
+    got = samples(render(retired, [], ALONE, NOW))
+    assert got[("kestrel_log_rows_written_total", ())] == 10
+    assert got[("kestrel_log_rows_dropped_total", ())] == 2
+    assert got[("kestrel_log_queue_depth", ())] == 0
+    assert got[("kestrel_active_streams", ())] == 0
+    assert got[("kestrel_request_duration_seconds_count", (("route", "/v1/messages"),))] == 1
+
+
+@pytest.mark.parametrize("data", [
+    None, [], {}, {"version": SNAPSHOT_VERSION + 1},
+    {**to_json(counted(SERVED)), "requests": [[[["route", "/v1"]], "3"]]},
+    {**to_json(counted(SERVED)), "latency": [[[["route", "/v1"]], [1, 2], 0.5, 3]]},
+    {**to_json(counted(SERVED)), "writer": [0, 1]},
+])
+def test_anything_but_a_snapshot_of_this_version_is_refused(data: object) -> None:
+    with pytest.raises(ValueError):
+        from_json(data)
 
 
 def test_label_values_are_escaped() -> None:
-    metrics = Metrics()
-    text = metrics.render([account(1, 'quote " and \\ and\nnewline')],
-                          WriterStats(0, 0, 0), active_streams=0, now=NOW)
+    text = render(counted(), [account(1, 'quote " and \\ and\nnewline')], ALONE, NOW)
     names = [s.labels.get("account") for f in text_string_to_metric_families(text)
              for s in f.samples if s.name == "kestrel_account_up"]
     assert names == ['quote " and \\ and\nnewline']

@@ -58,7 +58,8 @@ def test_the_file_serves_under_every_supported_python(
     with server, server.client() as client:
         health = client.get("/health")
         assert health.status_code == 200
-        assert health.json() == {"status": "ok", "version": kestrel.__version__}
+        assert health.json() == {"status": "ok", "version": kestrel.__version__,
+                                 "workers": {"up": 1, "configured": 1}}
 
         probe = subprocess.run([python.path, str(built_pyz), "-c", PROBE, server.base_url],
                                cwd=workdir, env={**env, "SHIV_INTERPRETER": "1"},
