@@ -48,7 +48,8 @@ def _kestrel_version() -> str:
                                  if dirty != "not available" else "")
 
 
-def describe_machine() -> list[str]:
+def describe_machine(load_before: tuple[float, float, float] | None = None) -> list[str]:
+    """The report's first lines; `load_before` is the load average when the run began."""
     now = datetime.now(UTC).strftime("%a %b %d %H:%M:%S UTC %Y")  # as `date -u` prints it
     return [
         f"- Date: {now}",
@@ -57,6 +58,9 @@ def describe_machine() -> list[str]:
         f"- Python {platform.python_version()} ({sys.implementation.name}); "
         f"{_first_line(['wrk', '--version'])}; {_first_line(['cc', '--version'])}",
         f"- Kestrel: {_kestrel_version()}",
+        *([] if load_before is None else [
+            "- Load average when the run began (1, 5, 15 min): "
+            + ", ".join(f"{x:.2f}" for x in load_before)]),
         "- Load average when the report was written (1, 5, 15 min): "
         + ", ".join(f"{x:.2f}" for x in os.getloadavg())
         + " (the machine is shared: other work running meanwhile adds noise)",

@@ -12,7 +12,8 @@ from services import Target
 
 PLAIN = "plain"
 STREAM = "stream"
-# Kestrel variants that only change logging are measured where throughput is decided.
+# Kestrel variants that only change logging, and the WORKERS instances, are measured where
+# throughput is decided (and the WORKERS ones under every stream load too).
 VARIANT_PLAIN_CONCURRENCY = (16, 64)
 
 
@@ -54,8 +55,11 @@ class Measured:
 
 
 def plan(targets: list[Target], settings: Settings, *, kinds: tuple[str, ...],
-         variants: set[str]) -> list[Phase]:
-    """Phases grouped by load, every target back to back, so drift hits all of them alike."""
+         variants: set[str], scaling: set[str]) -> list[Phase]:
+    """Phases grouped by load, every target back to back, so drift hits all of them alike.
+
+    `variants` run only non-streaming /v1/messages at c=16 and 64; `scaling` (the WORKERS
+    instances) also every stream load."""
     phases: list[Phase] = []
     for kind, levels in ((PLAIN, settings.plain_concurrency),
                          (STREAM, settings.stream_concurrency)):
@@ -63,11 +67,13 @@ def plan(targets: list[Target], settings: Settings, *, kinds: tuple[str, ...],
             continue
         for concurrency in levels:
             for target in targets:
-                if target.name in variants and (
-                        kind != PLAIN or concurrency not in VARIANT_PLAIN_CONCURRENCY):
+                narrow = target.name in variants or target.name in scaling
+                if narrow and kind == PLAIN and concurrency not in VARIANT_PLAIN_CONCURRENCY:
+                    continue
+                if target.name in variants and kind != PLAIN:
                     continue
                 for route in target.routes:
-                    if target.name in variants and route != "messages":
+                    if narrow and route != "messages":
                         continue
                     phases.append(Phase(kind, target.name, route, concurrency))
     return phases
@@ -81,7 +87,7 @@ def run_phase(phase: Phase, target: Target, upstream: Target, settings: Settings
         run_wrk(target.base_url, phase.route, concurrency=phase.concurrency,
                 seconds=settings.warmup_seconds, api_key=target.api_key,
                 cpus=settings.load_cpus)
-    server = Meter(target.pid)
+    server = Meter(target.pid, port=target.port)
     behind = Meter(upstream.pid if target is not upstream else None)
     server.start()
     behind.start()

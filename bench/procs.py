@@ -9,12 +9,13 @@ import resource
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -63,14 +64,40 @@ def process_tree(pid: int) -> list[int]:
 
 def cpu_seconds(pids: Sequence[int]) -> float:
     """user + system CPU of these processes (all their threads), from /proc/<pid>/stat."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / CLOCK_TICKS
+    return sum(_cpu_of(pid) for pid in pids)
+
+
+def _cpu_of(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14, 15)
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[len("socket:["):-1])
+    return inodes
+
+
+def established(port: int, pids: Sequence[int]) -> dict[int, int]:
+    """Established TCP connections on local `port`, counted per process holding them: how the
+    kernel spread a load's connections over the processes that accept on one socket."""
+    owners = {inode: pid for pid in pids for inode in _socket_inodes(pid)}
+    counts = dict.fromkeys(pids, 0)
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                local, state, inode = (line.split()[i] for i in (1, 3, 9))
+                if state == "01" and int(local.rsplit(":", 1)[1], 16) == port and inode in owners:
+                    counts[owners[inode]] += 1
+    return counts
 
 
 def _status_kib(pid: int, field: str) -> int:
@@ -99,22 +126,36 @@ def reset_peak_rss(pids: Sequence[int]) -> bool:
     return ok
 
 
+# How often a phase counts each worker's connections: a few samples even in a 2 s quick phase,
+# and reading /proc that seldom costs the machine nothing measurable.
+CONNECTION_SAMPLE_SECONDS = 0.5
+
+
 @dataclass
 class Usage:
-    """CPU seconds and peak RSS of a set of processes over one phase."""
+    """CPU seconds and peak RSS of a set of processes over one phase. For a process with
+    children (Kestrel's workers, nginx's), each child's share: CPU seconds, and the mean
+    number of client connections it held on the target's port."""
 
     cpu_s: float
     peak_rss_mb: float
+    children_cpu_s: list[float] = field(default_factory=list)
+    children_connections: list[float] = field(default_factory=list)
 
 
 class Meter:
-    """Measures a process tree between `start()` and `stop()`."""
+    """Measures a process tree between `start()` and `stop()`; with `port`, also how the
+    connections to that port spread over the children."""
 
-    def __init__(self, pid: int | None) -> None:
+    def __init__(self, pid: int | None, port: int | None = None) -> None:
         self._pid = pid
+        self._port = port
         self._pids: list[int] = []
-        self._cpu0 = 0.0
+        self._cpu0: dict[int, float] = {}
         self._wall0 = 0.0
+        self._samples: list[dict[int, int]] = []
+        self._done = threading.Event()
+        self._sampler: threading.Thread | None = None
         self.peak_reset = False
 
     def start(self) -> None:
@@ -122,14 +163,30 @@ class Meter:
             return
         self._pids = process_tree(self._pid)
         self.peak_reset = reset_peak_rss(self._pids)
-        self._cpu0 = cpu_seconds(self._pids)
+        self._cpu0 = {pid: _cpu_of(pid) for pid in self._pids}
         self._wall0 = time.monotonic()
+        if self._port is not None and len(self._pids) > 1:
+            self._sampler = threading.Thread(target=self._sample, args=(self._port,),
+                                             daemon=True)
+            self._sampler.start()
+
+    def _sample(self, port: int) -> None:
+        while not self._done.wait(CONNECTION_SAMPLE_SECONDS):
+            self._samples.append(established(port, self._pids[1:]))
 
     def stop(self) -> Usage | None:
         if self._pid is None:
             return None
-        return Usage(cpu_s=cpu_seconds(self._pids) - self._cpu0,
-                     peak_rss_mb=peak_rss_mb(self._pids))
+        self._done.set()
+        if self._sampler is not None:
+            self._sampler.join()
+        cpu = {pid: _cpu_of(pid) - self._cpu0[pid] for pid in self._pids}
+        children = self._pids[1:]
+        return Usage(cpu_s=sum(cpu.values()), peak_rss_mb=peak_rss_mb(self._pids),
+                     children_cpu_s=[cpu[pid] for pid in children],
+                     children_connections=[
+                         sum(s[pid] for s in self._samples) / len(self._samples)
+                         for pid in children] if self._samples else [])
 
 
 class Process:

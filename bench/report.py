@@ -12,6 +12,12 @@ DIRECT = "direct"
 KESTREL = "kestrel"
 NOLOG = "kestrel-nolog"
 ACCESSLOG = "kestrel-accesslog"
+WORKERS_PREFIX = "kestrel-w"
+
+
+def workers_target(count: int) -> str:
+    """The name of the Kestrel target started with WORKERS=count."""
+    return f"{WORKERS_PREFIX}{count}"
 
 
 def percentile(samples: Sequence[int], q: float) -> float:
@@ -255,4 +261,85 @@ class Report:
             return 1 - on.rps / off.rps if on and off and off.rps else None
         add("access log on (LOG_LEVEL=info): throughput lost vs off, c=16", "(none)",
             access_log_cost, None, lambda v: f"{100 * v:.1f} %")
+        return lines
+
+    # -- WORKERS (issue 13) ----------------------------------------------------------------
+
+    def workers_table(self, counts: Sequence[int]) -> list[str]:
+        """Each WORKERS instance at the loads that decide throughput, the issue's ratios of the
+        last count to the first, and how the kernel spread the load over the workers."""
+        names = [workers_target(n) for n in counts]
+
+        def rps(name: str, c: int) -> float | None:
+            return r.rps if (r := self._plain(name, c)) else None
+
+        def stream(name: str, field: str) -> float | None:
+            got = self._added_stream(name, 1000)
+            return float(getattr(got[0], field)) if got else None
+
+        def complete(name: str) -> str:
+            got = self._added_stream(name, 1000)
+            return f"{got[1].intact} / {got[1].started}" if got else "—"
+
+        lines = ["| WORKERS | req/s c=16 | req/s c=64 | CPU µs/req c=16 | CPU µs/req c=64 "
+                 "| 1,000 streams intact | added TTFB p50 ms | added TTFB p99 ms |",
+                 "|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        for n, name in zip(counts, names, strict=True):
+            lines.append("| " + " | ".join([
+                str(n), _num(rps(name, 16), 0), _num(rps(name, 64), 0),
+                _num(self._cpu_per_req_us(name, 16), 0), _num(self._cpu_per_req_us(name, 64), 0),
+                complete(name), _num(stream(name, "ttfb50"), 1),
+                _num(stream(name, "ttfb99"), 1)]) + " |")
+        first, last = names[0], names[-1]
+
+        def ratio(value: Callable[[str], float | None]) -> float | None:
+            a, b = value(last), value(first)
+            return a / b if a is not None and b else None
+
+        def goal(label: str, wanted: str, shown: str, met: bool | None) -> str:
+            verdict = "—" if met is None else "yes" if met else "**no**"
+            return f"| {label} | {wanted} | {shown} | {verdict} |"
+
+        c16, c64 = ratio(lambda n: rps(n, 16)), ratio(lambda n: rps(n, 64))
+        cpu = ratio(lambda n: self._cpu_per_req_us(n, 16))
+        p50 = stream(last, "ttfb50")
+        streams = self._added_stream(last, 1000)
+
+        def ratio_text(value: float | None) -> str:
+            return "—" if value is None else f"{value:.2f}×"
+
+        goals = [f"| issue 13: {counts[-1]} workers against {counts[0]} | goal | value | met |",
+                 "|---|--:|--:|:-:|",
+                 goal("requests/s at c=16", "≥ 1.6×", ratio_text(c16),
+                      None if c16 is None else c16 >= 1.6),
+                 goal("requests/s at c=64", "≥ 1.6×", ratio_text(c64),
+                      None if c64 is None else c64 >= 1.6),
+                 goal("CPU per request at c=16", "(none)", ratio_text(cpu), None),
+                 goal(f"1,000 streams, {counts[-1]} workers: added TTFB p50 (ms)", "≤ 100",
+                      _num(p50, 1), None if p50 is None else p50 <= 100),
+                 goal(f"1,000 streams, {counts[-1]} workers: intact", "100 %", complete(last),
+                      None if streams is None else streams[1].intact == streams[1].started)]
+        base = self._cpu_per_req_us(KESTREL, 16)
+        one = self._cpu_per_req_us(workers_target(1), 16) if 1 in counts else None
+        if base and one:
+            goals.append(goal(f"WORKERS=1 CPU per request at c=16 ÷ {KESTREL} (no WORKERS)",
+                              "within noise", f"{one / base:.2f}×", None))
+        return [*lines, "", *goals, "", *self._spread_table(names)]
+
+    def _spread_table(self, names: Sequence[str]) -> list[str]:
+        """Per phase, each worker's mean client connections and its share of the CPU."""
+        lines = ["How the load spread over the workers (mean connections held, sampled every "
+                 "0.5 s; share of the target's CPU):", "",
+                 "| target | phase | connections per worker | CPU per worker |",
+                 "|---|---|--:|--:|"]
+        for row in self.rows:
+            usage = row.server
+            if row.phase.target not in names or usage is None or len(
+                    usage.children_cpu_s) < 2:
+                continue
+            cpu = usage.children_cpu_s
+            lines.append(f"| {row.phase.target} | {row.phase.kind} × {row.phase.concurrency} | "
+                         + " / ".join(f"{c:.0f}" for c in usage.children_connections) + " | "
+                         + " / ".join(f"{100 * c / (usage.cpu_s or 1):.0f} %" for c in cpu)
+                         + " |")
         return lines

@@ -4,6 +4,7 @@ proxy given with --compare), in one run, printed as tables with ratios.
     python3 bench/run.py                   # the full run (about 6 minutes)
     python3 bench/run.py --quick           # a smoke run (about a minute)
     python3 bench/run.py --compare nginx   # nginx as a plain reverse proxy in the same run
+    python3 bench/run.py --workers 1,2     # Kestrel with WORKERS=1 and WORKERS=2 side by side
 
 Run it with the Python that has Kestrel's dependencies (h11, httpx, cryptography). docs/bench.md
 says what to install and what each column means.
@@ -27,7 +28,7 @@ from load import WrkResult
 from machine import describe_machine
 from phases import PLAIN, STREAM, Measured, Settings, plan, run_phase
 from procs import log_warnings, raise_fd_limit
-from report import ACCESSLOG, KESTREL, NOLOG, Report
+from report import ACCESSLOG, KESTREL, NOLOG, WORKERS_PREFIX, Report, workers_target
 from services import (
     BENCH_DIR,
     Target,
@@ -61,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="also run Kestrel as committed at GIT_REF (git archive into a temporary "
                    "directory; the checkout is untouched), as target kestrel@GIT_REF: before "
                    "and after a change in one run. Repeatable.")
+    p.add_argument("--workers", type=_worker_counts, default=(), metavar="N[,M...]",
+                   help="also run Kestrel with WORKERS=N for each value (targets kestrel-wN), "
+                   "measured on /v1/messages at c=16 and 64 and under every stream load; the "
+                   "report compares each with the first value")
     p.add_argument("--phases", default="plain,stream",
                    help="which phases: plain, stream or both (default plain,stream)")
     p.add_argument("--pin", action="store_true",
@@ -85,6 +90,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="also write the report (Markdown) to this file")
     p.add_argument("--json", type=Path, help="write every measurement as JSON to this file")
     return p
+
+
+def _worker_counts(value: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1 or len(set(counts)) != len(counts):
+        raise argparse.ArgumentTypeError("takes distinct worker counts, e.g. 1,2")
+    return counts
 
 
 def _missing(compare: dict[str, str]) -> list[str]:
@@ -119,8 +134,8 @@ def _compare_commands(specs: list[str]) -> dict[str, str]:
             else:
                 raise SystemExit(f"--compare {spec}: only `nginx` and `floor` have a built-in "
                                  "command; give others as NAME=CMD")
-        if name in ("direct", KESTREL, NOLOG, ACCESSLOG) or not re.fullmatch(r"[A-Za-z][\w.-]*",
-                                                                             name):
+        if (name in ("direct", KESTREL, NOLOG, ACCESSLOG) or name.startswith(WORKERS_PREFIX)
+                or not re.fullmatch(r"[A-Za-z][\w.-]*", name)):
             raise SystemExit(f"--compare {spec}: pick another name")
         commands[name] = command
     return commands
@@ -136,6 +151,7 @@ def _progress(i: int, total: int, row: Measured) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    load_before = os.getloadavg()
     compare = _compare_commands(args.compare)
     kinds = tuple(k.strip() for k in args.phases.split(",") if k.strip())
     if not kinds or any(k not in (PLAIN, STREAM) for k in kinds):
@@ -175,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
             if not args.access_log:
                 targets.append(start_kestrel(ACCESSLOG, workdir, mock, request_log=True,
                                              access_log=True, cpus=server_cpus))
+        for count in args.workers:
+            targets.append(start_kestrel(workers_target(count), workdir, mock, request_log=True,
+                                         access_log=args.access_log, cpus=server_cpus,
+                                         workers=count))
         for i, ref in enumerate(args.ref):
             source = export_ref(ref, workdir / f"ref-{i}")
             targets.append(start_kestrel(f"kestrel@{ref}", workdir, mock, request_log=True,
@@ -193,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                 target.routes = tuple(r for r in target.routes if r != route)
                 notes.append(f"{target.name}: /v1/chat/completions skipped: {problem}")
         by_name = {t.name: t for t in targets}
-        phases = plan(targets, settings, kinds=kinds, variants={NOLOG, ACCESSLOG})
+        phases = plan(targets, settings, kinds=kinds, variants={NOLOG, ACCESSLOG},
+                      scaling={workers_target(n) for n in args.workers})
         for i, phase in enumerate(phases, 1):
             row = run_phase(phase, by_name[phase.target], mock, settings)
             rows.append(row)
@@ -211,8 +232,9 @@ def main(argv: list[str] | None = None) -> int:
 
     command = "python3 bench/run.py" + "".join(
         " " + shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    others = [t.name for t in targets if t.name not in ("direct", KESTREL, NOLOG, ACCESSLOG)]
-    text = render(Report(rows), settings, args, command, targets, notes, others)
+    others = [t.name for t in targets if t.name not in ("direct", KESTREL, NOLOG, ACCESSLOG)
+              and not t.name.startswith(WORKERS_PREFIX)]
+    text = render(Report(rows), settings, args, command, targets, notes, others, load_before)
     print(text)
     if args.out:
         args.out.write_text(text)
@@ -222,8 +244,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def render(report: Report, settings: Settings, args: argparse.Namespace, command: str,
-           targets: list[Target], notes: list[str], compare: list[str]) -> str:
-    lines = [*describe_machine(), f"- Command: `{command}`",
+           targets: list[Target], notes: list[str], compare: list[str],
+           load_before: tuple[float, float, float]) -> str:
+    lines = [*describe_machine(load_before), f"- Command: `{command}`",
              "- Pinning: " + ("proxies on the first CPU, mock and load generators on the others"
                               if settings.load_cpus else "none (the scheduler places every "
                               "process; mock, proxy and load generator share all CPUs)"),
@@ -244,6 +267,8 @@ def render(report: Report, settings: Settings, args: argparse.Namespace, command
         if problems := report.stream_problems():
             lines += ["Streams that were not intact:", "", *problems, ""]
     lines += ["### Against the targets of issue 7", "", *report.targets_table(compare), ""]
+    if args.workers:
+        lines += ["### WORKERS (issue 13)", "", *report.workers_table(args.workers), ""]
     if notes:
         lines += ["Notes:", "", *[f"- {n}" for n in notes], ""]
     return "\n".join(lines)

@@ -14,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -23,13 +24,15 @@ from load import ROUTE_BODIES, ROUTE_PATHS
 from procs import Process, free_port, wait_until_ready
 
 BENCH_DIR = Path(__file__).resolve().parent
+# Issue 13: a change made through one worker is in force in every other within 1 s.
+SPREAD_SECONDS = 1.0
 REPO_DIR = BENCH_DIR.parent
 
 # Variables Kestrel reads that a developer's shell may hold; the bench sets its own.
 _KESTREL_ENV = ("HOST", "PORT", "LOG_LEVEL", "LOG_FORMAT", "DB_PATH", "ENCRYPTION_KEY",
                 "ADMIN_KEY", "CLAUDE_API_KEY", "CLAUDE_BASE_URL", "MAX_BODY_BYTES",
                 "SHUTDOWN_GRACE_SECONDS", "ROTATION", "COOLDOWN_MAX", "LOG_RETENTION_DAYS",
-                "UPSTREAM_CONNECT_TIMEOUT", "UPSTREAM_READ_TIMEOUT", "METRICS_TOKEN")
+                "UPSTREAM_CONNECT_TIMEOUT", "UPSTREAM_READ_TIMEOUT", "METRICS_TOKEN", "WORKERS")
 
 
 @dataclass
@@ -52,6 +55,10 @@ class Target:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
 
 
 def build_tools(build_dir: Path) -> Tools:
@@ -95,9 +102,11 @@ def export_ref(ref: str, directory: Path) -> Path:
 
 
 def start_kestrel(name: str, workdir: Path, upstream: Target, *, request_log: bool,
-                  access_log: bool, cpus: set[int] | None, source: Path = REPO_DIR) -> Target:
+                  access_log: bool, cpus: set[int] | None, source: Path = REPO_DIR,
+                  workers: int | None = None) -> Target:
     """`python -m kestrel` from `source` (this checkout by default), with one account on the
-    mock and one client key. `request_log=False` sets `REQUEST_LOG=off`."""
+    mock and one client key. `request_log=False` sets `REQUEST_LOG=off`; `workers` sets
+    WORKERS (unset by default: one process, no supervisor)."""
     port = free_port()
     admin_key = "kadm_" + secrets.token_hex(16)
     home = workdir / re.sub(r"[^\w.@-]", "_", name)
@@ -111,6 +120,8 @@ def start_kestrel(name: str, workdir: Path, upstream: Target, *, request_log: bo
         "REQUEST_LOG": "on" if request_log else "off",
         "PYTHONPATH": str(source) + os.pathsep + env.get("PYTHONPATH", ""),
     })
+    if workers is not None:
+        env["WORKERS"] = str(workers)
     process = Process(name, [sys.executable, "-m", "kestrel"], env=env, cwd=source,
                       log_path=home / "kestrel.log", cpus=cpus)
     base_url = f"http://127.0.0.1:{port}"
@@ -119,7 +130,11 @@ def start_kestrel(name: str, workdir: Path, upstream: Target, *, request_log: bo
                 {"name": "bench", "api_key": "sk-ant-bench-" + secrets.token_hex(8)})
     created = _admin_post(base_url, admin_key, "/admin/keys", {"name": "bench"})
     assert isinstance(created, dict) and isinstance(created.get("key"), str)
+    if workers is not None:
+        time.sleep(SPREAD_SECONDS)  # until every worker knows the account just added
     notes = [] if source == REPO_DIR else ["a committed version, from git archive"]
+    if workers is not None:
+        notes.append(f"WORKERS={workers}")
     if not request_log:
         notes.append("request log off (REQUEST_LOG=off)")
     if access_log:
