@@ -6,6 +6,9 @@
     python3 bench/floor_servers.py proxy --port P --upstream http://127.0.0.1:U
         # asyncio streams + h11 on both sides, a keep-alive pool: the least a proxy in
         # Kestrel's design (one process, asyncio, h11) can cost
+    python3 bench/floor_servers.py lean-proxy --port P --upstream http://127.0.0.1:U
+        # the same with h11 on the client side only (the design's part); the upstream's
+        # request is written and its answer parsed by hand, as Kestrel's own transport does
 
 Each answers `POST /v1/messages` the way the mock does (the proxy relays the mock's answer,
 streams included, without reading them). `floors.py` runs them under wrk.
@@ -18,6 +21,7 @@ import asyncio
 import contextlib
 import re
 from collections import deque
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import h11
@@ -185,9 +189,63 @@ async def serve_proxy(upstream: Upstream, reader: asyncio.StreamReader,
         writer.close()
 
 
+async def _upstream_head(reader: asyncio.StreamReader) -> tuple[int, list[tuple[bytes, bytes]]]:
+    """The status and headers (names lower-cased) of an answer, parsed by hand."""
+    status_line, *lines = (await reader.readuntil(b"\r\n\r\n"))[:-4].split(b"\r\n")
+    headers = []
+    for line in lines:
+        name, _, value = line.partition(b":")
+        headers.append((name.strip().lower(), value.strip()))
+    return int(status_line.split(b" ", 2)[1]), headers
+
+
+async def _upstream_body(reader: asyncio.StreamReader, headers: list[tuple[bytes, bytes]],
+                         ) -> AsyncIterator[bytes]:
+    """The answer's body as it arrives: Content-Length bytes, or chunk by chunk."""
+    length = next((int(v) for n, v in headers if n == b"content-length"), None)
+    if length is not None:
+        yield await reader.readexactly(length)
+        return
+    while size := int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16):
+        yield (await reader.readexactly(size + 2))[:-2]
+    await reader.readuntil(b"\r\n")  # the end of the (empty) trailer section
+
+
+async def serve_lean_proxy(upstream: Upstream, reader: asyncio.StreamReader,
+                           writer: asyncio.StreamWriter) -> None:
+    conn = h11.Connection(h11.SERVER)
+    try:
+        while (got := await _read_request(conn, reader)) is not None:
+            request, body = got
+            up_reader, up_writer, up = await upstream.acquire()
+            head = [request.method + b" " + request.target + b" HTTP/1.1",
+                    b"host: " + upstream.authority]
+            head += [n + b": " + v for n, v in request.headers
+                     if n not in (b"host", b"x-api-key", b"content-length") and n not in HOP_BY_HOP]
+            head += [b"x-api-key: sk-floor", b"content-length: " + str(len(body)).encode()]
+            up_writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+            status, headers = await _upstream_head(up_reader)
+            kept = [(n, v) for n, v in headers if n not in HOP_BY_HOP]
+            writer.write(conn.send(h11.Response(status_code=status, headers=kept)) or b"")
+            async for chunk in _upstream_body(up_reader, headers):
+                writer.write(conn.send(h11.Data(data=chunk)) or b"")
+                await writer.drain()
+            writer.write(conn.send(h11.EndOfMessage()) or b"")
+            await writer.drain()
+            if (b"connection", b"close") in headers:
+                up_writer.close()
+            else:
+                upstream.idle.append((up_reader, up_writer, up))
+            conn.start_next_cycle()
+    except (ConnectionError, asyncio.IncompleteReadError, h11.ProtocolError):
+        pass
+    finally:
+        writer.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=("raw", "h11", "h11-protocol", "proxy"))
+    parser.add_argument("kind", choices=("raw", "h11", "h11-protocol", "proxy", "lean-proxy"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", default="")
     args = parser.parse_args()
@@ -200,8 +258,9 @@ async def main() -> None:
         server = await asyncio.start_server(serve_h11, "127.0.0.1", args.port, backlog=4096)
     else:
         upstream = Upstream(args.upstream)
+        serve = serve_proxy if args.kind == "proxy" else serve_lean_proxy
         server = await asyncio.start_server(
-            lambda r, w: serve_proxy(upstream, r, w), "127.0.0.1", args.port, backlog=4096)
+            lambda r, w: serve(upstream, r, w), "127.0.0.1", args.port, backlog=4096)
     async with server:
         await server.serve_forever()
 

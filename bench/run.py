@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="a short smoke run: 2 s per phase instead of 10")
     p.add_argument("--compare", action="append", default=[], metavar="NAME[=CMD]",
                    help="add a proxy to the run: `nginx`, `floor` (a minimal asyncio + h11 "
-                   "proxy, bench/floor_servers.py), or NAME=CMD with a shell command "
+                   "proxy, bench/floor_servers.py), `lean-floor` (the same parsing the "
+                   "upstream's answer by hand), or NAME=CMD with a shell command "
                    "that serves 127.0.0.1:{port} in the foreground and forwards to {upstream} "
                    "({upstream_port}; {dir} is a scratch directory). Repeatable.")
     p.add_argument("--ref", action="append", default=[], metavar="GIT_REF",
@@ -119,6 +120,11 @@ def _missing(compare: dict[str, str]) -> list[str]:
     return problems
 
 
+# The least a proxy in Kestrel's design costs: asyncio + h11 on both sides (`floor`), or h11
+# on the client side only with the upstream's answer parsed by hand (`lean-floor`).
+FLOORS = {"floor": "proxy", "lean-floor": "lean-proxy"}
+
+
 def _compare_commands(specs: list[str]) -> dict[str, str]:
     commands: dict[str, str] = {}
     for spec in specs:
@@ -126,14 +132,13 @@ def _compare_commands(specs: list[str]) -> dict[str, str]:
         if not sep:
             if name == "nginx":
                 command = nginx_command() or ""
-            elif name == "floor":
-                # The least a proxy in Kestrel's design costs: asyncio + h11 on both sides.
+            elif name in FLOORS:
                 command = (f"{shlex.quote(sys.executable)} "
-                           f"{shlex.quote(str(BENCH_DIR / 'floor_servers.py'))} proxy "
+                           f"{shlex.quote(str(BENCH_DIR / 'floor_servers.py'))} {FLOORS[name]} "
                            "--port {port} --upstream {upstream}")
             else:
-                raise SystemExit(f"--compare {spec}: only `nginx` and `floor` have a built-in "
-                                 "command; give others as NAME=CMD")
+                raise SystemExit(f"--compare {spec}: only `nginx`, `floor` and `lean-floor` have "
+                                 "a built-in command; give others as NAME=CMD")
         if (name in ("direct", KESTREL, NOLOG, ACCESSLOG) or name.startswith(WORKERS_PREFIX)
                 or not re.fullmatch(r"[A-Za-z][\w.-]*", name)):
             raise SystemExit(f"--compare {spec}: pick another name")

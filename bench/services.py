@@ -182,7 +182,9 @@ def start_command(name: str, command: str, workdir: Path, upstream: Target, *,
     base_url = f"http://127.0.0.1:{port}"
     wait_until_ready(base_url + "/", process)
     notes = {"nginx": "plain reverse proxy",
-             "floor": "minimal asyncio + h11 proxy, bench/floor_servers.py"}
+             "floor": "minimal asyncio + h11 proxy, bench/floor_servers.py",
+             "lean-floor": "the same with h11 on the client side only, the upstream's answer "
+                           "parsed by hand, bench/floor_servers.py"}
     return Target(name, base_url, process, api_key="sk-ant-bench",
                   note=notes.get(name, command))
 
