@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import re
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import h11
@@ -148,45 +148,55 @@ class Upstream:
         return reader, writer, h11.Connection(h11.CLIENT)
 
 
-async def serve_proxy(upstream: Upstream, reader: asyncio.StreamReader,
+Relay = Callable[["Upstream", h11.Connection, asyncio.StreamWriter, h11.Request, bytes],
+                Awaitable[None]]
+
+
+async def serve_relay(upstream: Upstream, relay: Relay, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> None:
+    """A client connection: read each request with h11, let `relay` answer it from upstream."""
     conn = h11.Connection(h11.SERVER)
     try:
         while (got := await _read_request(conn, reader)) is not None:
-            request, body = got
-            up_reader, up_writer, up = await upstream.acquire()
-            headers = [(n, v) for n, v in request.headers if n not in (b"host", b"x-api-key")]
-            up_writer.write(up.send(h11.Request(method=request.method, target=request.target,
-                                                headers=[(b"host", upstream.authority),
-                                                         *headers, (b"x-api-key", b"sk-floor")]))
-                            or b"")
-            up_writer.write(up.send(h11.Data(data=body)) or b"")
-            up_writer.write(up.send(h11.EndOfMessage()) or b"")
-            while True:
-                event = up.next_event()
-                if event is h11.NEED_DATA:
-                    up.receive_data(await up_reader.read(READ_SIZE))
-                    continue
-                if isinstance(event, h11.Response):
-                    kept = [(n, v) for n, v in event.headers if n not in HOP_BY_HOP]
-                    writer.write(conn.send(h11.Response(status_code=event.status_code,
-                                                        headers=kept)) or b"")
-                elif isinstance(event, h11.Data):
-                    writer.write(conn.send(h11.Data(data=event.data)) or b"")
-                    await writer.drain()
-                elif isinstance(event, h11.EndOfMessage):
-                    writer.write(conn.send(h11.EndOfMessage()) or b"")
-                    break
-                else:
-                    raise ConnectionError("upstream closed")
-            await writer.drain()
-            up.start_next_cycle()
-            upstream.idle.append((up_reader, up_writer, up))
+            await relay(upstream, conn, writer, *got)
             conn.start_next_cycle()
-    except (ConnectionError, h11.ProtocolError):
+    except (ConnectionError, asyncio.IncompleteReadError, h11.ProtocolError):
         pass
     finally:
         writer.close()
+
+
+async def relay_h11(upstream: Upstream, conn: h11.Connection, writer: asyncio.StreamWriter,
+                    request: h11.Request, body: bytes) -> None:
+    """h11 on the upstream side too."""
+    up_reader, up_writer, up = await upstream.acquire()
+    headers = [(n, v) for n, v in request.headers if n not in (b"host", b"x-api-key")]
+    up_writer.write(up.send(h11.Request(method=request.method, target=request.target,
+                                        headers=[(b"host", upstream.authority),
+                                                 *headers, (b"x-api-key", b"sk-floor")]))
+                    or b"")
+    up_writer.write(up.send(h11.Data(data=body)) or b"")
+    up_writer.write(up.send(h11.EndOfMessage()) or b"")
+    while True:
+        event = up.next_event()
+        if event is h11.NEED_DATA:
+            up.receive_data(await up_reader.read(READ_SIZE))
+            continue
+        if isinstance(event, h11.Response):
+            kept = [(n, v) for n, v in event.headers if n not in HOP_BY_HOP]
+            writer.write(conn.send(h11.Response(status_code=event.status_code,
+                                                headers=kept)) or b"")
+        elif isinstance(event, h11.Data):
+            writer.write(conn.send(h11.Data(data=event.data)) or b"")
+            await writer.drain()
+        elif isinstance(event, h11.EndOfMessage):
+            writer.write(conn.send(h11.EndOfMessage()) or b"")
+            break
+        else:
+            raise ConnectionError("upstream closed")
+    await writer.drain()
+    up.start_next_cycle()
+    upstream.idle.append((up_reader, up_writer, up))
 
 
 async def _upstream_head(reader: asyncio.StreamReader) -> tuple[int, list[tuple[bytes, bytes]]]:
@@ -211,36 +221,28 @@ async def _upstream_body(reader: asyncio.StreamReader, headers: list[tuple[bytes
     await reader.readuntil(b"\r\n")  # the end of the (empty) trailer section
 
 
-async def serve_lean_proxy(upstream: Upstream, reader: asyncio.StreamReader,
-                           writer: asyncio.StreamWriter) -> None:
-    conn = h11.Connection(h11.SERVER)
-    try:
-        while (got := await _read_request(conn, reader)) is not None:
-            request, body = got
-            up_reader, up_writer, up = await upstream.acquire()
-            head = [request.method + b" " + request.target + b" HTTP/1.1",
-                    b"host: " + upstream.authority]
-            head += [n + b": " + v for n, v in request.headers
-                     if n not in (b"host", b"x-api-key", b"content-length") and n not in HOP_BY_HOP]
-            head += [b"x-api-key: sk-floor", b"content-length: " + str(len(body)).encode()]
-            up_writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
-            status, headers = await _upstream_head(up_reader)
-            kept = [(n, v) for n, v in headers if n not in HOP_BY_HOP]
-            writer.write(conn.send(h11.Response(status_code=status, headers=kept)) or b"")
-            async for chunk in _upstream_body(up_reader, headers):
-                writer.write(conn.send(h11.Data(data=chunk)) or b"")
-                await writer.drain()
-            writer.write(conn.send(h11.EndOfMessage()) or b"")
-            await writer.drain()
-            if (b"connection", b"close") in headers:
-                up_writer.close()
-            else:
-                upstream.idle.append((up_reader, up_writer, up))
-            conn.start_next_cycle()
-    except (ConnectionError, asyncio.IncompleteReadError, h11.ProtocolError):
-        pass
-    finally:
-        writer.close()
+async def relay_lean(upstream: Upstream, conn: h11.Connection, writer: asyncio.StreamWriter,
+                     request: h11.Request, body: bytes) -> None:
+    """The upstream's request written and its answer parsed by hand."""
+    up_reader, up_writer, up = await upstream.acquire()
+    head = [request.method + b" " + request.target + b" HTTP/1.1",
+            b"host: " + upstream.authority]
+    head += [n + b": " + v for n, v in request.headers
+             if n not in (b"host", b"x-api-key", b"content-length") and n not in HOP_BY_HOP]
+    head += [b"x-api-key: sk-floor", b"content-length: " + str(len(body)).encode()]
+    up_writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+    status, headers = await _upstream_head(up_reader)
+    kept = [(n, v) for n, v in headers if n not in HOP_BY_HOP]
+    writer.write(conn.send(h11.Response(status_code=status, headers=kept)) or b"")
+    async for chunk in _upstream_body(up_reader, headers):
+        writer.write(conn.send(h11.Data(data=chunk)) or b"")
+        await writer.drain()
+    writer.write(conn.send(h11.EndOfMessage()) or b"")
+    await writer.drain()
+    if (b"connection", b"close") in headers:
+        up_writer.close()
+    else:
+        upstream.idle.append((up_reader, up_writer, up))
 
 
 async def main() -> None:
@@ -258,9 +260,10 @@ async def main() -> None:
         server = await asyncio.start_server(serve_h11, "127.0.0.1", args.port, backlog=4096)
     else:
         upstream = Upstream(args.upstream)
-        serve = serve_proxy if args.kind == "proxy" else serve_lean_proxy
+        relay = relay_h11 if args.kind == "proxy" else relay_lean
         server = await asyncio.start_server(
-            lambda r, w: serve(upstream, r, w), "127.0.0.1", args.port, backlog=4096)
+            lambda r, w: serve_relay(upstream, relay, r, w), "127.0.0.1", args.port,
+            backlog=4096)
     async with server:
         await server.serve_forever()
 
