@@ -206,10 +206,11 @@ class AccountStore:
                     credential=self._seal(account_id, credential),
                     credential_hint=mask_secret(credential_secret(current.type, credential)),
                     state=AccountState.OK.value, cooldown_until=None, consecutive_failures=0,
-                    last_error=None, refresh_owner=None, refresh_until=None,
-                    refresh_failures=0, refresh_error=None)
+                    last_error=None)
             # Column names come from the fixed keys above, never from the caller.
             assignments = ", ".join(f"{column} = ?" for column in changes)
+            if credential is not None:
+                assignments += f", {CLEAR_REFRESH}"
             conn.execute(f"UPDATE accounts SET {assignments} WHERE id = ?",
                          (*changes.values(), account_id))
             touch(conn, account_id, now, credential=credential is not None)
