@@ -42,7 +42,7 @@ class HealthApi:
                          Auth.PUBLIC, responses={200: HEALTH, 503: HEALTH})]
 
     async def health(self, request: Request) -> Response:
-        _, workers = await self._workers.gather()
+        workers = await self._workers.count()
         answer = {"status": "ok", "version": __version__,
                   "workers": {"up": workers.up, "configured": workers.configured}}
         try:

@@ -91,17 +91,34 @@ class Siblings:
     async def gather(self) -> tuple[Snapshot, Workers]:
         """Every worker's counts added up, and how many workers serve."""
         own = self._snapshot()
-        mine = 0 if self._draining else 1
         if self._dir is None:
-            return own, Workers(mine, self.configured)
-        paths = [p for p in self._dir.glob(f"*{SOCKET_SUFFIX}") if p != self._socket_path]
-        replies = [r for r in await asyncio.gather(*map(_ask, paths)) if r is not None]
+            return own, self._workers([])
+        replies = await self._ask_siblings(self._dir)
         # Read after the replies: a sibling that retired meanwhile is in the file by now, and
         # its reply is the older figure of the two.
         retired_ids, retired = self._read_retired()
         live = [r for r in replies if r.instance not in retired_ids]
         parts = [own, *(r.snapshot for r in live), *([retired] if retired else [])]
-        return merge(parts), Workers(mine + sum(r.serving for r in live), self.configured)
+        return merge(parts), self._workers(live)
+
+    async def count(self) -> Workers:
+        """How many workers serve, for `/health`: no counts of this process are copied, and
+        the retired workers' file is not read."""
+        if self._dir is None:
+            return self._workers([])
+        return self._workers(await self._ask_siblings(self._dir))
+
+    async def _ask_siblings(self, runtime_dir: Path) -> list[_Reply]:
+        paths = self._sibling_sockets(runtime_dir)
+        return [r for r in await asyncio.gather(*map(_ask, paths)) if r is not None]
+
+    def _sibling_sockets(self, runtime_dir: Path) -> list[Path]:
+        # A listing of the supervisor's private temporary directory: a handful of entries.
+        return [p for p in runtime_dir.glob(f"*{SOCKET_SUFFIX}") if p != self._socket_path]
+
+    def _workers(self, replies: list[_Reply]) -> Workers:
+        mine = 0 if self._draining else 1
+        return Workers(mine + sum(r.serving for r in replies), self.configured)
 
     async def retire(self) -> None:
         """Fold this worker's final counts into the retired file, then stop answering. Call
