@@ -29,11 +29,10 @@ class Cluster:
 
 
 @contextmanager
-def running_cluster(workdir: Path, size: int, *, env: dict[str, str] | None = None,
-                    up: FakeAnthropic | None = None) -> Iterator[Cluster]:
+def running_cluster(workdir: Path, size: int, *,
+                    env: dict[str, str] | None = None) -> Iterator[Cluster]:
     with ExitStack() as stack:
-        if up is None:
-            up = stack.enter_context(FakeAnthropic())
+        up = stack.enter_context(FakeAnthropic())
         settings = {"ADMIN_KEY": ADMIN_KEY, "ENCRYPTION_KEY": ENCRYPTION_KEY,
                     "CLAUDE_BASE_URL": up.base_url, **(env or {})}
         processes = [stack.enter_context(KestrelProcess(workdir, env=settings))
