@@ -101,11 +101,15 @@ def export_ref(ref: str, directory: Path) -> Path:
     return directory
 
 
+# Accounts in every Kestrel's pool: a team's pool is several, and choosing among them costs.
+ACCOUNTS = 3
+
+
 def start_kestrel(name: str, workdir: Path, upstream: Target, *, request_log: bool,
                   access_log: bool, cpus: set[int] | None, source: Path = REPO_DIR,
                   workers: int | None = None) -> Target:
-    """`python -m kestrel` from `source` (this checkout by default), with one account on the
-    mock and one client key. `request_log=False` sets `REQUEST_LOG=off`; `workers` sets
+    """`python -m kestrel` from `source` (this checkout by default), with three accounts on the
+    mock (what issue 14 measures with) and one client key. `request_log=False` sets `REQUEST_LOG=off`; `workers` sets
     WORKERS (unset by default: one process, no supervisor)."""
     port = free_port()
     admin_key = "kadm_" + secrets.token_hex(16)
@@ -126,8 +130,9 @@ def start_kestrel(name: str, workdir: Path, upstream: Target, *, request_log: bo
                       log_path=home / "kestrel.log", cpus=cpus)
     base_url = f"http://127.0.0.1:{port}"
     wait_until_ready(base_url + "/health", process)
-    _admin_post(base_url, admin_key, "/admin/accounts",
-                {"name": "bench", "api_key": "sk-ant-bench-" + secrets.token_hex(8)})
+    for number in range(1, ACCOUNTS + 1):
+        _admin_post(base_url, admin_key, "/admin/accounts",
+                    {"name": f"bench-{number}", "api_key": "sk-ant-bench-" + secrets.token_hex(8)})
     created = _admin_post(base_url, admin_key, "/admin/keys", {"name": "bench"})
     assert isinstance(created, dict) and isinstance(created.get("key"), str)
     if workers is not None:

@@ -19,8 +19,6 @@ from collections.abc import Callable
 
 log = logging.getLogger("kestrel.http")
 
-# asyncio's own StreamReader buffer limit (asyncio.streams._DEFAULT_LIMIT), as start_server uses.
-STREAM_LIMIT = 64 * 1024
 # Out of file descriptors or memory, accept() fails at once while the socket stays readable;
 # asyncio then pauses accepting for a second (ACCEPT_RETRY_DELAY), and so do we.
 RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -35,7 +33,6 @@ ACCEPT_RETRY_SECONDS = 1.0
 #   without WORKERS: 0.65 s).
 CONNECTIONS_PER_EXTRA_ACCEPT = 16
 
-ConnectionCallback = Callable[[asyncio.StreamReader, asyncio.StreamWriter], None]
 
 
 def fair_share(serving: int) -> int:
@@ -44,13 +41,13 @@ def fair_share(serving: int) -> int:
 
 
 class Acceptor:
-    """Hands connections accepted from `sock` to `on_connection`, at most `budget()` each time
-    the socket is readable."""
+    """Connects sockets accepted from `sock` to protocols from `protocol_factory`, at most
+    `budget()` each time the socket is readable."""
 
-    def __init__(self, sock: socket.socket, on_connection: ConnectionCallback,
+    def __init__(self, sock: socket.socket, protocol_factory: Callable[[], asyncio.Protocol],
                  budget: Callable[[], int]) -> None:
         self._sock = sock
-        self._on_connection = on_connection
+        self._protocol_factory = protocol_factory
         self._budget = budget
         self._loop = asyncio.get_running_loop()
         self._adopting: set[asyncio.Task[None]] = set()
@@ -82,10 +79,8 @@ class Acceptor:
             self._loop.add_reader(self._sock.fileno(), self._readable)
 
     async def _adopt(self, conn: socket.socket) -> None:
-        reader = asyncio.StreamReader(limit=STREAM_LIMIT)
-        protocol = asyncio.StreamReaderProtocol(reader, self._on_connection)
         try:
-            await self._loop.connect_accepted_socket(lambda: protocol, sock=conn)
+            await self._loop.connect_accepted_socket(self._protocol_factory, sock=conn)
         except OSError:
             conn.close()  # reset before we got to it
 

@@ -29,7 +29,8 @@ class RequestBody:
 
     `read` returns the next bytes from the socket (b"" at EOF); `send_continue` writes the
     `100 Continue` interim response. Both belong to the connection; this class only decides
-    when to call them.
+    when to call them. `on_complete` is called once the whole body is in: from then on the
+    connection's input is free again, and its end means the client left.
     """
 
     def __init__(
@@ -40,6 +41,7 @@ class RequestBody:
         send_continue: Callable[[], Awaitable[None]],
         limits: ServerLimits,
         declared_length: int | None,
+        on_complete: Callable[[], None] = lambda: None,
     ) -> None:
         self._conn = conn
         self._read = read
@@ -51,8 +53,7 @@ class RequestBody:
         self._detached = False
         self.state = BodyState.PENDING
         self.received = 0
-        # Set once the whole body is in: from then on the disconnect watcher may read.
-        self.complete = asyncio.Event()
+        self._on_complete = on_complete
         if declared_length is not None and declared_length > limits.max_body_bytes:
             # Body-size trap, first half: a declared length over the limit fails the first
             # read before a byte of the body is read, and before any `100 Continue` invites
@@ -71,7 +72,7 @@ class RequestBody:
         """Parse body events that already arrived with the head, without touching the socket.
 
         A bodyless GET (or a small POST sent in one packet) is thus complete before the
-        handler runs, so the disconnect watcher can start at once.
+        handler runs, so a client leaving is noticed from the start.
         """
         while self.state is BodyState.PENDING:
             try:
@@ -177,7 +178,7 @@ class RequestBody:
 
     def _finish(self) -> None:
         self.state = BodyState.COMPLETE
-        self.complete.set()
+        self._on_complete()
 
     def _mark_failed(self, kind: type[HTTPError], message: str) -> None:
         if self._failure is None:

@@ -1,8 +1,9 @@
 """One client connection: read a request head, run the handler, write the response, repeat.
 
-One task per connection runs `run()`. For each exchange the handler and the writing of its
-response run in a child task (the *cycle*), so a watcher that notices the client leave can
-cancel exactly that, and the connection task can still close the socket and log.
+One task per connection runs `run()`, the handler and the writing of its response included.
+The socket is a `Channel` (a protocol, not a stream), which hears the client leave while the
+handler runs; the connection then cancels its own task, and tells that cancellation apart
+from a shutdown's by the count `Task.cancelling()` keeps.
 """
 
 from __future__ import annotations
@@ -17,13 +18,8 @@ from dataclasses import dataclass, field
 import h11
 
 from kestrel.http.body import BodyState, RequestBody
-from kestrel.http.limits import (
-    LINGER_MAX_BYTES,
-    LINGER_SECONDS,
-    PIPELINE_BUFFER_FACTOR,
-    READ_SIZE,
-    ServerLimits,
-)
+from kestrel.http.channel import Channel
+from kestrel.http.limits import LINGER_MAX_BYTES, LINGER_SECONDS, ServerLimits
 from kestrel.http.messages import Handler, Headers, HTTPError, Request, RequestTimeout, Response
 from kestrel.http.wire import (
     DateCache,
@@ -83,8 +79,7 @@ class _Exchange:
 class Connection:
     def __init__(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        channel: Channel,
         *,
         handler: Handler,
         limits: ServerLimits,
@@ -92,8 +87,7 @@ class Connection:
         access_logger: logging.Logger | None,
         dates: DateCache,
     ) -> None:
-        self._reader = reader
-        self._writer = writer
+        self._channel = channel
         self._handler = handler
         self._limits = limits
         self._server_header = server_header
@@ -102,7 +96,7 @@ class Connection:
         # Header-size trap: h11 refuses a head that grows past this while incomplete, with
         # error_status_hint 431.
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
-        peer = writer.get_extra_info("peername")
+        peer = channel.peer
         self.client: tuple[str, int] | None = (
             (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and len(peer) >= 2 else None
         )
@@ -113,7 +107,11 @@ class Connection:
         self._closing = False  # shutdown: what is on its way is answered with `close`, no more
         self._idle_wait: asyncio.Timeout | None = None  # the deadline of that wait, while idle
         self._client_gone = False
+        # The body of the exchange whose handler or response is under way, while one is.
+        self._watched: RequestBody | None = None
+        self._cancelled_for_client = False  # a cancellation of ours is pending or delivered
         self._task: asyncio.Task[None] | None = None
+        channel.on_gone = self._client_left
 
     def start(self) -> asyncio.Task[None]:
         self._task = self._loop.create_task(self.run())
@@ -138,8 +136,7 @@ class Connection:
 
     def abort(self) -> None:
         """Last resort (the task never ran, or gave up): release the socket without waiting."""
-        if not self._writer.transport.is_closing():
-            self._writer.transport.abort()
+        self._channel.abort()
 
     async def run(self) -> None:
         abort = False
@@ -195,34 +192,64 @@ class Connection:
         length = headers.get("content-length")
         body = RequestBody(self._h11, read=self._read, send_continue=self._send_continue,
                            limits=self._limits,
-                           declared_length=int(length) if length is not None else None)
-        body.take_buffered()
+                           declared_length=int(length) if length is not None else None,
+                           on_complete=self._body_complete)
         request = Request(method=method, target=target, headers=headers, client=self.client,
                           request_id=exchange.request_id, receive=body.receive)
-        cycle = self._loop.create_task(self._cycle(request, body, exchange))
-        watcher = self._loop.create_task(self._watch(body, cycle))
+        self._watched = body
+        body.take_buffered()
+        completed = False
         try:
-            await asyncio.wait({cycle})
+            await self._cycle(request, body, exchange)
+            completed = True
         except asyncio.CancelledError:
-            # Shutdown gave up waiting: stop the handler and its stream (their `finally`
-            # blocks run), then let the connection close.
-            cycle.cancel()
-            await asyncio.wait({cycle})
-            raise
+            if not self._forgive_our_cancel():
+                raise  # shutdown cut the exchange short: the connection closes
+        except _ClientGone:
+            self._client_gone = True
+        except _StreamBroken:
+            pass  # already logged; the connection closes
+        except Exception:
+            log.exception("exchange failed")
         finally:
-            watcher.cancel()
-            await asyncio.wait({watcher})
+            self._watched = None
             body.detach()
             self._log_access(exchange)
-            if cycle.done() and not cycle.cancelled():
-                error = cycle.exception()
-                if isinstance(error, _ClientGone):
-                    self._client_gone = True
-                elif error is not None and not isinstance(error, _StreamBroken):
-                    log.error("exchange failed", exc_info=error)
-        if cycle.cancelled() or cycle.exception() is not None or self._client_gone:
+        self._forgive_our_cancel()  # the handler may have swallowed it and returned
+        if not completed or self._client_gone:
             return False
         return await self._next_cycle(body)
+
+    def _client_left(self) -> None:
+        """The channel's word that input ended or the socket broke (a loop callback).
+
+        Disconnect trap: while a handler runs or a stream is written nobody reads the socket,
+        so a client that left would go unnoticed until a write fails (for a quiet stream,
+        perhaps never) and the upstream work behind it would go on. Its body must be in first:
+        until then an end of input is the body cut short, which the body's reader reports.
+        """
+        body = self._watched
+        if body is None or body.state is not BodyState.COMPLETE or self._client_gone:
+            return
+        self._client_gone = True
+        if self._task is not None and not self._task.done():
+            self._cancelled_for_client = True
+            self._task.cancel()
+
+    def _body_complete(self) -> None:
+        # The request and the end of input arrived together: the client is gone already.
+        # Called from the connection's own task; the cancellation waits for its next pause.
+        if self._channel.at_eof:
+            self._loop.call_soon(self._client_left)
+
+    def _forgive_our_cancel(self) -> bool:
+        """Withdraw the cancellation `_client_left` requested, if any. True if there was one
+        and no other (a shutdown's) is pending."""
+        if not self._cancelled_for_client:
+            return False
+        self._cancelled_for_client = False
+        assert self._task is not None
+        return self._task.uncancel() == 0
 
     async def _next_cycle(self, body: RequestBody) -> bool:
         """After a complete response: make the connection ready for the next request."""
@@ -247,7 +274,8 @@ class Connection:
         RemoteProtocolError when it is malformed or too large.
         """
         loop = self._loop
-        buffered = bool(self._h11.trailing_data[0])  # a pipelined request already arrived
+        # A pipelined request already arrived (h11 holds it, or the channel does).
+        buffered = bool(self._h11.trailing_data[0]) or self._channel.buffered
         self.phase = Phase.READING_HEAD if buffered else Phase.IDLE
         if self._served == 0:
             # Slowloris trap: a new connection must deliver its first head within
@@ -401,19 +429,21 @@ class Connection:
         await self._send(h11.InformationalResponse(status_code=100, headers=[]))
 
     async def _send(self, event: h11.Event) -> None:
-        if self._client_gone or self._writer.transport.is_closing():
+        channel = self._channel
+        if self._client_gone or channel.closing():
             self._h11.send_failed()
             raise _ClientGone
         data = self._h11.send(event)
         try:
             if data:
-                self._writer.write(data)
-            # The write usually went straight to the socket; only bytes left queued need a
-            # wait, and a client that stops reading must not hold the response (and whatever
-            # feeds it) forever. Skipping the wait otherwise saves a timer per chunk.
-            if self._writer.transport.get_write_buffer_size():
+                channel.write(data)
+            # The write usually went straight to the socket; only a backlog past asyncio's
+            # high-water mark needs a wait, and a client that stops reading must not hold the
+            # response (and whatever feeds it) forever. Skipping the wait otherwise saves a
+            # timer per chunk.
+            if channel.write_blocked:
                 async with asyncio.timeout(self._limits.write_timeout):
-                    await self._writer.drain()
+                    await channel.drain()
         except (OSError, TimeoutError):
             # Failed-write trap: h11 believes those bytes went out. Tell it, and never reuse
             # this connection.
@@ -424,46 +454,23 @@ class Connection:
     # -- reading -----------------------------------------------------------------------------
 
     async def _read(self) -> bytes:
-        try:
-            return await self._reader.read(READ_SIZE)
-        except OSError:  # a reset is an end of input like any other
-            return b""
-
-    async def _watch(self, body: RequestBody, cycle: asyncio.Task[None]) -> None:
-        """Cancel the cycle if the client leaves while its response is being made.
-
-        Disconnect trap: while a handler runs or a stream is written nobody reads the socket,
-        so a client that left would go unnoticed until a write fails (for a quiet stream,
-        perhaps never) and the upstream work behind it would go on. Reading starts only once
-        the body is complete: before that the handler owns the socket's input.
-        """
-        await body.complete.wait()
-        kept = 0
-        while kept <= self._limits.max_header_bytes * PIPELINE_BUFFER_FACTOR:
-            data = await self._read()
-            if not data:
-                self._client_gone = True
-                cycle.cancel()
-                return
-            # A pipelined request: h11 holds it (answering PAUSED) until start_next_cycle().
-            self._h11.receive_data(data)
-            kept += len(data)
+        return await self._channel.read()
 
     # -- closing -----------------------------------------------------------------------------
 
     async def _close(self, *, abort: bool) -> None:
-        transport = self._writer.transport
+        channel = self._channel
         if abort:
-            transport.abort()
+            channel.abort()
         else:
             if self._h11.their_state in (h11.SEND_BODY, h11.ERROR):
                 await self._linger()
-            self._writer.close()
+            channel.close()
         try:
             async with asyncio.timeout(CLOSE_WAIT_SECONDS):
-                await self._writer.wait_closed()
-        except (OSError, TimeoutError):
-            transport.abort()
+                await channel.closed()
+        except TimeoutError:
+            channel.abort()
 
     async def _linger(self) -> None:
         """Half-close and swallow what the client is still sending, briefly.
@@ -472,10 +479,9 @@ class Connection:
         broken head). Closing at once with unread input makes the kernel send a reset, which
         can destroy our response before the client reads it.
         """
-        if self._writer.transport.is_closing() or not self._writer.can_write_eof():
-            return
         try:
-            self._writer.write_eof()
+            if not self._channel.write_eof():
+                return
             swallowed = 0
             async with asyncio.timeout(LINGER_SECONDS):
                 while swallowed < LINGER_MAX_BYTES:

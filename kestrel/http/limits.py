@@ -8,10 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# How much one socket read asks for. 64 KiB is asyncio's own StreamReader buffer limit, so a
-# read never has to wait for more than the transport already holds.
-READ_SIZE = 64 * 1024
-
 # After a final response that leaves request bytes unread (413 before the body, 400/431 on a
 # broken request), we half-close and keep reading for a moment before closing: a client still
 # busy sending its body would otherwise get a TCP reset instead of our answer ("lingering
@@ -20,9 +16,10 @@ READ_SIZE = 64 * 1024
 LINGER_SECONDS = 1.0
 LINGER_MAX_BYTES = 4 * 1024 * 1024
 
-# Pipelined bytes the disconnect watcher keeps for the next request while a response is being
-# written. Past this it stops reading (the kernel's buffers then push back on the client);
-# the cap only has to hold a request head, so it is tied to the header limit.
+# Unread bytes a connection keeps from its socket (a pipelined request while a response is
+# being written, a body arriving faster than the handler reads it), in header limits. Past
+# this it stops reading, and the kernel's buffers push back on the client; the cap only has
+# to hold a request head, so it is tied to the header limit.
 PIPELINE_BUFFER_FACTOR = 2
 
 

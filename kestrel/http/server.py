@@ -12,8 +12,9 @@ import socket
 from collections.abc import Sequence
 
 from kestrel.http.acceptor import Acceptor, fair_share
+from kestrel.http.channel import Channel
 from kestrel.http.connection import Connection
-from kestrel.http.limits import ServerLimits
+from kestrel.http.limits import PIPELINE_BUFFER_FACTOR, ServerLimits
 from kestrel.http.messages import Handler
 from kestrel.http.wire import DateCache
 
@@ -71,7 +72,8 @@ class Server:
     async def start(self, host: str, port: int) -> None:
         """Bind and start accepting. Port 0 picks a free port; `self.port` tells which."""
         self._check_not_started()
-        listener = await asyncio.start_server(self._accept, host, port, backlog=ACCEPT_BACKLOG)
+        loop = asyncio.get_running_loop()
+        listener = await loop.create_server(self._channel, host, port, backlog=ACCEPT_BACKLOG)
         self._listeners = [listener]
         name = listener.sockets[0].getsockname()
         self.host, self.port = str(name[0]), int(name[1])
@@ -91,7 +93,7 @@ class Server:
         def budget() -> int:
             return fair_share(len(self._connections)) if shared else ACCEPT_BACKLOG
 
-        acceptors = [Acceptor(sock, self._accept, budget) for sock in sockets]
+        acceptors = [Acceptor(sock, self._channel, budget) for sock in sockets]
         self._listeners = list(acceptors)
         self.host, self.port = acceptors[0].getsockname()
 
@@ -148,12 +150,16 @@ class Server:
                 # they are; on 3.11 it returns at once.
                 await listener.wait_closed()
 
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _channel(self) -> Channel:
+        """The protocol of a new client socket; it calls `_accept` once connected."""
+        return Channel(self._accept,
+                       max_buffer=self._limits.max_header_bytes * PIPELINE_BUFFER_FACTOR)
+
+    def _accept(self, channel: Channel) -> None:
         # A plain function, not a coroutine: the connection is registered in the same step
         # as the accept, so a shutdown starting right now cannot miss it.
         connection = Connection(
-            reader,
-            writer,
+            channel,
             handler=self._handler,
             limits=self._limits,
             server_header=self._server_header,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pytest
 
 from kestrel.http import ServerLimits
-from kestrel.http.limits import READ_SIZE
+from kestrel.http.limits import PIPELINE_BUFFER_FACTOR
 
 from support.figures import report
 from support.hostile import assert_alive, open_files_limit, rss_kib
@@ -38,11 +38,12 @@ SERVED_WITHIN = 1.0
 NORMAL_EVERY = 0.2
 # The server must cut a dribbling head at header_timeout; allow scheduling slack on a busy box.
 CUT_SLACK = 2.0
-# Memory bound. The most a connection can make Kestrel hold by its own limits is one socket
-# read (READ_SIZE) plus an unfinished head (max_header_bytes), 128 KiB; these connections send
-# a few dozen bytes each, so real growth is far below it. Over it, memory is not bounded per
-# connection (a buffer per connection that grows, a leak).
-RSS_GROWTH_BOUND_KIB = (DRIBBLERS + SILENT) * (READ_SIZE + LIMITS.max_header_bytes) // 1024
+# Memory bound. The most a connection can make Kestrel hold by its own limits is its unread
+# input (PIPELINE_BUFFER_FACTOR head limits) plus an unfinished head (max_header_bytes),
+# 192 KiB; these connections send a few dozen bytes each, so real growth is far below it.
+# Over it, memory is not bounded per connection (a buffer per connection that grows, a leak).
+RSS_GROWTH_BOUND_KIB = ((DRIBBLERS + SILENT) * (PIPELINE_BUFFER_FACTOR + 1)
+                        * LIMITS.max_header_bytes // 1024)
 # Sockets this test holds at once, plus the fake upstream's, the database's and slack.
 FILES_NEEDED = DRIBBLERS + SILENT + 256
 
