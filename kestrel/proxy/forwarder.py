@@ -43,6 +43,7 @@ from kestrel.proxy.cooldown import (
 )
 from kestrel.proxy.headers import downstream_headers, upstream_headers
 from kestrel.proxy.pool import AccountPool
+from kestrel.proxy.transport import UpstreamResponse, UpstreamTransport
 from kestrel.proxy.usage import MessageSummary, StreamUsageTracker, summarize_message
 
 log = logging.getLogger("kestrel.proxy")
@@ -96,7 +97,7 @@ class Forwarder:
     def __init__(
         self,
         pool: AccountPool,
-        transport: httpx.AsyncBaseTransport,
+        transport: UpstreamTransport,
         log_sink: LogSink,
         *,
         default_base_url: str,
@@ -169,7 +170,7 @@ class Forwarder:
         credential = await self._credential(account, attempts)
         call_secrets = _secrets_of(credential)
         response = await self._send(call, account, credential, started, attempts)
-        if (response.status_code == 401 and account.type is AccountType.OAUTH
+        if (response.status == 401 and account.type is AccountType.OAUTH
                 and self._refresher is not None):
             # An access token can die before its expiry (revoked, or refreshed by another
             # client of the same login): refresh it and try this account once more before
@@ -184,7 +185,7 @@ class Forwarder:
             response = await self._send(call, account, credential, started, attempts)
         try:
             await self._observe_usage(account, response)
-            if response.status_code >= 300:
+            if response.status >= 300:
                 return await self._upstream_error(call, account, response, started, attempts,
                                                   call_secrets)
             if call.stream:
@@ -236,31 +237,24 @@ class Forwarder:
         return fresh
 
     async def _send(self, call: Call, account: Account, credential: Credential, started: float,
-                    attempts: list[Attempt]) -> httpx.Response:
+                    attempts: list[Attempt]) -> UpstreamResponse:
         base_url = account.base_url or self._default_base_url
-        # Straight to the transport: httpx's client layer (redirects, cookies, auth hooks)
-        # has nothing to do for a proxy and cost a quarter of a millisecond per request.
-        request = httpx.Request(
-            call.method, self._url(base_url + call.target),
-            # As bytes: httpx would encode str values as ASCII, and a client may send obs-text
-            # (RFC 9110 §5.5), which h11 hands us as latin-1.
-            headers=[(name.encode("latin-1"), value.encode("latin-1"))
-                     for name, value in upstream_headers(call.headers, account.type,
-                                                         credential)],
-            content=call.body if call.method != "GET" else None,
-        )
+        # As bytes: a client may send obs-text (RFC 9110 §5.5), which h11 hands us as latin-1.
+        headers = [(name.encode("latin-1"), value.encode("latin-1"))
+                   for name, value in upstream_headers(call.headers, account.type, credential)]
         try:
-            return await self._transport.handle_async_request(request)
+            return await self._transport.send(call.method, self._url(base_url + call.target),
+                                              headers, call.body)
         except httpx.HTTPError as exc:
             await self._transport_failure(account, exc, started, attempts)
             raise _Retry from None
 
-    async def _observe_usage(self, account: Account, response: httpx.Response) -> None:
+    async def _observe_usage(self, account: Account, response: UpstreamResponse) -> None:
         """Every answer may carry the subscription's usage windows: keep the latest."""
         # Only the unified rate-limit headers matter here: pick them from the raw bytes rather
         # than decoding every header of every answer.
         headers = {}
-        for raw_name, raw_value in response.headers.raw:
+        for raw_name, raw_value in response.headers:
             name = raw_name.lower()
             if name.startswith(_UNIFIED_PREFIX):
                 headers[name.decode("latin-1")] = raw_value.decode("latin-1")
@@ -283,33 +277,33 @@ class Forwarder:
         attempts.append(Attempt(account.id, None, kind, self.elapsed_ms(started)))
         await self._pool.report(account.id, outcome.update, self._clock())
 
-    async def _upstream_error(self, call: Call, account: Account, response: httpx.Response,
+    async def _upstream_error(self, call: Call, account: Account, response: UpstreamResponse,
                               started: float, attempts: list[Attempt],
                               secrets: tuple[bytes, ...]) -> Relay:
         # An upstream (or a gateway in front of it) may quote the credential it refused; that
         # text is about to reach a client who must never see the account's secret.
         body = _scrub(await _read_bounded(response, MAX_ERROR_BODY_BYTES), secrets)
         await response.aclose()
-        headers = {k.lower(): v for k, v in response.headers.items()}
+        headers = dict(response.header_items())
         outcome: Outcome = classify_response(
-            response.status_code, headers, body, now=self._clock(),
+            response.status, headers, body, now=self._clock(),
             failures=account.consecutive_failures, jitter=self._jitter(),
             cooldown_max=self._cooldown_max)
         summary = summarize_message(body)
-        attempts.append(Attempt(account.id, response.status_code, summary.error_type,
+        attempts.append(Attempt(account.id, response.status, summary.error_type,
                                 self.elapsed_ms(started)))
         await self._pool.report(account.id, outcome.update, self._clock())
         if outcome.verdict is Verdict.RETRY_NEXT:
             log.info("account %s answered %s; trying the next account", account.name,
-                     response.status_code, extra={"account": {"id": account.id}})
+                     response.status, extra={"account": {"id": account.id}})
             raise _Retry
         # The client's own error (a bad request, an unknown model): what Anthropic said, as is.
-        self.record(call, status=response.status_code, error_type=summary.error_type,
+        self.record(call, status=response.status, error_type=summary.error_type,
                     attempts=attempts, account_id=account.id, summary=summary)
-        return Relay(response.status_code, downstream_headers(response.headers.items()), body,
+        return Relay(response.status, downstream_headers(response.header_items()), body,
                      account.id)
 
-    async def _whole_answer(self, call: Call, account: Account, response: httpx.Response,
+    async def _whole_answer(self, call: Call, account: Account, response: UpstreamResponse,
                             started: float, attempts: list[Attempt]) -> Relay:
         try:
             body = await response.aread()
@@ -324,20 +318,20 @@ class Forwarder:
                 "the upstream answered 2xx with a body that is not a message"), started, attempts)
             raise _Retry
         upstream_ms = self.elapsed_ms(started)
-        attempts.append(Attempt(account.id, response.status_code, None, upstream_ms))
+        attempts.append(Attempt(account.id, response.status, None, upstream_ms))
         await self._succeeded(account)
-        self.record(call, status=response.status_code, attempts=attempts,
+        self.record(call, status=response.status, attempts=attempts,
                     account_id=account.id, summary=summary, ttfb_ms=upstream_ms)
         spent_upstream = sum(a.duration_ms for a in attempts)
         overhead = max(0.0, self.elapsed_ms(call.received) - spent_upstream)
-        headers = downstream_headers(response.headers.items())
+        headers = downstream_headers(response.header_items())
         headers.append(("x-kestrel-overhead-ms", f"{overhead:.2f}"))
-        return Relay(response.status_code, headers, body, account.id)
+        return Relay(response.status, headers, body, account.id)
 
-    async def _open_stream(self, call: Call, account: Account, response: httpx.Response,
+    async def _open_stream(self, call: Call, account: Account, response: UpstreamResponse,
                            started: float, attempts: list[Attempt],
                            secrets: tuple[bytes, ...]) -> Relay:
-        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+        if not (response.header(b"content-type") or "").startswith("text/event-stream"):
             # A 2xx that is not a stream (a JSON body, an HTML page from a gateway): nothing was
             # sent yet, so another account may still serve the request as asked.
             await self._transport_failure(account, httpx.RemoteProtocolError(
@@ -354,11 +348,11 @@ class Forwarder:
             await self._transport_failure(account, httpx.RemoteProtocolError(
                 "the upstream ended the stream before its first event"), started, attempts)
             raise _Retry
-        attempts.append(Attempt(account.id, response.status_code, None,
+        attempts.append(Attempt(account.id, response.status, None,
                                 self.elapsed_ms(started)))
         await self._succeeded(account)
         body = _StreamRelay(self, call, account, response, first, chunks, attempts, secrets)
-        return Relay(response.status_code, downstream_headers(response.headers.items()), body,
+        return Relay(response.status, downstream_headers(response.header_items()), body,
                      account.id)
 
     async def _succeeded(self, account: Account) -> None:
@@ -401,7 +395,7 @@ class _StreamRelay:
     """
 
     def __init__(self, forwarder: Forwarder, call: Call, account: Account,
-                 response: httpx.Response, first: bytes, chunks: AsyncIterator[bytes],
+                 response: UpstreamResponse, first: bytes, chunks: AsyncIterator[bytes],
                  attempts: list[Attempt], secrets: tuple[bytes, ...]) -> None:
         self._secrets = secrets  # an error event may quote the credential, as error bodies may
         self._forwarder = forwarder
@@ -428,7 +422,7 @@ class _StreamRelay:
             try:
                 chunk = await anext(self._chunks)
             except StopAsyncIteration:
-                await self._finish(self._response.status_code, None)
+                await self._finish(self._response.status, None)
                 raise
             except httpx.HTTPError:
                 await self._finish(502, "upstream_disconnected")
@@ -483,7 +477,7 @@ def _scrub(body: bytes, secrets: tuple[bytes, ...]) -> bytes:
     return body
 
 
-async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
+async def _read_bounded(response: UpstreamResponse, limit: int) -> bytes:
     parts: list[bytes] = []
     size = 0
     try:

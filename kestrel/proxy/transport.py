@@ -1,12 +1,16 @@
 """Kestrel's upstream HTTP/1.1 transport: keep-alive connections on asyncio streams.
 
-httpx stays the upstream client's vocabulary (its `Request`, `Response`, timeouts and error
-tree, so the forwarder and the OAuth token client speak one language), but its default
+httpx stays the upstream client's vocabulary: its URLs, timeouts and error tree, and for the
+OAuth token client its `Request` and `Response` too (`handle_async_request`). Its default
 transport, httpcore on anyio, cost about 2 ms of CPU per request on the benchmark machine:
 its pool polls every pooled socket on every request and close, so the cost grew with the
 number of open streams (see bench/RESULTS.md). This transport does the one thing Kestrel needs:
 HTTP/1.1 to a handful of origins, a LIFO stack of idle connections per origin, no cap on busy
 ones (each stream holds its connection for its whole life).
+
+The proxy itself calls `send`, which answers with an `UpstreamResponse`: the head as it came
+and the body as it is read. httpx's `Request` and `Response` around the same bytes (header
+objects built and decoded, two generators per chunk) were a sixth of a proxied request's CPU.
 
 Errors leave as httpx's own exception types, which the forwarder classifies: `ConnectError` /
 `ConnectTimeout` (no connection), `ReadTimeout`, `RemoteProtocolError` (the bytes were not a
@@ -23,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from kestrel.proxy.codings import ACCEPT_ENCODING, Decoder, UndecodableBody, content_decoder
 from kestrel.proxy.http1 import (
     MAX_HEAD_BYTES,
     ChunkedDecoder,
@@ -34,8 +39,6 @@ from kestrel.proxy.http1 import (
 
 # What one read asks for: asyncio's own StreamReader buffer size.
 READ_SIZE = 64 * 1024
-# httpx.Response undoes these codings itself, so they are what we can offer.
-ACCEPT_ENCODING = b"gzip, deflate"
 # Idle connections kept per origin. Above it a finished response's connection is closed; the
 # number only needs to cover the requests that start together after a burst.
 MAX_IDLE_PER_ORIGIN = 100
@@ -133,17 +136,50 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         self._idle: dict[Origin, list[_Connection]] = {}
         self._closed = False
 
+    async def send(self, method: str, url: httpx.URL, headers: list[tuple[bytes, bytes]],
+                   body: bytes) -> UpstreamResponse:
+        """One request with the transport's timeouts; `headers` without `host`, framing or
+        `accept-encoding`, which are added here. Raises httpx's transport errors."""
+        fields = [(b"host", url.netloc), *headers, (b"accept-encoding", ACCEPT_ENCODING)]
+        if body or method != "GET":
+            fields.append((b"content-length", b"%d" % len(body)))
+        payload = _request_bytes(method, url.raw_path, fields, body)
+        head, stream = await self._round_trip(url, method, payload, self._connect_timeout,
+                                              self._read_timeout)
+        try:
+            decoder = content_decoder(head.headers)
+        except UndecodableBody as exc:
+            await stream.aclose()
+            raise httpx.RemoteProtocolError(str(exc)) from None
+        return UpstreamResponse(head.status, head.headers, stream, decoder)
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        origin: Origin = (url.raw_scheme, url.raw_host, url.port or _default_port(url))
+        """httpx's transport interface, for the OAuth token client: its `Request` carries
+        `host` and framing already, and its `Response` undoes content codings itself."""
         timeouts: dict[str, Any] = request.extensions.get("timeout", {})
-        connect_timeout = timeouts.get("connect", self._connect_timeout)
-        read_timeout = timeouts.get("read", self._read_timeout)
-        payload = _serialize(request, await request.aread())
+        fields = list(request.headers.raw)
+        if not any(name.lower() == b"accept-encoding" for name, _ in fields):
+            fields.append((b"accept-encoding", ACCEPT_ENCODING))
+        body = await request.aread()
+        if body and "content-length" not in request.headers:
+            fields.append((b"content-length", b"%d" % len(body)))
+        payload = _request_bytes(request.method, request.url.raw_path, fields, body)
+        head, stream = await self._round_trip(
+            request.url, request.method, payload, timeouts.get("connect", self._connect_timeout),
+            timeouts.get("read", self._read_timeout))
+        return httpx.Response(head.status, headers=head.headers, stream=stream,
+                              extensions={"http_version": b"HTTP/1.1",
+                                          "reason_phrase": head.reason})
+
+    async def _round_trip(self, url: httpx.URL, method: str, payload: bytes,
+                          connect_timeout: float | None, read_timeout: float | None
+                          ) -> tuple[ResponseHead, _Body]:
+        """Send `payload` on a pooled or new connection; the answer's head and its body."""
+        origin: Origin = (url.raw_scheme, url.raw_host, url.port or _default_port(url))
         connection = self._idle_connection(origin)
         if connection is not None:
             try:
-                head = await self._exchange(connection, payload, request.method, read_timeout)
+                head = await self._exchange(connection, payload, method, read_timeout)
             except _NotAnswered:
                 # The server closed this idle connection as we reused it; it never saw the
                 # request, so a fresh connection may send it without sending it twice.
@@ -152,14 +188,11 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         if connection is None:
             connection = await self._connect(origin, connect_timeout)
             try:
-                head = await self._exchange(connection, payload, request.method, read_timeout)
+                head = await self._exchange(connection, payload, method, read_timeout)
             except _NotAnswered:
                 raise httpx.RemoteProtocolError(
                     "the upstream closed the connection without answering") from None
-        body = _Body(self, origin, connection, head, read_timeout)
-        return httpx.Response(head.status, headers=head.headers, stream=body,
-                              extensions={"http_version": b"HTTP/1.1",
-                                          "reason_phrase": head.reason})
+        return head, _Body(self, origin, connection, head, read_timeout)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -330,22 +363,68 @@ class _Body(httpx.AsyncByteStream):
             connection.close()
 
 
-def _serialize(request: httpx.Request, body: bytes) -> bytes:
-    """The request's bytes on the wire: request line, headers, body."""
-    url = request.url
-    lines = [b"%s %s HTTP/1.1" % (request.method.encode("ascii"), url.raw_path)]
-    has_accept_encoding = False
-    for name, value in request.headers.raw:
+class UpstreamResponse:
+    """An upstream answer as the proxy reads it: status and headers as they came on the wire,
+    the body read (and its content coding undone) as the proxy asks for it."""
+
+    __slots__ = ("status", "headers", "_stream", "_decoder")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], stream: _Body,
+                 decoder: Decoder | None) -> None:
+        self.status = status
+        self.headers = headers
+        self._stream = stream
+        self._decoder = decoder
+
+    def header(self, name: bytes) -> str | None:
+        """The first value of the header `name` (lower case), if the answer has one."""
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value.decode("latin-1")
+        return None
+
+    def header_items(self) -> list[tuple[str, str]]:
+        """Every header as text, names in lower case, in the order they came."""
+        return [(key.decode("latin-1").lower(), value.decode("latin-1"))
+                for key, value in self.headers]
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they arrive, decoded. Raises httpx's transport errors."""
+        if self._decoder is None:
+            return aiter(self._stream)
+        return self._decoded(self._decoder)
+
+    async def aread(self) -> bytes:
+        """The whole body, decoded; the connection goes back to the pool (or is closed)."""
+        try:
+            return b"".join([chunk async for chunk in self.aiter_bytes()])
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def _decoded(self, decoder: Decoder) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._stream:
+                if data := decoder.decode(chunk):
+                    yield data
+            if data := decoder.flush():
+                yield data
+        except UndecodableBody as exc:
+            raise httpx.RemoteProtocolError(str(exc)) from None
+
+
+def _request_bytes(method: str, target: bytes, fields: list[tuple[bytes, bytes]],
+                   body: bytes) -> bytes:
+    """The request's bytes on the wire: request line, header fields, body."""
+    lines = [b"%s %s HTTP/1.1" % (method.encode("ascii"), target)]
+    for name, value in fields:
         # Header values come from clients (through h11, which refuses CR/LF) and from stored
         # credentials; a line break in either would let it write headers of its own.
         if b"\r" in value or b"\n" in value or b"\0" in value:
             raise httpx.LocalProtocolError("a request header holds a line break")
-        has_accept_encoding = has_accept_encoding or name.lower() == b"accept-encoding"
         lines.append(name + b": " + value)
-    if not has_accept_encoding:
-        lines.append(b"accept-encoding: " + ACCEPT_ENCODING)
-    if body and "content-length" not in request.headers:
-        lines.append(b"content-length: %d" % len(body))
     lines.append(b"")
     lines.append(body)
     return b"\r\n".join(lines)

@@ -100,12 +100,18 @@ async def pooled(read_timeout: float = 5.0) -> AsyncIterator[UpstreamTransport]:
         await asyncio.sleep(0.01)  # let the closed sockets be released before the loop ends
 
 
-async def post(t: UpstreamTransport, url: str, **kwargs: object) -> httpx.Response:
-    request = httpx.Request("POST", url + "/v1/messages", content=b'{"a":1}', **kwargs)  # type: ignore[arg-type]
-    response = await t.handle_async_request(request)
-    await response.aread()
-    await response.aclose()
-    return response
+@dataclass
+class Answered:
+    status: int
+    content: bytes
+
+
+async def post(t: UpstreamTransport, url: str, headers: dict[str, str] | None = None
+               ) -> Answered:
+    """One request the way the proxy sends it (`send`), its body read whole."""
+    fields = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    response = await t.send("POST", httpx.URL(url + "/v1/messages"), fields, b'{"a":1}')
+    return Answered(response.status, await response.aread())
 
 
 def run(coro: Awaitable[None]) -> None:
@@ -120,7 +126,7 @@ def test_a_finished_response_leaves_its_connection_for_the_next_request() -> Non
         async with raw_server(send(OK), send(OK), send(OK)) as server, pooled() as t:
             for _ in range(3):
                 response = await post(t, server.url)
-                assert (response.status_code, response.content) == (200, b"ok")
+                assert (response.status, response.content) == (200, b"ok")
             assert server.connections == 1
             first = server.requests[0]
             assert first.startswith(b"POST /v1/messages HTTP/1.1\r\n")
@@ -166,8 +172,8 @@ def test_an_idle_connection_the_server_closed_is_not_reused() -> None:
             await post(t, server.url)
             await server.closed.wait()
             await asyncio.sleep(0.05)  # the EOF reaches the idle connection's reader
-            assert (await post(t, server.url)).status_code == 200
-            assert (await post(t, server.url)).status_code == 200  # after `Connection: close`
+            assert (await post(t, server.url)).status == 200
+            assert (await post(t, server.url)).status == 200  # after `Connection: close`
             assert server.connections == 3
     run(scenario())
 
@@ -177,7 +183,7 @@ def test_a_reused_connection_closed_without_an_answer_is_retried_once_on_a_new_o
         async with raw_server(send(OK), hang_up, send(OK)) as server, pooled() as t:
             await post(t, server.url)
             response = await post(t, server.url)
-            assert response.status_code == 200
+            assert response.status == 200
             assert (server.connections, len(server.requests)) == (2, 3)
     run(scenario())
 
@@ -253,8 +259,7 @@ def test_closing_a_body_early_closes_the_upstream_connection() -> None:
 
     async def scenario() -> None:
         async with raw_server(endless) as server, pooled() as t:
-            response = await t.handle_async_request(
-                httpx.Request("POST", server.url + "/v1/messages", content=b"{}"))
+            response = await t.send("POST", httpx.URL(server.url + "/v1/messages"), [], b"{}")
             async for chunk in response.aiter_bytes():
                 assert chunk.startswith(b"tick")
                 break
@@ -297,9 +302,41 @@ def test_a_header_with_a_line_break_is_never_sent() -> None:
 
 
 def test_the_oauth_client_can_use_the_transport_through_httpx() -> None:
+    packed = gzip.compress(b'{"access_token":"x"}')
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
+              % len(packed)) + packed
+
     async def scenario() -> None:
-        async with raw_server(send(OK)) as server, pooled() as t:
+        async with raw_server(send(OK), send(answer)) as server, pooled() as t:
             async with httpx.AsyncClient(transport=t) as client:
                 response = await client.post(server.url + "/token", json={"a": 1}, timeout=2)
-            assert (response.status_code, response.text) == (200, "ok")
+                assert (response.status_code, response.text) == (200, "ok")
+                # httpx's Response undoes the coding itself; the transport hands it the bytes.
+                response = await client.post(server.url + "/token", json={"a": 1}, timeout=2)
+                assert response.json() == {"access_token": "x"}
+            first = server.requests[0].lower()
+            assert b"\r\ncontent-length: 7\r\n" in first and b"\r\nhost: 127.0.0.1:" in first
+    run(scenario())
+
+
+def test_an_answer_in_a_coding_that_was_not_offered_is_a_protocol_error() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 4\r\n\r\n\x0b\x01\x80\x03"
+
+    async def scenario() -> None:
+        async with raw_server(send(answer), send(OK)) as server, pooled() as t:
+            with pytest.raises(httpx.RemoteProtocolError, match="br"):
+                await post(t, server.url)
+            assert (await post(t, server.url)).content == b"ok"
+            assert server.connections == 2  # the refused answer's connection was not reused
+    run(scenario())
+
+
+def test_a_corrupt_gzip_body_is_a_protocol_error() -> None:
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 9\r\n\r\n"
+              b"not gzip!")
+
+    async def scenario() -> None:
+        async with raw_server(send(answer)) as server, pooled() as t:
+            with pytest.raises(httpx.RemoteProtocolError, match="corrupt"):
+                await post(t, server.url)
     run(scenario())
