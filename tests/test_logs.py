@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kestrel.logs import request_id_var, resolve_format, setup_logging
+from kestrel.logs import redact, request_id_var, resolve_format, setup_logging
 
 HTTP = {"method": "GET", "path": "/health", "status": 200, "duration_ms": 1.23,
         "request_id": "req_abc", "client": "127.0.0.1", "bytes_sent": 15}
@@ -218,3 +218,17 @@ def test_key_value_pairs_in_text_are_redacted_but_prose_is_not(
     assert sent == "sent {'x-api-key': '[redacted]', 'accept': 'json'}"
     assert query == "GET /oauth?code=1&access_token=[redacted]&state=2"
     assert prose == "x-api-key: invalid; a Bearer token is required; input_tokens=12"
+
+
+@pytest.mark.parametrize("text", [
+    "AUTHORIZATION=plain-value-123",
+    "authorızation=plain-value-123",  # dotless ı: IGNORECASE takes it for an i
+    "ſecret=plain-value-123",  # long s: case-folds to s
+    "api_\u212aey=plain-value-123",  # Kelvin sign: case-folds to k
+    "BEARER plain-value-123",
+])
+def test_case_insensitive_look_alikes_are_redacted_too(text: str) -> None:
+    # The cheap first look (one search for the patterns' words) must not let through what the
+    # case-insensitive patterns themselves would catch.
+    assert "plain-value-123" not in redact(text)
+    assert "[redacted]" in redact(text)

@@ -34,6 +34,10 @@ class Channel(asyncio.Protocol):
         self._writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._closed = self._loop.create_future()
+        # The deadline of the read under way, and one timer per channel that enforces it: a
+        # timer per read (what `asyncio.timeout()` makes) was a twentieth of a request's CPU.
+        self._deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self.at_eof = False  # the client sent all it will send (FIN) or the socket is gone
         self.lost = False  # the socket is closed; nothing more can be written
         # Called at the end of input and at a reset: the connection decides what that means.
@@ -64,6 +68,9 @@ class Channel(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.at_eof = self.lost = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._wake_reader()
         waiter, self._drain_waiter = self._drain_waiter, None
         if waiter is not None and not waiter.done():
@@ -92,15 +99,20 @@ class Channel(asyncio.Protocol):
     def buffered(self) -> bool:
         return self._buffered > 0
 
-    async def read(self) -> bytes:
+    async def read(self, deadline: float | None = None) -> bytes:
         """Everything received and not yet read; waits for more if there is none. b"" once
-        the input has ended (EOF, reset, or the socket closed)."""
+        the input has ended (EOF, reset, or the socket closed). Raises TimeoutError if
+        nothing came by `deadline` (event loop time)."""
         if not self._chunks and not self.at_eof:
             waiter = self._read_waiter = self._loop.create_future()
+            if deadline is not None:
+                self._deadline = deadline
+                self._arm(deadline)
             try:
                 await waiter
             finally:
                 self._read_waiter = None
+                self._deadline = None
         if not self._chunks:
             return b""
         data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
@@ -110,6 +122,33 @@ class Channel(asyncio.Protocol):
             self._reading_paused = False
             self.transport.resume_reading()
         return data
+
+    def hurry(self, deadline: float) -> None:
+        """Bring the deadline of the read under way forward to `deadline`, if it is later."""
+        if self._read_waiter is not None and (self._deadline is None
+                                              or deadline < self._deadline):
+            self._deadline = deadline
+            self._arm(deadline)
+
+    def _arm(self, deadline: float) -> None:
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= deadline:
+                return  # it fires first, and then waits on for the deadline
+            timer.cancel()
+        self._timer = self._loop.call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return  # nothing is being waited for: the next read arms the timer again
+        if self._loop.time() < deadline:
+            self._timer = self._loop.call_at(deadline, self._expire)
+            return
+        waiter = self._read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TimeoutError())
 
     def write(self, data: bytes) -> None:
         self.transport.write(data)

@@ -105,7 +105,6 @@ class Connection:
         self._accepted_at = self._loop.time()
         self._served = 0
         self._closing = False  # shutdown: what is on its way is answered with `close`, no more
-        self._idle_wait: asyncio.Timeout | None = None  # the deadline of that wait, while idle
         self._client_gone = False
         # The body of the exchange whose handler or response is under way, while one is.
         self._watched: RequestBody | None = None
@@ -128,11 +127,8 @@ class Connection:
         self._closing = True
         # Timer-vs-state trap: only the wait for a next request is shortened, and only while
         # it is under way; a busy connection is never cut mid-response.
-        wait = self._idle_wait
-        if wait is not None:
-            linger_until = self._loop.time() + self._limits.shutdown_idle_linger
-            when = wait.when()
-            wait.reschedule(linger_until if when is None else min(when, linger_until))
+        if self.phase is Phase.IDLE:
+            self._channel.hurry(self._loop.time() + self._limits.shutdown_idle_linger)
 
     def abort(self) -> None:
         """Last resort (the task never ran, or gave up): release the socket without waiting."""
@@ -295,18 +291,13 @@ class Connection:
                 # idle or head timer can be left running to fire during a response.
                 idle = self.phase is Phase.IDLE
                 try:
-                    async with asyncio.timeout_at(idle_deadline if idle else head_deadline
-                                                  ) as wait:
-                        self._idle_wait = wait if idle else None
-                        data = await self._read()
+                    data = await self._channel.read(idle_deadline if idle else head_deadline)
                 except TimeoutError:
                     if idle:
                         # Nothing of a request: close quietly. A 408 here could cross the
                         # client's next request on the wire and be taken as its answer.
                         return None
                     raise
-                finally:
-                    self._idle_wait = None
                 if idle and data:
                     self.phase = Phase.READING_HEAD
                     if self._served:

@@ -25,6 +25,8 @@ _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: ([^\r\n]*))?")
 # characters, spaces, tabs and obs-text (bytes ≥ 0x80), never CR, LF, NUL or other controls.
 _FIELDS = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*\r\n")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?")
+# The fields that decide how the body is framed and whether the connection stays open.
+_FRAMING_FIELDS = frozenset({b"transfer-encoding", b"content-length", b"connection"})
 
 
 class MalformedResponse(ValueError):
@@ -65,12 +67,19 @@ def parse_head(block: bytes, *, method: bytes) -> ResponseHead:
         raise MalformedResponse("the response has a malformed header block")
     minor, status, reason = match.group(1), int(match.group(2)), match.group(3) or b""
     headers: list[tuple[bytes, bytes]] = []
+    framing_fields: dict[bytes, list[bytes]] = {}  # the few headers framing depends on
     for line in fields[:-4].split(b"\r\n") if len(fields) > 2 else ():
         name, _, value = line.partition(b":")
-        headers.append((name, value.strip(b" \t")))
-    framing, length = _framing(status, method, headers)
+        value = value.strip(b" \t")
+        headers.append((name, value))
+        key = name.lower()
+        if key in _FRAMING_FIELDS:
+            framing_fields.setdefault(key, []).append(value)
+    framing, length = _framing(status, method, framing_fields)
     keep_alive = (minor == b"1" and framing is not Framing.UNTIL_CLOSE
-                  and not _has_token(headers, b"connection", b"close"))
+                  and not any(token.strip().lower() == b"close"
+                              for value in framing_fields.get(b"connection", ())
+                              for token in value.split(b",")))
     return ResponseHead(status, reason, headers, framing, length, keep_alive)
 
 
@@ -84,12 +93,12 @@ def parse_chunk_size(line: bytes) -> int:
     return int(match.group(1), 16)
 
 
-def _framing(status: int, method: bytes, headers: list[tuple[bytes, bytes]]
+def _framing(status: int, method: bytes, fields: dict[bytes, list[bytes]]
              ) -> tuple[Framing, int]:
     if method == b"HEAD" or status < 200 or status in (204, 304):
         return Framing.NONE, 0
-    encodings = [v for n, v in headers if n.lower() == b"transfer-encoding"]
-    lengths = [v for n, v in headers if n.lower() == b"content-length"]
+    encodings = fields.get(b"transfer-encoding")
+    lengths = fields.get(b"content-length")
     if encodings:
         # Both framings at once is the classic smuggling shape (RFC 9112 §6.1): refuse it
         # rather than pick one. Chunked must be the final coding, and the only one we take.
@@ -108,11 +117,6 @@ def _framing(status: int, method: bytes, headers: list[tuple[bytes, bytes]]
             raise MalformedResponse("the response has an invalid Content-Length")
         return Framing.LENGTH, int(value)
     return Framing.UNTIL_CLOSE, 0
-
-
-def _has_token(headers: list[tuple[bytes, bytes]], name: bytes, token: bytes) -> bool:
-    return any(t.strip().lower() == token
-               for n, v in headers if n.lower() == name for t in v.split(b","))
 
 
 class ChunkedDecoder:
