@@ -373,16 +373,34 @@ class Connection:
             log.error("%s (%s %s)", exc, method, exchange.path)
             response = internal_error_response()  # the caller still closes the original body
             event, send_body = head(response)
-        await self._send(event)
-        exchange.status = event.status_code
-        self.phase = Phase.RESPONDING
-        if send_body:
-            if isinstance(response.body, bytes):
-                await self._send_data(response.body, exchange)
-            else:
-                await self._stream(response.body, exchange)
-        await self._send(h11.EndOfMessage())
+        body = response.body
+        if send_body and not isinstance(body, bytes):
+            await self._send(event)
+            exchange.status = event.status_code
+            self.phase = Phase.RESPONDING
+            await self._stream(body, exchange)
+            await self._send(h11.EndOfMessage())
+        else:
+            await self._send_whole(event, body if send_body and isinstance(body, bytes) else b"",
+                                   exchange)
         exchange.finished = True
+
+    async def _send_whole(self, head: h11.Response, data: bytes, exchange: _Exchange) -> None:
+        """Head, body and end in as few writes as WRITE_SLICE allows, one for most answers:
+        each write is a system call, and on a quiet connection a packet of its own."""
+        first, rest = data[:WRITE_SLICE], data[WRITE_SLICE:]
+        events: list[h11.Event] = [head]
+        if first:
+            events.append(h11.Data(data=first))
+        if not rest:
+            events.append(h11.EndOfMessage())
+        await self._send(*events)
+        exchange.status = head.status_code
+        exchange.bytes_sent += len(first)
+        self.phase = Phase.RESPONDING
+        if rest:
+            await self._send_data(rest, exchange)
+            await self._send(h11.EndOfMessage())
 
     async def _stream(self, body: AsyncIterable[bytes], exchange: _Exchange) -> None:
         iterator = aiter(body)
@@ -419,12 +437,14 @@ class Connection:
     async def _send_continue(self) -> None:
         await self._send(h11.InformationalResponse(status_code=100, headers=[]))
 
-    async def _send(self, event: h11.Event) -> None:
+    async def _send(self, *events: h11.Event) -> None:
         channel = self._channel
         if self._client_gone or channel.closing():
             self._h11.send_failed()
             raise _ClientGone
-        data = self._h11.send(event)
+        send = self._h11.send
+        data = send(events[0]) if len(events) == 1 else b"".join(
+            [send(event) or b"" for event in events])
         try:
             if data:
                 channel.write(data)
