@@ -109,8 +109,8 @@ def start_kestrel(name: str, workdir: Path, upstream: Target, *, request_log: bo
                   access_log: bool, cpus: set[int] | None, source: Path = REPO_DIR,
                   workers: int | None = None) -> Target:
     """`python -m kestrel` from `source` (this checkout by default), with three accounts on the
-    mock (what issue 14 measures with) and one client key. `request_log=False` sets `REQUEST_LOG=off`; `workers` sets
-    WORKERS (unset by default: one process, no supervisor)."""
+    mock (what issue 14 measures with) and one client key. `request_log=False` sets
+    `REQUEST_LOG=off`; `workers` sets WORKERS (unset by default: one process, no supervisor)."""
     port = free_port()
     admin_key = "kadm_" + secrets.token_hex(16)
     home = workdir / re.sub(r"[^\w.@-]", "_", name)

@@ -11,7 +11,6 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -124,23 +123,29 @@ class ProxyApi:
 
     async def _forward_post(self, request: Request, route: str) -> Response:
         key: ApiKey = request.state["api_key"]
-        call = Call(route=route, method="POST", target=request.target,
-                    headers=request.headers.items(), body=b"", request_id=request.request_id,
-                    key_id=key.id, client=request.client_host,
-                    user_agent=request.headers.get("user-agent"))
+        headers = request.headers
+        # The request's clock starts before its body is read, whatever becomes of it.
+        received, received_at = time.monotonic(), time.time()
         try:
             raw = await request.body()
             parsed = parse_body(raw)
         except KestrelError as exc:
-            self._forwarder.record(call, status=exc.status, error_type=exc.type)
+            self._forwarder.record(Call(
+                route=route, method="POST", target=request.target, headers=headers.items(),
+                body=b"", request_id=request.request_id, key_id=key.id,
+                client=request.client_host, user_agent=headers.get("user-agent"),
+                received=received, received_at=received_at),
+                status=exc.status, error_type=exc.type)
             raise
         model = parsed.get("model")
-        call = replace(
-            call, body=raw, model=model if isinstance(model, str) else None,
+        call = Call(
+            route=route, method="POST", target=request.target, headers=headers.items(), body=raw,
+            request_id=request.request_id, model=model if isinstance(model, str) else None,
             stream=parsed.get("stream") is True and route == "/v1/messages",
-            conversation=conversation_key(request.headers.get("x-claude-code-session-id"),
-                                          parsed, key.id),
-        )
+            conversation=conversation_key(headers.get("x-claude-code-session-id"), parsed,
+                                          key.id),
+            key_id=key.id, client=request.client_host, user_agent=headers.get("user-agent"),
+            received=received, received_at=received_at)
         return _response(await self._forwarder.forward(call), request)
 
     async def models(self, request: Request) -> Response:

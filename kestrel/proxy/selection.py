@@ -26,6 +26,7 @@ counts as having all of it.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 
@@ -48,6 +49,8 @@ def headroom_band(usage: UsageWindows | None, now: float) -> int:
     return int((1.0 if left is None else left) / HEADROOM_BAND + 1e-9)
 
 
+# A conversation sends many requests; its accounts' ranks are worth keeping for the next one.
+@functools.lru_cache(maxsize=4096)
 def rendezvous_rank(conversation: str, account_id: int) -> int:
     """The account's rank for the conversation (higher first): a hash of both, the same in
     every process and on every machine."""

@@ -118,6 +118,40 @@ def test_invalid_response_is_refused_without_quoting_values(response: Response) 
     assert "secret-value" not in str(info.value)
 
 
+FIELD_SAMPLES = [
+    ("x-ok", ""), ("x-ok", "a"), ("x-ok", "a \t b"), ("x-ok", " leading"), ("x-ok", "trailing "),
+    ("x-ok", "tab\t"), ("x-ok", "nul\x00"), ("x-ok", "del\x7f"), ("x-ok", "bell\x07"),
+    ("x-ok", "caf\u00e9"), ("x-ok", "\u2603"), ("x-ok", "cr\rlf"), ("x-ok", "!#$%&'*+-.^_`|~"),
+    ("colon:name", "v"), ("", "v"), ("sp ace", "v"), ("x-\u00e9", "v"), ("x(paren)", "v"),
+    ("x-!#$%&'*+-.^_`|~0-9", "v"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), FIELD_SAMPLES)
+def test_fields_are_refused_when_h11_or_rfc_9110_would_refuse_them(name: str, value: str
+                                                                  ) -> None:
+    # The server checks fields itself and hands h11 the result as already checked: whatever
+    # h11's own checks refuse must still be refused, and so must control characters, which
+    # RFC 9110 §5.5 forbids in a value and h11 lets through.
+    try:
+        h11.Response(status_code=200, headers=[(name, value)])
+        refused = re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value) is not None
+    except (h11.LocalProtocolError, UnicodeError):
+        refused = True
+    if refused:
+        with pytest.raises(InvalidResponse):
+            head("GET", Response(200, [(name, value)], b""))
+    else:
+        event, _ = head("GET", Response(200, [(name, value)], b""))
+        assert (name.lower(), value) in headers_of(event)
+
+
+@pytest.mark.parametrize("status", [100, 199, 1000, -1, "200", 200.0])
+def test_statuses_h11_refuses_are_refused(status: object) -> None:
+    with pytest.raises(InvalidResponse):
+        head("GET", Response(status, [], b""))  # type: ignore[arg-type]
+
+
 def test_error_responses_are_plain_json() -> None:
     resp = error_response(MethodNotAllowed("no", ("GET", "HEAD")))
     assert resp.status == 405
