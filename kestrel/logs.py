@@ -172,6 +172,10 @@ def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> 
     return "\n".join(parts) if parts else None
 
 
+# One encoder for every line: `json.dumps` with options of its own builds a new one per call.
+_JSON_LINE = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
 class JsonFormatter(logging.Formatter):
     """`{"ts", "level", "logger", "msg", "worker", "request_id", "http": {...}, ..., "exc"}`.
 
@@ -203,7 +207,7 @@ class JsonFormatter(logging.Formatter):
         exc = _exception_text(self, record)
         if exc is not None:
             line["exc"] = exc
-        return json.dumps(line, ensure_ascii=False, default=str)
+        return _JSON_LINE.encode(line)
 
 
 _PRETTY_LEVELS = {"WARNING": "WARN", "CRITICAL": "CRIT"}

@@ -42,10 +42,14 @@ class StoredLog(RequestLog):
     id: int
 
 
+# One encoder for every row: `json.dumps` with options of its own builds a new one per call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def _attempts_json(attempts: Iterable[Attempt]) -> str:
-    return json.dumps([{"account_id": a.account_id, "status": a.status,
-                        "error_type": a.error_type, "duration_ms": a.duration_ms}
-                       for a in attempts], separators=(",", ":"))
+    return _COMPACT.encode([{"account_id": a.account_id, "status": a.status,
+                             "error_type": a.error_type, "duration_ms": a.duration_ms}
+                            for a in attempts])
 
 
 def _row_values(row: RequestLog) -> tuple[Any, ...]:
