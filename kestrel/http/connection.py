@@ -211,7 +211,9 @@ class Connection:
             self._watched = None
             body.detach()
             self._log_access(exchange)
-        self._forgive_our_cancel()  # the handler may have swallowed it and returned
+        # A handler may have swallowed ours and returned: withdraw it all the same, so the
+        # task's count of cancellations says only what a shutdown asked for.
+        self._forgive_our_cancel()
         if not completed or self._client_gone:
             return False
         return await self._next_cycle(body)

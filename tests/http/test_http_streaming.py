@@ -115,6 +115,65 @@ def test_client_disconnect_cancels_a_handler_still_working() -> None:
     run(scenario())
 
 
+def test_a_request_arriving_with_the_end_of_input_cancels_its_handler() -> None:
+    # The client sends its request and half-closes at once (FIN right behind the body): the
+    # end of input is already there when the body completes, before the handler runs.
+    cancelled = asyncio.Event()
+
+    async def handler(req: Request) -> Response:
+        await req.body()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return Response(200, [], b"too late")
+
+    async def scenario() -> None:
+        async with serving(handler) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(request("POST", "/", body=b"body"))
+            writer.write_eof()
+            async with asyncio.timeout(1.0):
+                await cancelled.wait()
+                assert await reader.read() == b""  # no answer: the connection is closed
+            writer.close()
+
+    run(scenario())
+
+
+def test_a_handler_that_swallows_the_cancellation_costs_only_its_connection() -> None:
+    # The server cancels the task that serves the connection; a handler that catches that and
+    # answers anyway must not leave the cancellation pending for the next await.
+    swallowed = asyncio.Event()
+
+    async def handler(req: Request) -> Response:
+        if req.path == "/slow":
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                swallowed.set()
+                await asyncio.sleep(0.05)  # still working after being told to stop
+            return Response(200, [], b"answered anyway")
+        return Response(200, [], b"fine")
+
+    async def scenario() -> None:
+        async with serving(handler) as server:
+            client = await Client.connect(server.port)
+            await client.send(request("GET", "/slow"))
+            await asyncio.sleep(0.1)
+            await client.close()
+            async with asyncio.timeout(2.0):
+                await swallowed.wait()
+                while server.active_connections:
+                    await asyncio.sleep(0.01)
+            async with await Client.connect(server.port) as other:
+                await other.send(request("GET", "/"))
+                assert (await other.response()).body == b"fine"
+
+    run(scenario())
+
+
 class Tracked:
     """An async iterable that is not a generator, recording whether `aclose()` was called."""
 
