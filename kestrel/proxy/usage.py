@@ -80,9 +80,9 @@ class StreamUsageTracker:
     """
 
     def __init__(self) -> None:
-        self._decoder = SseDecoder()
+        self._decoder = SseDecoder(ignore=_NO_ACCOUNTING)
         self._summary = MessageSummary()
-        self.events = 0
+        self._decoded = 0
         self.garbage = 0
 
     def feed(self, chunk: bytes) -> None:
@@ -92,19 +92,21 @@ class StreamUsageTracker:
             self.garbage += 1
             events = exc.events
         for event in events:
-            self.events += 1
+            self._decoded += 1
             try:
                 self._on_event(event)
             except Exception:  # a reader on the side must never break the stream it reads
                 self.garbage += 1
+
+    @property
+    def events(self) -> int:
+        return self._decoded + self._decoder.ignored
 
     def summary(self) -> MessageSummary:
         """A snapshot: later `feed()` calls do not change what it returned."""
         return replace(self._summary, usage=replace(self._summary.usage))
 
     def _on_event(self, event: SseEvent) -> None:
-        if event.event in _NO_ACCOUNTING:
-            return
         try:
             payload = json.loads(event.data)
         except ValueError:

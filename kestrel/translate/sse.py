@@ -58,13 +58,21 @@ class SseEvent:
 
 
 class SseDecoder:
-    """Feed it bytes as they come, get back the events each chunk completed."""
+    """Feed it bytes as they come, get back the events each chunk completed.
+
+    Events named in `ignore` are framed like any other but their data is neither decoded nor
+    kept, and they are counted in `ignored` instead of returned: a reader that wants a few kinds
+    of event out of a stream of many (usage out of text deltas) then pays for none of the rest.
+    """
 
     def __init__(
-        self, *, max_line_bytes: int = MAX_LINE_BYTES, max_event_bytes: int = MAX_EVENT_BYTES
+        self, *, max_line_bytes: int = MAX_LINE_BYTES, max_event_bytes: int = MAX_EVENT_BYTES,
+        ignore: frozenset[str] = frozenset(),
     ) -> None:
         self._max_line = max_line_bytes
         self._max_event = max_event_bytes
+        self._ignore = ignore
+        self.ignored = 0
         self._buf = bytearray()  # the current, unterminated line
         self._started = False  # past the optional BOM
         self._skip_lf = False  # last chunk ended in CR: a leading LF belongs to that line end
@@ -181,7 +189,11 @@ class SseDecoder:
     def _process_line(self, line: bytes, events: list[SseEvent]) -> str | None:
         if not line:
             if self._has_data and not self._event_broken:
-                events.append(SseEvent(event=self._event or None, data="\n".join(self._data)))
+                if self._event in self._ignore:
+                    self.ignored += 1
+                else:
+                    events.append(SseEvent(event=self._event or None,
+                                           data="\n".join(self._data)))
             self._reset_event()
             return None
         if line[0] == 0x3A:  # ":" starts a comment
@@ -192,7 +204,7 @@ class SseDecoder:
             value = value[1:]
         if name == b"data":
             self._has_data = True
-            if self._event_broken:
+            if self._event_broken or self._event in self._ignore:
                 return None
             self._data_size += len(value) + 1
             if self._data_size > self._max_event:
@@ -202,6 +214,9 @@ class SseDecoder:
             self._data.append(value.decode("utf-8", errors="replace"))
         elif name == b"event":
             self._event = value.decode("utf-8", errors="replace")
+            if self._event in self._ignore:  # data lines may come first (the spec allows it)
+                self._data = []
+                self._data_size = 0
         # "id", "retry" and unknown fields are ignored on purpose.
         return None
 

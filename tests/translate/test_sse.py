@@ -211,3 +211,17 @@ def test_round_trip_through_arbitrary_chunking(
         for name, data in events
     ]
     assert decode_all(*chunks) == expected
+
+
+def test_ignored_events_are_framed_and_counted_but_not_returned() -> None:
+    stream = (b"event: ping\ndata: {\"type\": \"ping\"}\n\n"
+              b"event: message_start\ndata: {\"a\": 1}\n\n"
+              b"data: before the name\nevent: content_block_delta\ndata: more\n\n"
+              b"event: content_block_delta\ndata: \xe2\x82\n\n"  # invalid UTF-8: never decoded
+              b"event: message_stop\ndata: {}\n\n")
+    for size in (1, 2, 7, len(stream)):
+        decoder = SseDecoder(ignore=frozenset({"ping", "content_block_delta"}))
+        events = [e for i in range(0, len(stream), size) for e in decoder.feed(stream[i:i + size])]
+        assert events == [SseEvent("message_start", '{"a": 1}'), SseEvent("message_stop", "{}")]
+        assert decoder.ignored == 3
+        assert not decoder.has_pending
