@@ -98,6 +98,8 @@ class SseDecoder:
         """
         events: list[SseEvent] = []
         raw = bytes(chunk)
+        if self._ignore and self._ignored_whole(raw):
+            return events
         if not self._started:
             # The BOM may itself arrive split, so wait for three bytes (or a mismatch) first.
             raw = bytes(self._buf) + raw
@@ -170,6 +172,27 @@ class SseDecoder:
         return []
 
     # --- internals --------------------------------------------------------------------------
+
+    def _ignored_whole(self, raw: bytes) -> bool:
+        """Count `raw` as one ignored event, if it is exactly that: the usual chunk of a stream
+        (one `event:` line naming an ignored event, its data, a blank line), arriving between
+        events. The line-by-line path would reach the same end a line at a time."""
+        if (not self._started or self._buf or self._in_event or self._skip_lf
+                or self._discarding or len(raw) > self._max_line or not raw.endswith(b"\n\n")
+                or raw.find(b"\n\n") != len(raw) - 2 or b"\r" in raw):
+            return False
+        first, _, rest = raw.partition(b"\n")
+        name, sep, value = first.partition(b":")
+        if name != b"event" or not sep:
+            return False
+        if value[:1] == b" ":
+            value = value[1:]
+        if value.decode("utf-8", errors="replace") not in self._ignore:
+            return False
+        if rest.startswith((b"data:", b"data\n")) or b"\ndata:" in rest or b"\ndata\n" in rest:
+            self.ignored += 1  # dispatched only with a data line, as the spec says
+        return True
+
 
     def _append_partial(self, raw: bytes, start: int, stop: int) -> None:
         if self._discarding:

@@ -225,3 +225,31 @@ def test_ignored_events_are_framed_and_counted_but_not_returned() -> None:
         assert events == [SseEvent("message_start", '{"a": 1}'), SseEvent("message_stop", "{}")]
         assert decoder.ignored == 3
         assert not decoder.has_pending
+
+
+EVENT_CHUNKS = [
+    b"event: content_block_delta\ndata: {\"t\": 1}\n\n",
+    b"event:ping\ndata\n\n",  # no space, a data line without a colon
+    b"event: ping\n\n",  # no data: never dispatched
+    b": a comment\n\n",
+    b"event: content_block_delta\n: comment\ndata: a\ndata: b\n\n",
+    b"event: message_delta\ndata: {\"usage\": {}}\n\n",
+    b"event: content_block_delta\r\ndata: crlf\r\n\r\n",
+    b"event: content_block_delta\ndata: two\n\nevent: message_stop\ndata: {}\n\n",
+    b"event: content_block_delta\ndata: half",
+    b" of it\n\n",
+    b"data: nameless\n\n",
+    b"event: content_block_deltax\ndata: not quite the name\n\n",
+]
+
+
+def test_ignoring_returns_what_a_plain_decoder_does_minus_the_ignored() -> None:
+    ignore = frozenset({"ping", "content_block_delta"})
+    plain, ignoring = SseDecoder(), SseDecoder(ignore=ignore)
+    expected: list[SseEvent] = []
+    got: list[SseEvent] = []
+    for chunk in EVENT_CHUNKS:  # one event per chunk, as streams usually arrive
+        expected += plain.feed(chunk)
+        got += ignoring.feed(chunk)
+    assert got == [e for e in expected if e.event not in ignore]
+    assert ignoring.ignored == sum(e.event in ignore for e in expected) == 6
