@@ -410,8 +410,10 @@ class Connection:
             while True:
                 try:
                     chunk = await anext(iterator)
-                    if not isinstance(chunk, bytes | bytearray | memoryview):
-                        raise TypeError(f"response body yielded {type(chunk).__name__}")
+                    if type(chunk) is not bytes:
+                        if not isinstance(chunk, bytes | bytearray | memoryview):
+                            raise TypeError(f"response body yielded {type(chunk).__name__}")
+                        chunk = bytes(chunk)
                 except StopAsyncIteration:
                     return
                 except Exception:
@@ -423,7 +425,11 @@ class Connection:
                     raise _StreamBroken from None
                 # Backpressure trap: each chunk is written and drained before the next one is
                 # asked for, so a slow client slows the producer; nothing queues up.
-                await self._send_data(bytes(chunk), exchange)
+                if len(chunk) <= WRITE_SLICE:  # a stream's usual chunk: one write
+                    await self._send(h11.Data(data=chunk))
+                    exchange.bytes_sent += len(chunk)
+                else:
+                    await self._send_data(chunk, exchange)
         finally:
             if iterator is not body:
                 await _close_iterator(iterator)

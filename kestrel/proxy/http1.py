@@ -141,6 +141,13 @@ class ChunkedDecoder:
     def feed(self, data: bytes) -> bytes:
         if self._pending:
             data, self._pending = self._pending + data, b""
+        elif self._state == self._SIZE:
+            # The usual read of a stream: exactly one whole chunk, size line to its CRLF.
+            stop = data.find(b"\r\n", 0, MAX_CHUNK_LINE_BYTES)
+            if stop > 0:
+                size = parse_chunk_size(data[:stop + 2])
+                if size and len(data) == stop + size + 4 and data.endswith(b"\r\n"):
+                    return data[stop + 2:stop + 2 + size]
         out: list[bytes] = []
         pos, end = 0, len(data)
         # Walks `data` by index: slicing off the front of a buffer per chunk costs a copy each.

@@ -110,6 +110,21 @@ def test_chunked_decoding_does_not_depend_on_how_the_bytes_arrive(
     assert out == b"".join(pieces)
 
 
+@given(pieces=st.lists(st.binary(min_size=1, max_size=40), max_size=8),
+       extension=st.sampled_from([b"", b";name=value", b" "]))
+def test_one_whole_chunk_per_read_is_decoded_as_it_comes(pieces: list[bytes],
+                                                          extension: bytes) -> None:
+    # How a stream usually arrives: every read is exactly one chunk.
+    decoder = ChunkedDecoder()
+    for piece in pieces:
+        assert decoder.feed(b"%x%s\r\n%s\r\n" % (len(piece), extension, piece)) == piece
+    assert not decoder.done
+    assert decoder.feed(b"0\r\n\r\n") == b""
+    assert decoder.done and not decoder.surplus
+    with pytest.raises(MalformedResponse):  # a whole-looking read still has its size checked
+        ChunkedDecoder().feed(b"3\r\nabcde\r\n")
+
+
 def test_bytes_after_the_last_chunk_mark_the_connection_out_of_step() -> None:
     decoder = ChunkedDecoder()
     assert decoder.feed(chunked([b"hello"]) + b"HTTP/1.1 200 OK\r\n") == b"hello"
