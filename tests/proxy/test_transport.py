@@ -8,6 +8,7 @@ what really crossed the socket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -245,6 +246,37 @@ def test_a_stream_may_outlast_the_read_timeout_while_bytes_keep_coming() -> None
     async def scenario() -> None:
         async with raw_server(slow_chunks) as server, pooled(read_timeout=0.3) as t:
             assert (await post(t, server.url)).content == b"......"
+    run(scenario())
+
+
+def test_a_body_nobody_reads_stops_being_read_from_the_socket() -> None:
+    # Backpressure: a client that reads a stream slowly must slow the upstream down through
+    # TCP, not make the transport hold the stream in memory.
+    sent = 0
+
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    head: bytes) -> None:
+        nonlocal sent
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        piece = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
+        with contextlib.suppress(ConnectionError):
+            while True:
+                writer.write(piece)
+                await writer.drain()
+                sent += len(piece)
+
+    async def scenario() -> None:
+        async with raw_server(flood) as server, pooled() as t:
+            response = await t.send("POST", httpx.URL(server.url + "/v1/messages"), [], b"{}")
+            chunks = response.aiter_bytes()
+            await anext(chunks)
+            await asyncio.sleep(0.5)  # and read nothing more
+            stalled = sent
+            await asyncio.sleep(0.3)
+            assert sent == stalled  # the upstream is held back...
+            assert stalled < 32 * 1024 * 1024  # ...by the socket buffers, not by our memory
+            await anext(chunks)  # reading again lets it go on
+            await response.aclose()
     run(scenario())
 
 

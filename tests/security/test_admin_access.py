@@ -327,21 +327,23 @@ def test_the_brute_force_limit_holds(guarded: Guarded) -> None:
         timings = interleaved({
             "right key": lambda: _assert_locked(client.get("/admin/keys", headers=right)),
             "wrong key": lambda: _assert_locked(client.get("/admin/keys", headers={
-                "X-Admin-Key": "guess-timing"}))}, 40)
+                "X-Admin-Key": "guess-timing"}))}, 60)
         time.sleep(1.1)
         later = client.get("/admin/accounts", headers=right)
         assert later.status_code == 429 and int(later.headers["retry-after"]) <= retry_after
     with stack.kestrel.client_from(operator, headers=right) as client:
         assert client.get("/admin/accounts").status_code == 200  # others are not locked out
-    fast = {name: quantile(times, 0.2) for name, times in timings.items()}
+    # The fastest of each: what the work itself costs, without the waits a busy machine adds
+    # (a p20 still moved by half a millisecond when the whole suite ran beside it).
+    fast = {name: min(times) for name, times in timings.items()}
     for name, times in timings.items():
-        report("Lock-out timing", ("key while locked out", "n", "p20 ms", "median ms"),
+        report("Lock-out timing", ("key while locked out", "n", "fastest ms", "median ms"),
                (name, len(times), f"{fast[name]:.3f}", f"{quantile(times, 0.5):.3f}"))
     # The lock-out answers before comparing keys: the same work for both. A generous bound; a
-    # key comparison (nanoseconds) could never be seen here, a database read would.
+    # key comparison (nanoseconds) could never be seen here, a database write would.
     assert abs(fast["right key"] - fast["wrong key"]) < 0.5, fast
     guarded.passed("brute force: 10 failures, then locked out",
-                   MAX_FAILURES + 1 + 3 * len(routes) + 2 * 40 + 1)
+                   MAX_FAILURES + 1 + 3 * len(routes) + 2 * 60 + 1)
 
 
 def test_the_lock_out_lasts_exactly_its_window(tmp_path: Path) -> None:
