@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from kestrel.http import Request, Response
+from kestrel.http import Handler, Request, Response
 
 from serverkit import Client, ListHandler, captured, request, run, serving
 
@@ -92,19 +92,25 @@ def test_client_disconnect_stops_an_endless_stream_within_a_second() -> None:
     assert record.getMessage() == "GET /events 499"
 
 
-def test_client_disconnect_cancels_a_handler_still_working() -> None:
-    cancelled = asyncio.Event()
-
+def waiting(cancelled: asyncio.Event, *, read_body: bool) -> Handler:
+    """A handler still working (waiting on an upstream, say) that notes its cancellation."""
     async def handler(req: Request) -> Response:
+        if read_body:
+            await req.body()
         try:
-            await asyncio.sleep(60)  # waiting on an upstream, say
+            await asyncio.sleep(60)
         except asyncio.CancelledError:
             cancelled.set()
             raise
         return Response(200, [], b"too late")
+    return handler
+
+
+def test_client_disconnect_cancels_a_handler_still_working() -> None:
+    cancelled = asyncio.Event()
 
     async def scenario() -> None:
-        async with serving(handler) as server:
+        async with serving(waiting(cancelled, read_body=False)) as server:
             client = await Client.connect(server.port)
             await client.send(request("POST", "/", body=b"small body, read by no one"))
             await asyncio.sleep(0.1)
@@ -120,17 +126,8 @@ def test_a_request_arriving_with_the_end_of_input_cancels_its_handler() -> None:
     # end of input is already there when the body completes, before the handler runs.
     cancelled = asyncio.Event()
 
-    async def handler(req: Request) -> Response:
-        await req.body()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return Response(200, [], b"too late")
-
     async def scenario() -> None:
-        async with serving(handler) as server:
+        async with serving(waiting(cancelled, read_body=True)) as server:
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
             writer.write(request("POST", "/", body=b"body"))
             writer.write_eof()
