@@ -57,7 +57,7 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     """
     try:
         # utf-8-sig: a byte order mark may be ignored (RFC 8259 §8.1), as json.loads did.
-        value = json.loads(raw.decode("utf-8-sig"), parse_constant=_not_json)
+        value = _STRICT_JSON.decode(raw.decode("utf-8-sig"))
     except (ValueError, RecursionError):
         raise ClientError("the request body is not valid JSON") from None
     if not isinstance(value, dict):
@@ -70,6 +70,10 @@ def parse_body(raw: bytes) -> dict[str, Any]:
 
 def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
+
+
+# One decoder for every request: `json.loads` with an option builds a new one per call.
+_STRICT_JSON = json.JSONDecoder(parse_constant=_not_json)
 
 
 def _holds_lone_surrogate(value: Any) -> bool:

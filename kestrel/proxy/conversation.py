@@ -15,6 +15,9 @@ import re
 from typing import Any
 
 _LEGACY_SESSION = re.compile(r"_session_([0-9A-Za-z-]{8,64})\Z")
+# One encoder for every request: `json.dumps` with options builds a new one per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              default=str)
 # Longer ids are not sessions we know; refusing them bounds the affinity table's key size.
 _MAX_SESSION_ID = 128
 
@@ -57,6 +60,5 @@ def conversation_key(session_header: str | None, body: dict[str, Any] | None,
     opening = _opening(body)
     if opening == [None, None]:
         return None
-    canonical = json.dumps([client_key_id, opening], sort_keys=True, separators=(",", ":"),
-                           ensure_ascii=False, default=str)
+    canonical = _CANONICAL.encode([client_key_id, opening])
     return "opening:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]

@@ -197,5 +197,9 @@ class StreamTranslator:
         return _encode(stream_error_object(kind, message))
 
 
+# One encoder for every chunk: `json.dumps` with options builds a new one per call.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _encode(payload: dict[str, Any]) -> bytes:
-    return encode_event(None, json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+    return encode_event(None, _COMPACT.encode(payload))
