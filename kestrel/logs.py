@@ -80,16 +80,10 @@ def _is_secret_key(key: object) -> bool:
     return isinstance(key, str) and _is_secret_name(key)
 
 
-_PLAIN = (type(None), bool, int, float)
-
-
 def _redact_value(value: object) -> object:
-    kind = type(value)
-    if kind is str:  # the common case first: every line has a few
+    if type(value) is str:  # the common case first: every line has a few
         return redact(str(value))
-    if kind in _PLAIN:
-        return value
-    if isinstance(value, bool | int | float):
+    if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, dict):
         return {k: REDACTED if _is_secret_key(k) else _redact_value(v) for k, v in value.items()}

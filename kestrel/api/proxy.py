@@ -130,27 +130,28 @@ class ProxyApi:
         headers = request.headers
         # The request's clock starts before its body is read, whatever becomes of it.
         received, received_at = time.monotonic(), time.time()
+
+        def call(body: bytes = b"", *, model: str | None = None, stream: bool = False,
+                 conversation: str | None = None) -> Call:
+            return Call(route=route, method="POST", target=request.target,
+                        headers=headers.items(), body=body, request_id=request.request_id,
+                        model=model, stream=stream, conversation=conversation, key_id=key.id,
+                        client=request.client_host, user_agent=headers.get("user-agent"),
+                        received=received, received_at=received_at)
+
         try:
             raw = await request.body()
             parsed = parse_body(raw)
         except KestrelError as exc:
-            self._forwarder.record(Call(
-                route=route, method="POST", target=request.target, headers=headers.items(),
-                body=b"", request_id=request.request_id, key_id=key.id,
-                client=request.client_host, user_agent=headers.get("user-agent"),
-                received=received, received_at=received_at),
-                status=exc.status, error_type=exc.type)
+            self._forwarder.record(call(), status=exc.status, error_type=exc.type)
             raise
         model = parsed.get("model")
-        call = Call(
-            route=route, method="POST", target=request.target, headers=headers.items(), body=raw,
-            request_id=request.request_id, model=model if isinstance(model, str) else None,
+        forwarded = call(
+            raw, model=model if isinstance(model, str) else None,
             stream=parsed.get("stream") is True and route == "/v1/messages",
             conversation=conversation_key(headers.get("x-claude-code-session-id"), parsed,
-                                          key.id),
-            key_id=key.id, client=request.client_host, user_agent=headers.get("user-agent"),
-            received=received, received_at=received_at)
-        return _response(await self._forwarder.forward(call), request)
+                                          key.id))
+        return _response(await self._forwarder.forward(forwarded), request)
 
     async def models(self, request: Request) -> Response:
         if self._models is None or self._models[0] <= self._clock():

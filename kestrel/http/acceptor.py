@@ -34,7 +34,6 @@ ACCEPT_RETRY_SECONDS = 1.0
 CONNECTIONS_PER_EXTRA_ACCEPT = 16
 
 
-
 def fair_share(serving: int) -> int:
     """Connections a process serving `serving` takes from a shared socket at one wakeup."""
     return 1 + serving // CONNECTIONS_PER_EXTRA_ACCEPT

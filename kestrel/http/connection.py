@@ -186,7 +186,7 @@ class Connection:
             await self._answer_directly(exchange, error_response(refusal))
             return False
         length = headers.get("content-length")
-        body = RequestBody(self._h11, read=self._read, send_continue=self._send_continue,
+        body = RequestBody(self._h11, read=self._channel.read, send_continue=self._send_continue,
                            limits=self._limits,
                            declared_length=int(length) if length is not None else None,
                            on_complete=self._body_complete)
@@ -425,16 +425,16 @@ class Connection:
                     raise _StreamBroken from None
                 # Backpressure trap: each chunk is written and drained before the next one is
                 # asked for, so a slow client slows the producer; nothing queues up.
-                if len(chunk) <= WRITE_SLICE:  # a stream's usual chunk: one write
-                    await self._send(h11.Data(data=chunk))
-                    exchange.bytes_sent += len(chunk)
-                else:
-                    await self._send_data(chunk, exchange)
+                await self._send_data(chunk, exchange)
         finally:
             if iterator is not body:
                 await _close_iterator(iterator)
 
     async def _send_data(self, data: bytes, exchange: _Exchange) -> None:
+        if 0 < len(data) <= WRITE_SLICE:  # a stream's usual chunk: one write, no slicing
+            await self._send(h11.Data(data=data))
+            exchange.bytes_sent += len(data)
+            return
         # In slices, so write_timeout bounds a stall (no progress), not a slow but steady
         # download of a large body.
         for start in range(0, len(data), WRITE_SLICE):
@@ -470,11 +470,6 @@ class Connection:
             self._client_gone = True
             raise _ClientGone from None
 
-    # -- reading -----------------------------------------------------------------------------
-
-    async def _read(self) -> bytes:
-        return await self._channel.read()
-
     # -- closing -----------------------------------------------------------------------------
 
     async def _close(self, *, abort: bool) -> None:
@@ -504,7 +499,7 @@ class Connection:
             swallowed = 0
             async with asyncio.timeout(LINGER_SECONDS):
                 while swallowed < LINGER_MAX_BYTES:
-                    data = await self._read()
+                    data = await self._channel.read()
                     if not data:
                         return
                     swallowed += len(data)

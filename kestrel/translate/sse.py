@@ -182,17 +182,14 @@ class SseDecoder:
                 or raw.find(b"\n\n") != len(raw) - 2 or b"\r" in raw):
             return False
         first, _, rest = raw.partition(b"\n")
-        name, sep, value = first.partition(b":")
-        if name != b"event" or not sep:
+        name, value = _field(first)
+        if name != b"event":
             return False
-        if value[:1] == b" ":
-            value = value[1:]
         if value.decode("utf-8", errors="replace") not in self._ignore:
             return False
         if rest.startswith((b"data:", b"data\n")) or b"\ndata:" in rest or b"\ndata\n" in rest:
             self.ignored += 1  # dispatched only with a data line, as the spec says
         return True
-
 
     def _append_partial(self, raw: bytes, start: int, stop: int) -> None:
         if self._discarding:
@@ -222,9 +219,7 @@ class SseDecoder:
         if line[0] == 0x3A:  # ":" starts a comment
             return None
         self._in_event = True
-        name, sep, value = line.partition(b":")
-        if sep and value[:1] == b" ":
-            value = value[1:]
+        name, value = _field(line)
         if name == b"data":
             self._has_data = True
             if self._event_broken or self._event in self._ignore:
@@ -242,6 +237,15 @@ class SseDecoder:
                 self._data_size = 0
         # "id", "retry" and unknown fields are ignored on purpose.
         return None
+
+
+def _field(line: bytes) -> tuple[bytes, bytes]:
+    """A field line's name and value: the value loses exactly one space after the colon, and a
+    line without a colon is a field with an empty value."""
+    name, sep, value = line.partition(b":")
+    if sep and value[:1] == b" ":
+        value = value[1:]
+    return name, value
 
 
 def encode_event(event: str | None, data: str) -> bytes:
