@@ -18,6 +18,7 @@ from kestrel.announce import announce_started
 from kestrel.app import App
 from kestrel.config import Settings
 from kestrel.http.server import Server, ServerLimits
+from kestrel.logs import ACCESS_LOGGER
 from kestrel.workers.handoff import Handoff
 from kestrel.workers.siblings import Siblings
 
@@ -31,7 +32,7 @@ async def serve(settings: Settings, handoff: Handoff | None = None) -> int:
         app.handle,
         limits=ServerLimits(max_body_bytes=settings.max_body_bytes,
                             shutdown_grace=settings.shutdown_grace),
-        access_logger=logging.getLogger("kestrel.access"),
+        access_logger=logging.getLogger(ACCESS_LOGGER),
         server_header=f"kestrel/{__version__}",
     )
     stop = asyncio.Event()

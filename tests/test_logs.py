@@ -6,12 +6,21 @@ import io
 import json
 import logging
 import re
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from kestrel.logs import redact, request_id_var, resolve_format, setup_logging
+from kestrel.logs import (
+    ACCESS_LOGGER,
+    MAX_WAITING_LINES,
+    redact,
+    request_id_var,
+    resolve_format,
+    setup_logging,
+)
 
 HTTP = {"method": "GET", "path": "/health", "status": 200, "duration_ms": 1.23,
         "request_id": "req_abc", "client": "127.0.0.1", "bytes_sent": 15}
@@ -36,8 +45,15 @@ def capture() -> Callable[..., io.StringIO]:
     return start
 
 
+def written(stream: io.StringIO) -> str:
+    """What the stream holds once the lines that wait for the handler's next tick are out."""
+    for handler in logging.getLogger("kestrel").handlers:
+        handler.flush()
+    return stream.getvalue()
+
+
 def json_lines(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
+    return [json.loads(line) for line in written(stream).splitlines()]
 
 
 def test_json_line_carries_http_fields_and_the_request_id(
@@ -85,7 +101,7 @@ def test_pretty_line(capture: Callable[..., io.StringIO]) -> None:
                                                                              "db": "a b.db"}})
     finally:
         request_id_var.reset(token)
-    request, started = stream.getvalue().splitlines()
+    request, started = written(stream).splitlines()
     assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} INFO  kestrel\.http  GET /health 200 1\.2ms "
                         r"req=req_abc client=127\.0\.0\.1 bytes=15", request), request
     assert started.endswith(' WARN  kestrel.app  started req=req_abc port=8080 db="a b.db"')
@@ -101,14 +117,14 @@ def test_a_worker_process_names_itself_on_every_line() -> None:
         finally:
             request_id_var.reset(token)
         logging.getLogger("kestrel.serve").info("stopped")
-        first, second = stream.getvalue().splitlines()
+        first, second = written(stream).splitlines()
         if fmt == "json":
             assert [json.loads(line)["worker"] for line in (first, second)] == [2, 2]
         else:
             assert " worker=2 req=req_abc " in first and second.endswith(" stopped worker=2")
     setup_logging(level="info", fmt="json", stream=stream)  # not a worker: no such key
     logging.getLogger("kestrel").info("alone")
-    assert "worker" not in json.loads(stream.getvalue().splitlines()[-1])
+    assert "worker" not in json.loads(written(stream).splitlines()[-1])
 
 
 def test_exceptions_are_included(capture: Callable[..., io.StringIO]) -> None:
@@ -118,7 +134,7 @@ def test_exceptions_are_included(capture: Callable[..., io.StringIO]) -> None:
             raise RuntimeError("boom")
         except RuntimeError:
             logging.getLogger("kestrel").exception("failed")
-        text = stream.getvalue()
+        text = written(stream)
         if fmt == "json":
             (line,) = json_lines(stream)
             text = line["exc"]
@@ -135,6 +151,72 @@ def test_setup_is_idempotent_and_sets_level_and_propagation(
     logging.getLogger("kestrel.x").info("quiet")
     logging.getLogger("kestrel.x").warning("loud")
     assert [line["msg"] for line in json_lines(stream)] == ["loud"]
+
+
+def test_access_lines_wait_for_a_batch_and_any_other_line_writes_them_first(
+    capture: Callable[..., io.StringIO]
+) -> None:
+    stream = capture("json", "info")
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.info("one")
+    access.info("two")
+    assert stream.getvalue() == ""  # waiting for the writer's tick
+    logging.getLogger("kestrel.app").info("three")
+    assert [json.loads(line)["msg"] for line in stream.getvalue().splitlines()] == [
+        "one", "two", "three"]
+
+
+def test_waiting_lines_are_written_within_a_tick_without_help(
+    capture: Callable[..., io.StringIO]
+) -> None:
+    stream = capture("json", "info")
+    logging.getLogger(ACCESS_LOGGER).info("alone")
+    deadline = time.monotonic() + 5
+    while stream.getvalue() == "" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [json.loads(line)["msg"] for line in stream.getvalue().splitlines()] == ["alone"]
+
+
+def test_a_full_batch_is_written_at_once(capture: Callable[..., io.StringIO]) -> None:
+    stream = capture("json", "info")
+    for n in range(MAX_WAITING_LINES):
+        logging.getLogger(ACCESS_LOGGER).info("line %d", n)
+    assert len(stream.getvalue().splitlines()) == MAX_WAITING_LINES
+
+
+def test_a_line_keeps_the_request_id_it_was_logged_under(
+    capture: Callable[..., io.StringIO]
+) -> None:
+    stream = capture("json", "info")
+    access = logging.getLogger(ACCESS_LOGGER)
+    first = request_id_var.set("req_first")
+    access.info("in the first request")
+    request_id_var.reset(first)
+    access.info("between requests")
+    second = request_id_var.set("req_second")
+    try:
+        logging.getLogger("kestrel.proxy").info("in the second, writing all three")
+    finally:
+        request_id_var.reset(second)
+    assert [line.get("request_id") for line in json_lines(stream)] == [
+        "req_first", None, "req_second"]
+
+
+def test_closing_the_handler_writes_what_waits_and_stops_its_thread(
+    capture: Callable[..., io.StringIO]
+) -> None:
+    stream = capture("json", "info")
+    (handler,) = logging.getLogger("kestrel").handlers
+    logging.getLogger(ACCESS_LOGGER).info("last words")
+    threads = {t.name for t in threading.enumerate()}
+    handler.close()
+    assert [json.loads(line)["msg"] for line in stream.getvalue().splitlines()] == [
+        "last words"]
+    assert "kestrel-log-writer" in threads
+    deadline = time.monotonic() + 5
+    while handler._writer.is_alive() and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.01)
+    assert not handler._writer.is_alive()  # type: ignore[attr-defined]
 
 
 class _Tty(io.StringIO):
@@ -183,7 +265,7 @@ def test_secret_patterns_are_redacted_everywhere(
         raise ValueError(f"upstream rejected {secret}")
     except ValueError:
         log.exception("in a traceback")
-    text = stream.getvalue()
+    text = written(stream)
     assert _secret_part(secret) not in text
     assert text.count(f"{family}…[redacted]") >= 5, text
 
