@@ -47,13 +47,17 @@ PYTHONS = ((3, 11), (3, 12), (3, 13), (3, 14), (3, 15))
 
 # What the file carries besides Kestrel: only distributions Kestrel imports. httpcore is httpx's
 # default transport, which `kestrel accounts login` uses; certifi is the CA bundle of every TLS
-# connection Kestrel opens.
-BUNDLED = ("certifi", "cffi", "cryptography", "h11", "httpcore", "httpx", "idna")
+# connection Kestrel opens; pg8000 is the PostgreSQL driver (DATABASE_URL), with scramp (SCRAM
+# authentication), asn1crypto (scramp's certificate parsing) and python-dateutil (imported by
+# pg8000's converters), all pure Python.
+BUNDLED = ("asn1crypto", "certifi", "cffi", "cryptography", "h11", "httpcore", "httpx", "idna",
+           "pg8000", "python_dateutil", "scramp")
 # Installed by pip as dependencies, never imported by Kestrel (measured with `-X importtime`
 # over a start, proxied requests and a login): anyio and sniffio serve httpcore's async
 # transport, which Kestrel replaces with its own; pycparser only compiles cffi modules at build
-# time; typing_extensions is for Pythons older than any this file runs on.
-DROPPED = ("anyio", "pycparser", "sniffio", "typing_extensions")
+# time; typing_extensions is for Pythons older than any this file runs on; tzdata serves
+# dateutil's time zones by name, which pg8000 never asks for (Kestrel stores epoch seconds).
+DROPPED = ("anyio", "pycparser", "sniffio", "typing_extensions", "tzdata")
 
 
 class BuildError(Exception):

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from support import figures, zipapp
+from support import figures, postgres, zipapp
 from support.process import KestrelProcess
 from support.stack import Stack, running_stack
 
@@ -38,6 +38,34 @@ def ranked_stack(tmp_path: Path) -> Iterator[Stack]:
         yield stack
 
 
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[postgres.Cluster]:
+    """A PostgreSQL server of this test process's own (see support/postgres.py)."""
+    try:
+        server = postgres.start_cluster()
+    except postgres.Unavailable as exc:
+        if postgres.REQUIRED:
+            pytest.fail(f"{POSTGRES_SKIPPED}: {exc} (REQUIRE_POSTGRES=1)")
+        pytest.skip(f"{POSTGRES_SKIPPED}: {exc}")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a test's database lives, once per engine: a SQLite file, or a fresh database on
+    the PostgreSQL server (its URL)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "k.db")
+    cluster: postgres.Cluster = request.getfixturevalue("pg_cluster")
+    return cluster.database()
+
+
+POSTGRES_SKIPPED = "PostgreSQL tests skipped"
+
+
 def _run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of this run that every xdist worker sees."""
     here = tmp_path_factory.getbasetemp()
@@ -58,6 +86,13 @@ def built_matrix(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Print the figures hardening tests measured (fault matrix, fuzzing, leak scan)."""
+    skipped = [report for report in terminalreporter.stats.get("skipped", [])
+               if POSTGRES_SKIPPED in str(report.longrepr)]
+    if skipped:
+        terminalreporter.section("POSTGRESQL NOT TESTED", sep="!", red=True, bold=True)
+        terminalreporter.write_line(f"{len(skipped)} tests did not run: "
+                                    f"{str(skipped[0].longrepr).rpartition(POSTGRES_SKIPPED)[2]}",
+                                    red=True, bold=True)
     lines = figures.rendered()
     if lines:
         terminalreporter.section("figures")

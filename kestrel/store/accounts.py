@@ -16,7 +16,6 @@ import dataclasses
 import enum
 import hmac
 import json
-import sqlite3
 from typing import Any, Final
 
 from kestrel.crypto import Sealer
@@ -34,6 +33,7 @@ from kestrel.domain import (
 )
 from kestrel.store.changes import ChangeKind, announce, latest_change
 from kestrel.store.database import Database
+from kestrel.store.session import Session
 
 
 class _Unset(enum.Enum):
@@ -91,21 +91,21 @@ def credential_secret(type_: AccountType, credential: Credential) -> str:
     return secret
 
 
-def _fetch(conn: sqlite3.Connection, account_id: int) -> Account:
+def _fetch(conn: Session, account_id: int) -> Account:
     row = conn.execute(f"SELECT {_COLUMNS} FROM accounts WHERE id = ?", (account_id,)).fetchone()
     if row is None:
         raise NotFound(f"account {account_id} not found")
     return _account(row)
 
 
-def touch(conn: sqlite3.Connection, account_id: int, now: float, *,
+def touch(conn: Session, account_id: int, now: float, *,
           credential: bool = False) -> None:
     """Announce a change of the row (inside the caller's transaction) and stamp it with the
     change's id; `credential`: the credential changed too."""
     version = announce(conn, ChangeKind.ACCOUNT, account_id, now)
     conn.execute("UPDATE accounts SET version = ?, credential_version = CASE WHEN ? THEN ? "
                  "ELSE credential_version END WHERE id = ?",
-                 (version, int(credential), version, account_id))
+                 (version, credential, version, account_id))
 
 
 def seal_credential(sealer: Sealer, account_id: int, credential: Credential) -> bytes:
@@ -123,7 +123,7 @@ CLEAR_REFRESH = ("refresh_owner = NULL, refresh_until = NULL, refresh_failures =
                  "refresh_error = NULL")
 
 
-def _check_name_free(conn: sqlite3.Connection, name: str, account_id: int | None) -> None:
+def _check_name_free(conn: Session, name: str, account_id: int | None) -> None:
     # Checked inside the write transaction (which holds the write lock), so it cannot race.
     row = conn.execute("SELECT id FROM accounts WHERE name = ?", (name,)).fetchone()
     if row is not None and row[0] != account_id:
@@ -151,7 +151,7 @@ class AccountStore:
     async def snapshot(self) -> tuple[builtins.list[Account], int]:
         """Every account (as `list`), and the newest change they include: an account missing
         from the list but with a higher `version` was created after this snapshot."""
-        def run(conn: sqlite3.Connection) -> tuple[builtins.list[Account], int]:
+        def run(conn: Session) -> tuple[builtins.list[Account], int]:
             rows = conn.execute(f"SELECT {_COLUMNS} FROM accounts ORDER BY priority DESC, id")
             return [_account(row) for row in rows], latest_change(conn)
         return await self._db.read(run)
@@ -166,14 +166,12 @@ class AccountStore:
         and both steps share one transaction so no row ever exists without its credential."""
         hint = mask_secret(credential_secret(type, credential))
 
-        def run(conn: sqlite3.Connection) -> Account:
+        def run(conn: Session) -> Account:
             _check_name_free(conn, name, None)
-            cursor = conn.execute(
+            account_id = conn.insert(
                 "INSERT INTO accounts (name, type, credential, credential_hint, base_url, "
-                "priority, enabled, created_at, updated_at) VALUES (?, ?, x'', ?, ?, ?, ?, ?, ?)",
-                (name, type.value, hint, base_url, priority, int(enabled), now, now))
-            account_id = cursor.lastrowid
-            assert account_id is not None
+                "priority, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, type.value, b"", hint, base_url, priority, int(enabled), now, now))
             conn.execute("UPDATE accounts SET credential = ? WHERE id = ?",
                          (self._seal(account_id, credential), account_id))
             touch(conn, account_id, now, credential=True)
@@ -189,7 +187,7 @@ class AccountStore:
         A new credential also clears the account's failure state: an operator who fixes a key
         expects the pool to try it again at once, not after the old cooldown.
         """
-        def run(conn: sqlite3.Connection) -> Account:
+        def run(conn: Session) -> Account:
             current = _fetch(conn, account_id)
             changes: dict[str, object] = {"updated_at": now}
             if name is not None:
@@ -218,7 +216,7 @@ class AccountStore:
         return await self._db.write(run)
 
     async def delete(self, account_id: int, *, now: float) -> None:
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: Session) -> None:
             if conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,)).rowcount == 0:
                 raise NotFound(f"account {account_id} not found")
             announce(conn, ChangeKind.ACCOUNT, account_id, now)
@@ -226,7 +224,7 @@ class AccountStore:
 
     async def reset(self, account_id: int, *, now: float) -> Account:
         """Forget the failures: the operator says the account is fine again."""
-        def run(conn: sqlite3.Connection) -> Account:
+        def run(conn: Session) -> Account:
             cursor = conn.execute(
                 "UPDATE accounts SET state = ?, cooldown_until = NULL, consecutive_failures = 0,"
                 " last_error = NULL, updated_at = ? WHERE id = ?",
@@ -245,12 +243,12 @@ class AccountStore:
         `updated_at` stays: it records operator changes, not traffic. A row deleted while its
         request was in flight is ignored (None), since the outcome no longer matters to anyone.
         """
-        def run(conn: sqlite3.Connection) -> Account | None:
+        def run(conn: Session) -> Account | None:
             cursor = conn.execute(
                 "UPDATE accounts SET state = ?, cooldown_until = ?, consecutive_failures = ?,"
                 " last_error = ?, last_used_at = CASE WHEN ? THEN ? ELSE last_used_at END"
                 " WHERE id = ?",
-                (state.value, cooldown_until, consecutive_failures, last_error, int(used), now,
+                (state.value, cooldown_until, consecutive_failures, last_error, used, now,
                  account_id))
             if cursor.rowcount == 0:
                 return None
@@ -268,18 +266,17 @@ class AccountStore:
         """
         hint = mask_secret(credential_secret(AccountType.OAUTH, credential))
 
-        def run(conn: sqlite3.Connection) -> tuple[Account, bool]:
+        def run(conn: Session) -> tuple[Account, bool]:
             row = conn.execute("SELECT id, type FROM accounts WHERE name = ?", (name,)).fetchone()
             if row is not None and row[1] != AccountType.OAUTH.value:
                 raise Conflict(f"an API-key account named {name!r} exists; choose another name",
                                field="name")
             if row is None:
-                cursor = conn.execute(
+                account_id = conn.insert(
                     "INSERT INTO accounts (name, type, credential, credential_hint, created_at, "
-                    "updated_at) VALUES (?, ?, x'', ?, ?, ?)",
-                    (name, AccountType.OAUTH.value, hint, now, now))
-                assert cursor.lastrowid is not None
-                account_id, created = cursor.lastrowid, True
+                    "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, AccountType.OAUTH.value, b"", hint, now, now))
+                created = True
             else:
                 account_id, created = row[0], False
             conn.execute(
@@ -300,7 +297,7 @@ class AccountStore:
         account's place in the rotation changed), so it goes on the change feed and the row
         is returned; a routine update is only stored (None).
         """
-        def run(conn: sqlite3.Connection) -> Account | None:
+        def run(conn: Session) -> Account | None:
             cursor = conn.execute("UPDATE accounts SET usage_windows = ? WHERE id = ?",
                                   (usage_to_json(usage), account_id))
             if not announce or cursor.rowcount == 0:
@@ -311,7 +308,7 @@ class AccountStore:
 
     async def credential(self, account_id: int) -> Credential:
         """The opened credential; `CryptoError` if its blob does not open with our key."""
-        def run(conn: sqlite3.Connection) -> bytes:
+        def run(conn: Session) -> bytes:
             row = conn.execute("SELECT credential FROM accounts WHERE id = ?",
                                (account_id,)).fetchone()
             if row is None:
@@ -327,7 +324,7 @@ class AccountStore:
         """
         presented = api_key.encode()
 
-        def run(conn: sqlite3.Connection) -> Account | None:
+        def run(conn: Session) -> Account | None:
             rows = conn.execute("SELECT id, credential FROM accounts WHERE type = ? ORDER BY id",
                                 (AccountType.API_KEY.value,)).fetchall()
             for account_id, blob in rows:

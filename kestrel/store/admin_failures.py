@@ -8,9 +8,8 @@ limit in rows per window, and rows older than the window go as new ones arrive.
 
 from __future__ import annotations
 
-import sqlite3
-
 from kestrel.store.database import Database
+from kestrel.store.session import Session
 
 
 class AdminFailureStore:
@@ -19,14 +18,14 @@ class AdminFailureStore:
 
     async def since(self, address: str, since: float) -> list[float]:
         """When `address` presented a wrong admin key after `since`, oldest first."""
-        def run(conn: sqlite3.Connection) -> list[float]:
+        def run(conn: Session) -> list[float]:
             rows = conn.execute("SELECT at FROM admin_failures WHERE address = ? AND at > ? "
                                 "ORDER BY at", (address, since))
             return [at for (at,) in rows]
         return await self._db.read(run)
 
     async def record(self, address: str, now: float, *, forget_before: float) -> None:
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: Session) -> None:
             conn.execute("DELETE FROM admin_failures WHERE at <= ?", (forget_before,))
             conn.execute("INSERT INTO admin_failures (address, at) VALUES (?, ?)",
                          (address, now))

@@ -20,11 +20,11 @@ import asyncio
 import contextlib
 import enum
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from kestrel.store.database import Database
+from kestrel.store.session import Session
 
 log = logging.getLogger("kestrel.changes")
 
@@ -51,15 +51,13 @@ Listener = Callable[[frozenset[int] | None], Awaitable[None]]
 """Called with the ids that changed, or None: "re-read everything you hold"."""
 
 
-def announce(conn: sqlite3.Connection, kind: ChangeKind, entity_id: int, now: float) -> int:
+def announce(conn: Session, kind: ChangeKind, entity_id: int, now: float) -> int:
     """Record a change inside the caller's write transaction; return its id (a version)."""
-    cursor = conn.execute("INSERT INTO changes (kind, entity_id, at) VALUES (?, ?, ?)",
-                          (kind.value, entity_id, now))
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
+    return conn.insert("INSERT INTO changes (kind, entity_id, at) VALUES (?, ?, ?)",
+                       (kind.value, entity_id, now))
 
 
-def latest_change(conn: sqlite3.Connection) -> int:
+def latest_change(conn: Session) -> int:
     """The id of the newest change: whatever is read in the same transaction is at least this
     new."""
     (latest,) = conn.execute("SELECT coalesce(max(id), 0) FROM changes").fetchone()
@@ -135,7 +133,7 @@ class ChangeFollower:
     async def _apply_new(self) -> None:
         cursor = self._cursor
 
-        def run(conn: sqlite3.Connection) -> list[tuple[int, str, int]]:
+        def run(conn: Session) -> list[tuple[int, str, int]]:
             return conn.execute("SELECT id, kind, entity_id FROM changes WHERE id > ? "
                                 "ORDER BY id LIMIT ?", (cursor, MAX_ROWS_PER_POLL)).fetchall()
         rows = await self._db.read(run)
@@ -152,7 +150,7 @@ class ChangeFollower:
     async def _prune(self) -> None:
         cutoff = self._clock() - KEEP_SECONDS
 
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: Session) -> None:
             # The newest row stays, however old: `latest_change` must never go back.
             conn.execute("DELETE FROM changes WHERE at < ? AND id < (SELECT max(id) FROM "
                          "changes)", (cutoff,))

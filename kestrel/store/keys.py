@@ -11,12 +11,12 @@ import builtins
 import hashlib
 import hmac
 import secrets
-import sqlite3
 from typing import Any
 
 from kestrel.domain import ApiKey, NotFound
 from kestrel.store.changes import ChangeKind, announce
 from kestrel.store.database import Database
+from kestrel.store.session import Session
 
 KEY_PREFIX = "kst_"
 KEY_RANDOM_BYTES = 32
@@ -37,7 +37,7 @@ def _api_key(row: tuple[Any, ...]) -> ApiKey:
                   last_used_at=last_used_at, revoked_at=revoked_at)
 
 
-def _fetch(conn: sqlite3.Connection, key_id: int) -> ApiKey:
+def _fetch(conn: Session, key_id: int) -> ApiKey:
     row = conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
     if row is None:
         raise NotFound(f"key {key_id} not found")
@@ -62,18 +62,17 @@ class KeyStore:
         """The stored row and the plaintext key: this return value is the only place it exists."""
         key = KEY_PREFIX + secrets.token_urlsafe(KEY_RANDOM_BYTES)
 
-        def run(conn: sqlite3.Connection) -> ApiKey:
-            cursor = conn.execute(
+        def run(conn: Session) -> ApiKey:
+            key_id = conn.insert(
                 "INSERT INTO api_keys (name, key_hash, prefix, created_at) VALUES (?, ?, ?, ?)",
                 (name, _hash(key), key[:DISPLAY_PREFIX_LENGTH], now))
-            assert cursor.lastrowid is not None
-            announce(conn, ChangeKind.KEY, cursor.lastrowid, now)
-            return _fetch(conn, cursor.lastrowid)
+            announce(conn, ChangeKind.KEY, key_id, now)
+            return _fetch(conn, key_id)
         return await self._db.write(run), key
 
     async def list(self) -> builtins.list[ApiKey]:
         """Newest first: the key just made is the one an operator looks for."""
-        def run(conn: sqlite3.Connection) -> builtins.list[ApiKey]:
+        def run(conn: Session) -> builtins.list[ApiKey]:
             rows = conn.execute(f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at DESC, "
                                 "id DESC")
             return [_api_key(row) for row in rows]
@@ -84,7 +83,7 @@ class KeyStore:
 
     async def revoke(self, key_id: int, *, now: float) -> ApiKey:
         """Idempotent: revoking twice keeps the first `revoked_at`, the moment access ended."""
-        def run(conn: sqlite3.Connection) -> ApiKey:
+        def run(conn: Session) -> ApiKey:
             if conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND "
                             "revoked_at IS NULL", (now, key_id)).rowcount:
                 announce(conn, ChangeKind.KEY, key_id, now)
@@ -111,7 +110,7 @@ class KeyStore:
             return cached
         forgotten = self._forgotten
 
-        def run(conn: sqlite3.Connection) -> tuple[bytes, ApiKey] | None:
+        def run(conn: Session) -> tuple[bytes, ApiKey] | None:
             row = conn.execute(f"SELECT key_hash, {_COLUMNS} FROM api_keys WHERE key_hash = ?",
                                (wanted,)).fetchone()
             return None if row is None else (bytes(row[0]), _api_key(row[1:]))

@@ -8,11 +8,10 @@ sealed marker, opened at start, turns that into one clear refusal before anythin
 
 from __future__ import annotations
 
-import sqlite3
-
 from kestrel.crypto import CryptoError, Sealer
 from kestrel.domain import StoreError
 from kestrel.store.database import Database
+from kestrel.store.session import Session
 
 KEY_CHECK = "key_check"
 _MARKER = b"kestrel encryption key check"
@@ -25,7 +24,7 @@ async def check_encryption_key(db: Database, sealer: Sealer) -> None:
     Runs as one write transaction, so two processes starting at once cannot both seal a marker.
     On failure nothing is written: the stored marker keeps matching the right key.
     """
-    def run(conn: sqlite3.Connection) -> None:
+    def run(conn: Session) -> None:
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (KEY_CHECK,)).fetchone()
         if row is None:
             conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)",
@@ -36,6 +35,6 @@ async def check_encryption_key(db: Database, sealer: Sealer) -> None:
         except CryptoError:
             opens = False
         if not opens:
-            raise StoreError(f"ENCRYPTION_KEY does not open the credentials stored in {db.path}: "
+            raise StoreError(f"ENCRYPTION_KEY does not open the credentials stored in {db.where}: "
                              "start with the key they were sealed with (nothing was changed)")
     await db.write(run)

@@ -15,6 +15,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 
 from kestrel.domain import StoreError
+from kestrel.store.session import Engine, Session
 
 _FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -72,57 +73,58 @@ def split_statements(script: str, name: str = "<script>") -> tuple[str, ...]:
     return tuple(statements)
 
 
-def _current_version(conn: sqlite3.Connection) -> int:
-    (version,) = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+def _current_version(session: Session) -> int:
+    (version,) = session.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
     return int(version)
 
 
-def migrate(conn: sqlite3.Connection, path: str,
-            migrations: list[Migration] | None = None) -> int:
+def migrate(session: Session, engine: Engine, migrations: list[Migration] | None = None) -> int:
     """Bring the database up to the newest known migration; return the schema version.
 
-    Safe to run again and from two processes at once: each step takes the write lock (BEGIN
-    IMMEDIATE) and re-reads the version inside it, so a migration applied meanwhile is skipped.
+    Safe to run again and from many processes and instances at once: each step is a write
+    transaction (which takes the engine's write lock) and re-reads the version inside it, so a
+    migration applied meanwhile is skipped.
     """
     known = load_migrations() if migrations is None else migrations
     newest = known[-1].version if known else 0
-    with _transaction(conn):
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version ("
-                     "version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
-        current = _current_version(conn)
+    with _transaction(session, engine):
+        session.execute(engine.ddl("CREATE TABLE IF NOT EXISTS schema_version ("
+                                   "version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"))
+        current = _current_version(session)
     if current > newest:
-        raise StoreError(f"{path} has schema version {current} but this Kestrel knows only up "
-                         f"to {newest}; use a newer Kestrel or another DB_PATH")
+        raise StoreError(f"{engine.where} has schema version {current} but this Kestrel knows "
+                         f"only up to {newest}; use a newer Kestrel or another {engine.setting}")
     for migration in known:
         if migration.version <= current:
             continue
-        with _transaction(conn):
-            current = _current_version(conn)
+        with _transaction(session, engine):
+            current = _current_version(session)
             if migration.version <= current:
                 continue  # another process got here first
             for statement in migration.statements:
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
-                         (migration.version, time.time()))
+                session.execute(engine.ddl(statement))
+            session.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                            (migration.version, time.time()))
             current = migration.version
     return current
 
 
 class _transaction:
-    """BEGIN IMMEDIATE … COMMIT, ROLLBACK on any exception.
+    """A write transaction (the engine's write lock held), ROLLBACK on any exception.
 
-    The connection is in autocommit mode (`isolation_level=None`), so DDL really runs inside this
-    transaction instead of the sqlite3 module committing around it.
+    The connection is in autocommit mode, so DDL really runs inside this transaction instead of
+    the driver committing around it.
     """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
+    def __init__(self, session: Session, engine: Engine) -> None:
+        self._session = session
+        self._engine = engine
 
     def __enter__(self) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
+        self._engine.begin(self._session, write=True)
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if exc_type is None:
-            self._conn.execute("COMMIT")
-        elif self._conn.in_transaction:
-            self._conn.execute("ROLLBACK")
+            self._session.execute("COMMIT")
+        elif self._session.in_transaction:
+            self._session.execute("ROLLBACK")

@@ -7,12 +7,12 @@ racing with the same `state` cannot both get the verifier.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 
 from kestrel.crypto import Sealer
 from kestrel.domain import ClientError
 from kestrel.store.database import Database
+from kestrel.store.session import Session
 
 # Used and expired rows are kept this long after they expire, so that a replayed `state` is
 # reported as "already used" rather than "unknown"; then they are purged.
@@ -46,7 +46,7 @@ class OAuthStateStore:
                      now: float, ttl: float) -> None:
         sealed = self._sealer.seal(verifier.encode(), aad=_aad(state))
 
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: Session) -> None:
             conn.execute("DELETE FROM oauth_states WHERE expires_at < ?",
                          (now - KEEP_SPENT_SECONDS,))
             conn.execute(
@@ -58,7 +58,7 @@ class OAuthStateStore:
     async def consume(self, state: str, *, now: float) -> PendingLogin:
         """Mark the login used and return it; `LoginStateError` (400) saying which of unknown,
         expired or used it was. The verifier is wiped from the row as it is handed out."""
-        def run(conn: sqlite3.Connection) -> tuple[str, str, bytes]:
+        def run(conn: Session) -> tuple[str, str, bytes]:
             # Read and mark inside one write transaction: it holds the write lock, so no other
             # consumer can read the row between the two statements.
             row = conn.execute("SELECT account_name, redirect_uri, verifier, expires_at, used_at "
@@ -71,8 +71,8 @@ class OAuthStateStore:
                                       field="state")
             if expires_at <= now:
                 raise LoginStateError("this login expired: start the login again", field="state")
-            conn.execute("UPDATE oauth_states SET used_at = ?, verifier = x'' WHERE state = ?",
-                         (now, state))
+            conn.execute("UPDATE oauth_states SET used_at = ?, verifier = ? WHERE state = ?",
+                         (now, b"", state))
             return name, redirect_uri, bytes(sealed)
         name, redirect_uri, sealed = await self._db.write(run)
         verifier = self._sealer.open(sealed, aad=_aad(state)).decode()

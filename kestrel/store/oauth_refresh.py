@@ -11,7 +11,6 @@ for the new tokens or, after a failed refresh, for the backoff to end.
 from __future__ import annotations
 
 import enum
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ from kestrel.store.accounts import (
     touch,
 )
 from kestrel.store.database import Database
+from kestrel.store.session import Session
 
 
 class Lease(enum.Enum):
@@ -60,7 +60,7 @@ class RefreshLeases:
                     needed: Callable[[Credential], bool]) -> RefreshClaim:
         """Read the stored tokens and, if `needed(tokens)` says they must be replaced and the
         lease is free, take it until `until`."""
-        def run(conn: sqlite3.Connection) -> RefreshClaim:
+        def run(conn: Session) -> RefreshClaim:
             row = conn.execute(
                 "SELECT credential, state, last_error, refresh_owner, refresh_until, "
                 "refresh_failures, refresh_error FROM accounts WHERE id = ?",
@@ -92,7 +92,7 @@ class RefreshLeases:
         another one (the operator logged in again while the refresh was in flight), the newer
         login wins and is returned instead. `updated_at` stays: it records operator changes.
         """
-        def run(conn: sqlite3.Connection) -> Credential:
+        def run(conn: Session) -> Credential:
             row = conn.execute("SELECT credential FROM accounts WHERE id = ?",
                                (account_id,)).fetchone()
             if row is None:
@@ -113,7 +113,7 @@ class RefreshLeases:
     async def failed(self, account_id: int, *, owner: str, until: float, failures: int,
                      message: str) -> None:
         """A refresh that may work later: keep the lease, ownerless, until the backoff ends."""
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: Session) -> None:
             conn.execute("UPDATE accounts SET refresh_owner = NULL, refresh_until = ?, "
                          "refresh_failures = ?, refresh_error = ? WHERE id = ? AND "
                          "refresh_owner = ?", (until, failures, message, account_id, owner))
@@ -122,7 +122,7 @@ class RefreshLeases:
     async def refused(self, account_id: int, *, owner: str, message: str, now: float) -> None:
         """The refresh token is dead: the account is invalid, in the same transaction as the
         lease is freed, so no process spends the dead token again."""
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: Session) -> None:
             cursor = conn.execute(
                 f"UPDATE accounts SET state = ?, last_error = ?, {CLEAR_REFRESH} "
                 "WHERE id = ? AND refresh_owner = ?",
@@ -136,7 +136,7 @@ class RefreshLeases:
         await self._db.write(lambda conn: self._release(conn, account_id, owner))
 
     @staticmethod
-    def _release(conn: sqlite3.Connection, account_id: int, owner: str) -> None:
+    def _release(conn: Session, account_id: int, owner: str) -> None:
         conn.execute("UPDATE accounts SET refresh_owner = NULL, refresh_until = NULL "
                      "WHERE id = ? AND refresh_owner = ?", (account_id, owner))
 

@@ -11,13 +11,13 @@ import base64
 import binascii
 import json
 import math
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from kestrel.domain import Attempt, RequestLog, ValidationError
 from kestrel.store.database import Database
+from kestrel.store.session import Session
 
 # Rows deleted per write transaction by `prune`: each chunk takes a few milliseconds, so request
 # log batches and admin writes queued behind a large prune wait for one chunk, not for all of it.
@@ -26,11 +26,11 @@ PRUNE_CHUNK = 5_000
 # More buckets than any chart can draw; a guard against a caller asking for a year by the second.
 MAX_BUCKETS = 10_000
 
-_COLUMNS = ("ts, request_id, route, status, key_id, account_id, model, stream, error_type, "
-            "input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, latency_ms, "
-            "ttfb_ms, client, user_agent, attempts")
-_INSERT = (f"INSERT INTO request_logs ({_COLUMNS}) "
-           f"VALUES ({', '.join('?' * (_COLUMNS.count(',') + 1))})")
+_COLUMN_NAMES = ("ts", "request_id", "route", "status", "key_id", "account_id", "model",
+                 "stream", "error_type", "input_tokens", "output_tokens", "cache_read_tokens",
+                 "cache_creation_tokens", "latency_ms", "ttfb_ms", "client", "user_agent",
+                 "attempts")
+_COLUMNS = ", ".join(_COLUMN_NAMES)
 
 TOKEN_KINDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens")
 
@@ -230,12 +230,13 @@ def summarize(rows: Iterable[Sequence[Any]], *, since: float, until: float,
 # --- the store ------------------------------------------------------------------------------------
 
 
-def _latest_per_id(pairs: Iterable[tuple[int | None, float]]) -> list[tuple[float, int]]:
+def _latest_per_id(pairs: Iterable[tuple[int | None, float]]
+                   ) -> list[tuple[float, int, float]]:
     latest: dict[int, float] = {}
     for row_id, ts in pairs:
         if row_id is not None and ts > latest.get(row_id, -math.inf):
             latest[row_id] = ts
-    return [(ts, row_id) for row_id, ts in latest.items()]
+    return [(ts, row_id, ts) for row_id, ts in latest.items()]
 
 
 class RequestLogStore:
@@ -251,13 +252,13 @@ class RequestLogStore:
         key_times = _latest_per_id((row.key_id, row.ts) for row in rows)
         account_times = _latest_per_id((row.account_id, row.ts) for row in rows)
 
-        def run(conn: sqlite3.Connection) -> None:
-            conn.executemany(_INSERT, values)
+        def run(conn: Session) -> None:
+            conn.insert_rows("request_logs", _COLUMN_NAMES, values)
             # A key or account deleted meanwhile simply matches no row.
-            conn.executemany("UPDATE api_keys SET last_used_at = "
-                             "max(coalesce(last_used_at, 0), ?) WHERE id = ?", key_times)
-            conn.executemany("UPDATE accounts SET last_used_at = "
-                             "max(coalesce(last_used_at, 0), ?) WHERE id = ?", account_times)
+            conn.executemany("UPDATE api_keys SET last_used_at = ? WHERE id = ? AND "
+                             "(last_used_at IS NULL OR last_used_at < ?)", key_times)
+            conn.executemany("UPDATE accounts SET last_used_at = ? WHERE id = ? AND "
+                             "(last_used_at IS NULL OR last_used_at < ?)", account_times)
         await self._db.write(run)
 
     async def query(
@@ -300,7 +301,7 @@ class RequestLogStore:
                f" ORDER BY ts DESC, id DESC LIMIT ?")
         args.append(limit + 1)  # one more than asked tells whether a next page exists
 
-        def run(conn: sqlite3.Connection) -> list[StoredLog]:
+        def run(conn: Session) -> list[StoredLog]:
             return [_stored_log(row) for row in conn.execute(sql, args)]
         rows = await self._db.read(run)
         if len(rows) <= limit:
@@ -319,7 +320,7 @@ class RequestLogStore:
         Reads every row of the window once: fine for the windows the dashboard shows (days of a
         personal or team proxy); a far larger table would want pre-aggregated buckets.
         """
-        def run(conn: sqlite3.Connection) -> dict[str, Any]:
+        def run(conn: Session) -> dict[str, Any]:
             rows = conn.execute(
                 "SELECT ts, account_id, key_id, model, status, error_type, input_tokens, "
                 "output_tokens, cache_read_tokens, cache_creation_tokens, latency_ms, ttfb_ms "
@@ -329,7 +330,7 @@ class RequestLogStore:
 
     async def prune(self, before: float) -> int:
         """Delete rows with ts < `before`, chunk by chunk; return how many went."""
-        def run(conn: sqlite3.Connection) -> int:
+        def run(conn: Session) -> int:
             return conn.execute(
                 "DELETE FROM request_logs WHERE id IN "
                 "(SELECT id FROM request_logs WHERE ts < ? LIMIT ?)", (before, PRUNE_CHUNK)

@@ -64,7 +64,7 @@ def test_a_login_state_is_consumed_once_and_refused_when_expired_or_unknown(
     assert all(bytes(r[1]) for r in rows)
 
 
-def test_logins_create_then_reconnect_and_never_take_an_api_key_name(tmp_path: Path) -> None:
+def test_logins_create_then_reconnect_and_never_take_an_api_key_name(db_target: str) -> None:
     async def body(db: Database) -> None:
         store = AccountStore(db, Sealer(KEY))
         first = Credential(access_token=ACCESS, refresh_token=REFRESH, expires_at=900.0,
@@ -91,10 +91,10 @@ def test_logins_create_then_reconnect_and_never_take_an_api_key_name(tmp_path: P
             await store.save_oauth_login(name="key", credential=first, email=None,
                                          organization=None, now=300.0)
         assert (await store.credential((await store.list())[-1].id)).api_key
-    with_db(tmp_path / "k.db", body)
+    with_db(db_target, body)
 
 
-def test_refreshed_tokens_replace_only_the_login_they_came_from(tmp_path: Path) -> None:
+def test_refreshed_tokens_replace_only_the_login_they_came_from(db_target: str) -> None:
     async def body(db: Database) -> None:
         store = AccountStore(db, Sealer(KEY))
         leases = RefreshLeases(db, Sealer(KEY))
@@ -125,7 +125,7 @@ def test_refreshed_tokens_replace_only_the_login_they_came_from(tmp_path: Path) 
         assert await store.credential(account.id) == fresh
         assert (await leases.claim(account.id, owner="p3", now=7.0, until=57.0,
                                    needed=lambda _: True)).lease is Lease.CLAIMED
-    with_db(tmp_path / "k.db", body)
+    with_db(db_target, body)
 
 
 def test_usage_windows_round_trip_and_bad_json_reads_as_none(tmp_path: Path) -> None:

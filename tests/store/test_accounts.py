@@ -38,7 +38,7 @@ def with_store(path: Path, body: Callable[[AccountStore], Awaitable[T]], key: by
     return with_db(path, lambda db: body(AccountStore(db, Sealer(key))))
 
 
-def test_create_get_list_and_open_the_credential(tmp_path: Path) -> None:
+def test_create_get_list_and_open_the_credential(db_target: str) -> None:
     async def body(store: AccountStore) -> None:
         low = await store.create(name="low", type=AccountType.API_KEY,
                                  credential=Credential(api_key=API_KEY), now=100.0)
@@ -63,10 +63,10 @@ def test_create_get_list_and_open_the_credential(tmp_path: Path) -> None:
             ACCESS_TOKEN, REFRESH_TOKEN, 2000.5)
         assert API_KEY not in repr(low) + repr(await store.credential(low.id))
         assert also_low.id > low.id
-    with_store(tmp_path / "k.db", body)
+    with_store(db_target, body)
 
 
-def test_duplicate_name_missing_secret_and_missing_rows_are_errors(tmp_path: Path) -> None:
+def test_duplicate_name_missing_secret_and_missing_rows_are_errors(db_target: str) -> None:
     async def body(store: AccountStore) -> None:
         first = await store.create(name="a", type=AccountType.API_KEY,
                                    credential=Credential(api_key=API_KEY), now=1.0)
@@ -93,10 +93,10 @@ def test_duplicate_name_missing_secret_and_missing_rows_are_errors(tmp_path: Pat
         with pytest.raises(NotFound):
             await store.delete(first.id, now=4.0)
         assert [a.name for a in await store.list()] == ["b"]
-    with_store(tmp_path / "k.db", body)
+    with_store(db_target, body)
 
 
-def test_update_changes_only_the_given_fields(tmp_path: Path) -> None:
+def test_update_changes_only_the_given_fields(db_target: str) -> None:
     async def body(store: AccountStore) -> None:
         a = await store.create(name="a", type=AccountType.API_KEY, base_url="https://one.test",
                                credential=Credential(api_key=API_KEY), priority=3, now=1.0)
@@ -111,10 +111,10 @@ def test_update_changes_only_the_given_fields(tmp_path: Path) -> None:
         assert await store.credential(a.id) == Credential(api_key=API_KEY)
         same_name = await store.update(a.id, name="renamed", now=5.0)
         assert same_name.name == "renamed"
-    with_store(tmp_path / "k.db", body)
+    with_store(db_target, body)
 
 
-def test_outcomes_persist_and_a_new_credential_or_reset_clears_them(tmp_path: Path) -> None:
+def test_outcomes_persist_and_a_new_credential_or_reset_clears_them(db_target: str) -> None:
     async def body(store: AccountStore) -> None:
         a = await store.create(name="a", type=AccountType.API_KEY,
                                credential=Credential(api_key=API_KEY), now=1.0)
@@ -147,10 +147,10 @@ def test_outcomes_persist_and_a_new_credential_or_reset_clears_them(tmp_path: Pa
         assert (reset.state, reset.cooldown_until, reset.consecutive_failures, reset.last_error,
                 reset.updated_at, reset.last_used_at) == (AccountState.OK, None, 0, None, 50.0,
                                                           40.0)
-    with_store(tmp_path / "k.db", body)
+    with_store(db_target, body)
 
 
-def test_find_by_api_key(tmp_path: Path) -> None:
+def test_find_by_api_key(db_target: str) -> None:
     async def body(store: AccountStore) -> None:
         await store.create(name="oauth", type=AccountType.OAUTH,
                            credential=Credential(access_token=API_KEY), now=1.0)
@@ -159,7 +159,7 @@ def test_find_by_api_key(tmp_path: Path) -> None:
         assert await store.find_by_api_key(API_KEY) == a
         assert await store.find_by_api_key(OTHER_KEY) is None
         assert await store.find_by_api_key(API_KEY[:-1]) is None
-    with_store(tmp_path / "k.db", body)
+    with_store(db_target, body)
 
 
 def _database_files(folder: Path) -> dict[str, bytes]:

@@ -14,6 +14,7 @@ import pytest
 from kestrel.domain import StoreError
 from kestrel.store.database import Database
 from kestrel.store.migrations import Migration, load_migrations, migrate, split_statements
+from kestrel.store.sqlite_engine import SqliteEngine, SqliteSession
 
 from support.db import raw, with_db
 
@@ -29,7 +30,7 @@ def test_open_creates_the_file_and_applies_every_migration(tmp_path: Path) -> No
 
     async def body(db: Database) -> None:
         assert db.schema_version == NEWEST >= 1
-        assert db.path == str(path)
+        assert db.where == str(path)
         tables = await db.read(lambda c: {r[0] for r in c.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'")})
         assert {"schema_version", "meta", "accounts", "api_keys"} <= tables
@@ -185,11 +186,12 @@ def test_a_failing_migration_leaves_nothing_behind(tmp_path: Path) -> None:
               ]
     with raw(tmp_path / "k.db") as conn:
         with pytest.raises(sqlite3.OperationalError):
-            migrate(conn, "k.db", broken)
+            migrate(SqliteSession(conn), SqliteEngine("k.db"), broken)
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         assert "one" in tables and "two" not in tables
         assert scalar(conn, "SELECT max(version) FROM schema_version") == 1
-        assert migrate(conn, "k.db", broken[:1]) == 1  # and re-running is a no-op
+        # And re-running is a no-op.
+        assert migrate(SqliteSession(conn), SqliteEngine("k.db"), broken[:1]) == 1
 
 
 def test_split_statements_respects_strings_comments_and_triggers() -> None:

@@ -51,7 +51,7 @@ def test_the_key_is_not_in_the_wal_while_the_database_is_open(tmp_path: Path) ->
     with_keys(tmp_path / "k.db", body)
 
 
-def test_authenticate_accepts_a_live_key_only(tmp_path: Path) -> None:
+def test_authenticate_accepts_a_live_key_only(db_target: str) -> None:
     async def body(keys: KeyStore) -> None:
         row, key = await keys.create(name="ci", now=1.0)
         _, other = await keys.create(name="other", now=1.0)
@@ -64,10 +64,10 @@ def test_authenticate_accepts_a_live_key_only(tmp_path: Path) -> None:
         await keys.revoke(row.id, now=5.0)
         assert await keys.authenticate(key) is None
         assert await keys.authenticate(other) is not None  # revoking one leaves the others
-    with_keys(tmp_path / "k.db", body)
+    with_keys(db_target, body)
 
 
-def test_revoke_is_idempotent_and_keeps_the_first_time(tmp_path: Path) -> None:
+def test_revoke_is_idempotent_and_keeps_the_first_time(db_target: str) -> None:
     async def body(keys: KeyStore) -> None:
         row, _ = await keys.create(name="k", now=1.0)
         first = await keys.revoke(row.id, now=5.0)
@@ -77,20 +77,20 @@ def test_revoke_is_idempotent_and_keeps_the_first_time(tmp_path: Path) -> None:
             await keys.revoke(42, now=9.0)
         with pytest.raises(NotFound):
             await keys.get(42)
-    with_keys(tmp_path / "k.db", body)
+    with_keys(db_target, body)
 
 
-def test_list_is_newest_first(tmp_path: Path) -> None:
+def test_list_is_newest_first(db_target: str) -> None:
     async def body(keys: KeyStore) -> None:
         assert await keys.list() == []
         await keys.create(name="old", now=1.0)
         await keys.create(name="new", now=2.0)
         await keys.create(name="same-time", now=2.0)
         assert [k.name for k in await keys.list()] == ["same-time", "new", "old"]
-    with_keys(tmp_path / "k.db", body)
+    with_keys(db_target, body)
 
 
-def test_a_revoked_key_is_refused_at_once_even_after_it_was_cached(tmp_path: Path) -> None:
+def test_a_revoked_key_is_refused_at_once_even_after_it_was_cached(db_target: str) -> None:
     async def body(keys: KeyStore) -> None:
         row, key = await keys.create(name="k", now=1.0)
         other, other_key = await keys.create(name="other", now=1.0)
@@ -100,4 +100,4 @@ def test_a_revoked_key_is_refused_at_once_even_after_it_was_cached(tmp_path: Pat
         await keys.revoke(row.id, now=2.0)
         assert await keys.authenticate(key) is None
         assert await keys.authenticate(other_key) == other
-    with_keys(tmp_path / "k.db", body)
+    with_keys(db_target, body)

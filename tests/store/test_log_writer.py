@@ -101,7 +101,7 @@ def test_the_interval_flushes_a_trickle_in_one_transaction_per_tick(tmp_path: Pa
     with_db(tmp_path / "k.db", body)
 
 
-def test_close_flushes_is_idempotent_and_later_rows_are_dropped(tmp_path: Path) -> None:
+def test_close_flushes_is_idempotent_and_later_rows_are_dropped(db_target: str) -> None:
     async def body(db: Database) -> None:
         writer = LogWriter(RequestLogStore(db), flush_interval=30)
         await writer.start()
@@ -120,7 +120,7 @@ def test_close_flushes_is_idempotent_and_later_rows_are_dropped(tmp_path: Path) 
         never_started.submit(entry(6))
         await never_started.close()
         assert never_started.written == 1
-    with_db(tmp_path / "k.db", body)
+    with_db(db_target, body)
 
 
 def test_a_full_queue_drops_new_rows_and_counts_them(tmp_path: Path,
@@ -229,7 +229,7 @@ def test_close_on_a_refusing_database_drops_and_returns(tmp_path: Path) -> None:
     with_db(path, body)
 
 
-def test_an_unwritable_row_is_dropped_alone(tmp_path: Path) -> None:
+def test_an_unwritable_row_is_dropped_alone(db_target: str) -> None:
     async def body(db: Database) -> None:
         writer = LogWriter(RequestLogStore(db), flush_interval=0.02)
         await writer.start()
@@ -241,7 +241,7 @@ def test_an_unwritable_row_is_dropped_alone(tmp_path: Path) -> None:
         writer.submit(entry(3))  # and the writer carries on
         await writer.close()
         assert await stored_ids(db) == ["req-0", "req-2", "req-3"]
-    with_db(tmp_path / "k.db", body)
+    with_db(db_target, body)
 
 
 def test_old_rows_are_pruned_at_start_and_then_hourly(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ async def everything(store: RequestLogStore, **filters: Any) -> list[StoredLog]:
             return rows
 
 
-def test_every_field_round_trips(tmp_path: Path) -> None:
+def test_every_field_round_trips(db_target: str) -> None:
     full = RequestLog(
         ts=1_700_000_000.123456, request_id="req_abc", route="/v1/chat/completions", status=200,
         key_id=3, account_id=7, model="claude-sonnet-4-5", stream=True, error_type=None,
@@ -76,7 +76,7 @@ def test_every_field_round_trips(tmp_path: Path) -> None:
             "SELECT stream, attempts FROM request_logs WHERE request_id = 'req_abc'").fetchone())
         assert stored[0] == 1
         assert stored[1].startswith('[{"account_id":9,"status":null,')
-    with_store(tmp_path / "k.db", body)
+    with_store(db_target, body)
 
 
 def grid() -> list[RequestLog]:
@@ -106,7 +106,7 @@ def grid() -> list[RequestLog]:
     {"model": "nobody"},
     {"account_id": 3},
 ])
-def test_each_filter_returns_exactly_its_rows(tmp_path: Path, filters: dict[str, Any]) -> None:
+def test_each_filter_returns_exactly_its_rows(db_target: str, filters: dict[str, Any]) -> None:
     rows = grid()
 
     def wanted(row: RequestLog) -> bool:
@@ -118,12 +118,12 @@ def test_each_filter_returns_exactly_its_rows(tmp_path: Path, filters: dict[str,
     async def body(store: RequestLogStore, db: Database) -> list[StoredLog]:
         await store.insert_many(rows)
         return await everything(store, **filters)
-    found = with_store(tmp_path / "k.db", body)
+    found = with_store(db_target, body)
     expected = sorted((r for r in rows if wanted(r)), key=lambda r: -r.ts)
     assert [as_log(r) for r in found] == expected
 
 
-def test_cursor_pages_through_everything_once_even_with_equal_timestamps(tmp_path: Path) -> None:
+def test_cursor_pages_through_everything_once_even_with_equal_timestamps(db_target: str) -> None:
     # Three rows share each timestamp, and they arrive out of ts order across batches.
     batches = [[entry(t, request_id=f"{t}-{i}") for t in (20.0, 10.0) for i in range(3)],
                [entry(t, request_id=f"{t}-{i}", model="m") for t in (30.0, 15.0)
@@ -156,7 +156,7 @@ def test_cursor_pages_through_everything_once_even_with_equal_timestamps(tmp_pat
         assert cursor3 is None
         assert [r.request_id for r in page1 + page2 + page3] == [
             "30.0-2", "30.0-1", "30.0-0", "15.0-2", "15.0-1", "15.0-0"]
-    with_store(tmp_path / "k.db", body)
+    with_store(db_target, body)
 
 
 def b64(text: str) -> str:
@@ -167,7 +167,7 @@ def b64(text: str) -> str:
     "", "x", "!!!!", b64("12"), b64("1.5:abc"), b64("1.5:-1"), b64("nan:3"), b64("inf:3"),
     b64("1.5:2:3"), b64("1.5:99999999999999999999"), b64("1.50:3"), "\u00e9t\u00e9",
 ])
-def test_an_invalid_cursor_is_a_client_error_on_the_cursor_field(tmp_path: Path,
+def test_an_invalid_cursor_is_a_client_error_on_the_cursor_field(db_target: str,
                                                                  cursor: str) -> None:
     async def body(store: RequestLogStore, db: Database) -> None:
         with pytest.raises(ValidationError) as caught:
@@ -176,7 +176,7 @@ def test_an_invalid_cursor_is_a_client_error_on_the_cursor_field(tmp_path: Path,
         assert (caught.value.message, caught.value.field) == ("invalid cursor", "cursor")
         # A well-formed cursor past the last row is simply an empty last page.
         assert await store.query(limit=5, cursor=encode_cursor(0.0, 0)) == ([], None)
-    with_store(tmp_path / "k.db", body)
+    with_store(db_target, body)
 
 
 def test_last_used_at_only_moves_forward_and_costs_one_update_per_id(tmp_path: Path) -> None:
@@ -212,7 +212,7 @@ def test_last_used_at_only_moves_forward_and_costs_one_update_per_id(tmp_path: P
     with_store(tmp_path / "k.db", body)
 
 
-def test_prune_deletes_older_rows_in_chunks_and_counts_them(tmp_path: Path) -> None:
+def test_prune_deletes_older_rows_in_chunks_and_counts_them(db_target: str) -> None:
     total = PRUNE_CHUNK * 2 + 500
 
     async def body(store: RequestLogStore, db: Database) -> None:
@@ -222,7 +222,7 @@ def test_prune_deletes_older_rows_in_chunks_and_counts_them(tmp_path: Path) -> N
         rows = await everything(store)
         assert [r.ts for r in rows] == [float(i) for i in reversed(range(total - 100, total))]
         assert await store.prune(before=float(total - 100)) == 0
-    with_store(tmp_path / "k.db", body)
+    with_store(db_target, body)
 
 
 @pytest.mark.parametrize(("values", "p", "expected"), [
@@ -289,11 +289,11 @@ def stats_rows() -> list[RequestLog]:
     return rows + outside
 
 
-def test_stats_totals_groups_percentiles_and_series(tmp_path: Path) -> None:
+def test_stats_totals_groups_percentiles_and_series(db_target: str) -> None:
     async def body(store: RequestLogStore, db: Database) -> dict[str, Any]:
         await store.insert_many(stats_rows())
         return await store.stats(since=1000.0, until=1060.0, bucket_seconds=20)
-    stats = with_store(tmp_path / "k.db", body)
+    stats = with_store(db_target, body)
 
     assert (stats["since"], stats["until"], stats["bucket_seconds"]) == (1000.0, 1060.0, 20)
     assert stats["totals"] == {
@@ -335,14 +335,14 @@ def test_stats_totals_groups_percentiles_and_series(tmp_path: Path) -> None:
         assert sum(b[field] for b in series) == stats["totals"][field], field
 
 
-def test_stats_of_an_empty_window_has_every_bucket_with_zeros(tmp_path: Path) -> None:
+def test_stats_of_an_empty_window_has_every_bucket_with_zeros(db_target: str) -> None:
     async def body(store: RequestLogStore, db: Database) -> tuple[dict[str, Any], ...]:
         empty_db = await store.stats(since=0.0, until=3600.0, bucket_seconds=60)
         await store.insert_many(stats_rows())
         # A window with rows on both sides but none inside; the last bucket is a partial one.
         elsewhere = await store.stats(since=2000.0, until=2090.0, bucket_seconds=60)
         return empty_db, elsewhere
-    empty_db, elsewhere = with_store(tmp_path / "k.db", body)
+    empty_db, elsewhere = with_store(db_target, body)
 
     zeros = {"requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0,
              "cache_read_tokens": 0, "cache_creation_tokens": 0,

@@ -16,7 +16,7 @@ from kestrel.store.database import Database
 T = TypeVar("T")
 
 
-def with_db(path: Path, body: Callable[[Database], Awaitable[T]]) -> T:
+def with_db(path: Path | str, body: Callable[[Database], Awaitable[T]]) -> T:
     """Run `body` against a freshly opened Database on its own event loop, then close it."""
     async def main() -> T:
         db = await Database.open(path)

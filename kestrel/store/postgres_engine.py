@@ -1,0 +1,316 @@
+"""PostgreSQL, for many Kestrel instances on many machines sharing one state (`DATABASE_URL`).
+
+The driver is pg8000: pure Python, so `kestrel.pyz` stays one file for every Python and every
+box (no libpq, no compiled module per Python version), and a DB-API connection like sqlite3's,
+so the same repositories run on both engines through `Session`. It is not asyncio's: like
+SQLite's, its connections live on the store's worker threads, and no proxied request waits on
+it.
+
+Every write transaction first takes one transaction-level advisory lock, so writes from every
+instance run one at a time, as SQLite's BEGIN IMMEDIATE makes them on one box. That keeps the
+repositories' read-then-write steps atomic without a retry loop, and it keeps the ids of the
+change feed in commit order (an id taken by a transaction that commits later would otherwise be
+skipped by a reader already past it). Reads run in REPEATABLE READ: one snapshot per function,
+as on SQLite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+import socket
+import ssl
+import urllib.parse
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pg8000.dbapi
+import pg8000.exceptions
+
+from kestrel.store.session import Rows, Session
+
+URL_SCHEMES = ("postgresql", "postgres")
+DEFAULT_PORT = 5432
+# libpq's `connect_timeout` when the URL has none: long enough for a failover, short enough that
+# a dead address does not hold an admin request for minutes.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+# Once connected, no statement of ours runs long (the largest is a batch of request logs); a
+# socket quiet this long belongs to a server that is gone.
+STATEMENT_SOCKET_TIMEOUT = 60.0
+# A constant advisory lock key: "kestrl" in ASCII. Any other program on the database is unlikely
+# to pick the same number.
+WRITE_LOCK_KEY = 0x6B657374726C
+# PostgreSQL's protocol numbers bind parameters with 16 bits.
+MAX_PARAMETERS = 65_535
+MAX_ROWS_PER_INSERT = 1_000
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# SQLSTATE classes and codes after which the same statement can succeed later: connection
+# exceptions, the server shutting down or starting, a read-only standby after a failover,
+# insufficient resources, a serialization failure or deadlock.
+_TRANSIENT_STATES = ("08", "53", "57P", "40001", "40P01", "25006")
+
+
+@dataclass(frozen=True)
+class PostgresUrl:
+    """What a `postgresql://` URL says, read as libpq reads it (the parts Kestrel uses)."""
+
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str | None = field(repr=False)
+    sslmode: str
+    sslrootcert: str | None
+    connect_timeout: float
+    application_name: str
+
+    @classmethod
+    def parse(cls, url: str) -> PostgresUrl:
+        """`ValueError` naming what is wrong, never quoting the password."""
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in URL_SCHEMES:
+            raise ValueError("the URL must start with postgresql://")
+        query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+        unknown = set(query) - {"host", "port", "user", "password", "dbname", "sslmode",
+                                "sslrootcert", "connect_timeout", "application_name"}
+        if unknown:
+            raise ValueError(f"unknown URL parameter(s): {', '.join(sorted(unknown))}")
+        try:
+            port = int(query.get("port") or parts.port or DEFAULT_PORT)
+        except ValueError:
+            raise ValueError("the port is not a number") from None
+        sslmode = query.get("sslmode", "prefer")
+        if sslmode not in SSL_MODES:
+            raise ValueError(f"sslmode must be one of {', '.join(SSL_MODES)}")
+        try:
+            timeout = float(query.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT)
+        except ValueError:
+            raise ValueError("connect_timeout is not a number") from None
+        user = query.get("user") or urllib.parse.unquote(parts.username or "")
+        if not user:
+            raise ValueError("the URL names no user (postgresql://USER@HOST/DATABASE)")
+        password = query.get("password")
+        if password is None and parts.password is not None:
+            password = urllib.parse.unquote(parts.password)
+        host = query.get("host") or urllib.parse.unquote(parts.hostname or "") or "localhost"
+        database = query.get("dbname") or urllib.parse.unquote(parts.path.lstrip("/")) or user
+        return cls(host=host, port=port, database=database, user=user, password=password,
+                   sslmode=sslmode, sslrootcert=query.get("sslrootcert") or None,
+                   connect_timeout=timeout, application_name=query.get("application_name")
+                   or "kestrel")
+
+    @property
+    def where(self) -> str:
+        """The URL without its password, for messages and logs."""
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+def ssl_context(url: PostgresUrl) -> ssl.SSLContext | bool | None:
+    """pg8000's `ssl_context` for the URL's `sslmode`, as libpq reads it.
+
+    None is pg8000's "TLS if the server offers it, unverified", which is libpq's `prefer` (and
+    close enough to `allow`); False is no TLS. As in libpq, `require` with a root certificate
+    given checks the chain like `verify-ca`. The default CA store serves the `verify-` modes
+    when no `sslrootcert` is given.
+    """
+    mode = url.sslmode
+    if mode == "disable":
+        return False
+    if mode in ("allow", "prefer"):
+        return None
+    context = ssl.create_default_context(cafile=url.sslrootcert)
+    if mode == "require" and url.sslrootcert is None:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif mode != "verify-full":
+        context.check_hostname = False
+    return context
+
+
+def _open_socket(url: PostgresUrl) -> socket.socket:
+    """Connected within `connect_timeout`; after that, statements get their own timeout.
+
+    pg8000 has one timeout for both; opening the socket here keeps a dead address from holding
+    a request as long as a slow statement may take.
+    """
+    try:
+        if url.host.startswith("/"):  # a directory: the server's Unix socket in it, as libpq
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(url.connect_timeout)
+            try:
+                sock.connect(f"{url.host}/.s.PGSQL.{url.port}")
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection((url.host, url.port), url.connect_timeout)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    except OSError as exc:
+        raise pg8000.exceptions.InterfaceError(
+            f"cannot connect to {url.where}: {exc.strerror or exc}") from exc
+    sock.settimeout(STATEMENT_SOCKET_TIMEOUT)
+    return sock
+
+
+def _sqlstate(exc: BaseException) -> str:
+    fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    return str(fields.get("C", ""))
+
+
+def describe(exc: BaseException) -> str:
+    """The server's message for a database error, else the exception's text."""
+    fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else None
+    if fields is None:
+        return str(exc)
+    return f"{fields.get('M', 'error')} ({fields.get('C', '?')})"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether the same work may succeed once the server or the network is back."""
+    if isinstance(exc, pg8000.exceptions.InterfaceError | OSError):
+        return True
+    return (isinstance(exc, pg8000.exceptions.DatabaseError)
+            and _sqlstate(exc).startswith(_TRANSIENT_STATES))
+
+
+# `?` placeholders become pg8000's `%s`; a `%` of the statement's own is doubled. Quoted strings
+# and identifiers are left as they are.
+_PLACEHOLDER_PARTS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|%")
+
+
+@functools.lru_cache(maxsize=512)  # the repositories' statements are a fixed few
+def _format_style(sql: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        part = match.group()
+        return "%s" if part == "?" else "%%" if part == "%" else part
+    return _PLACEHOLDER_PARTS.sub(replace, sql)
+
+
+# Migrations are written in SQLite's types; these are PostgreSQL's for the same values. An
+# `INTEGER PRIMARY KEY` is SQLite's rowid, given by the database when the insert names none.
+_DDL_TYPES = [
+    (re.compile(r"\bINTEGER\s+PRIMARY\s+KEY(?:\s+AUTOINCREMENT)?\b", re.IGNORECASE),
+     "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"),
+    (re.compile(r"\bINTEGER\b", re.IGNORECASE), "BIGINT"),
+    (re.compile(r"\bREAL\b", re.IGNORECASE), "DOUBLE PRECISION"),
+    (re.compile(r"\bBLOB\b", re.IGNORECASE), "BYTEA"),
+]
+
+
+class PostgresSession:
+    """A `Session` over one pg8000 connection (autocommit: `Database` says BEGIN and COMMIT)."""
+
+    def __init__(self, conn: pg8000.dbapi.Connection) -> None:
+        self._conn = conn
+        self._in_transaction = False
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a BEGIN of ours awaits its COMMIT or ROLLBACK (pg8000 keeps the server's
+        own word on it private)."""
+        return self._in_transaction
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+        if sql.startswith("BEGIN"):
+            self._in_transaction = True
+        elif sql in ("COMMIT", "ROLLBACK"):
+            self._in_transaction = False
+        cursor = self._conn.cursor()
+        if params:
+            cursor.execute(_format_style(sql), tuple(params))
+        else:  # pg8000 sends a statement without parameters as it is: no %s to turn back
+            cursor.execute(sql)
+        return cursor  # type: ignore[no-any-return]
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        for row in rows:
+            self.execute(sql, row)
+
+    def insert(self, sql: str, params: Sequence[Any]) -> int:
+        (row_id,) = self.execute(f"{sql} RETURNING id", params).fetchone()
+        return int(row_id)
+
+    def insert_rows(self, table: str, columns: Sequence[str],
+                    rows: Sequence[Sequence[Any]]) -> None:
+        # One statement per slice of rows: a round trip per row would cap a remote server at a
+        # few thousand rows a second.
+        per_statement = max(1, min(MAX_ROWS_PER_INSERT, MAX_PARAMETERS // max(1, len(columns))))
+        one_row = f"({', '.join('?' * len(columns))})"
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start:start + per_statement]
+            self.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+                         + ", ".join([one_row] * len(chunk)),
+                         [value for row in chunk for value in row])
+
+    def close(self) -> None:
+        with contextlib.suppress(pg8000.exceptions.InterfaceError, OSError):  # already gone
+            self._conn.close()
+
+
+class PostgresEngine:
+    """Opens sessions on the database a `postgresql://` URL names."""
+
+    name = "postgresql"
+    setting = "DATABASE_URL"
+    error = pg8000.exceptions.Error
+
+    def __init__(self, url: str) -> None:
+        self.url = PostgresUrl.parse(url)
+        self.where = self.url.where
+
+    def connect(self, *, read_only: bool) -> PostgresSession:
+        url = self.url
+        sock = _open_socket(url)
+        try:
+            conn = pg8000.dbapi.connect(
+                url.user, host=url.host, sock=sock, port=url.port, database=url.database,
+                password=url.password, ssl_context=ssl_context(url),
+                application_name=url.application_name)
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            conn.autocommit = True
+            session = PostgresSession(conn)
+            if read_only:
+                # A write slipped into `read()` fails at once, as on SQLite.
+                session.execute("SET default_transaction_read_only = on")
+        except BaseException:
+            conn.close()
+            raise
+        return session
+
+    @staticmethod
+    def begin(session: Session, *, write: bool) -> None:
+        if write:
+            session.execute("BEGIN")
+            session.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+        else:
+            session.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+    def probe(self) -> None:
+        """A fresh connection and a query: the server answers now, not only the pooled ones."""
+        session = self.connect(read_only=True)
+        try:
+            session.execute("SELECT 1").fetchone()
+        finally:
+            session.close()
+
+    @staticmethod
+    def ddl(statement: str) -> str:
+        for pattern, replacement in _DDL_TYPES:
+            statement = pattern.sub(replacement, statement)
+        return statement
+
+    is_transient = staticmethod(is_transient)
+    describe = staticmethod(describe)
+
+    @staticmethod
+    def is_broken(exc: BaseException) -> bool:
+        # The socket failed, or the server ended the session (class 08, or an administrator's
+        # or a shutdown's termination, 57P01-57P03).
+        if isinstance(exc, pg8000.exceptions.InterfaceError | OSError):
+            return True
+        return _sqlstate(exc).startswith(("08", "57P"))

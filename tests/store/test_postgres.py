@@ -1,0 +1,201 @@
+"""PostgreSQL as the engine, on a real server of the tests' own: what differs from SQLite.
+
+The repositories' own tests run on both engines (the `db_target` fixture); these cover what only
+a server has: URLs, TLS modes, instances migrating at once, writes from many handles, a server
+that goes away and comes back, and batches larger than one statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any
+
+import pytest
+
+from kestrel.domain import RequestLog, StoreError
+from kestrel.store.database import Database
+from kestrel.store.migrations import load_migrations
+from kestrel.store.postgres_engine import MAX_ROWS_PER_INSERT, PostgresUrl, ssl_context
+from kestrel.store.request_logs import RequestLogStore
+from kestrel.store.session import Session
+
+from support.postgres import PASSWORD, Cluster
+
+NEWEST = len(load_migrations())
+
+
+# --- URLs and TLS, no server needed --------------------------------------------------------------
+
+
+def test_a_url_is_read_as_libpq_reads_it() -> None:
+    url = PostgresUrl.parse("postgresql://kes%40trel:p%3Ass@db.example:6543/state"
+                            "?sslmode=verify-full&sslrootcert=/etc/ca.pem&connect_timeout=3")
+    assert (url.user, url.password, url.host, url.port, url.database) == (
+        "kes@trel", "p:ss", "db.example", 6543, "state")
+    assert (url.sslmode, url.sslrootcert, url.connect_timeout) == ("verify-full", "/etc/ca.pem",
+                                                                   3.0)
+    assert url.where == "postgresql://kes@trel@db.example:6543/state"
+    assert "p:ss" not in repr(url) and "p:ss" not in url.where
+    defaults = PostgresUrl.parse("postgres://k@h")
+    assert (defaults.port, defaults.database, defaults.sslmode) == (5432, "k", "prefer")
+    socket_dir = PostgresUrl.parse("postgresql://k@/db?host=/run/postgresql")
+    assert socket_dir.host == "/run/postgresql"
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("postgresql://h/db", "names no user"),
+    ("postgresql://k@h/db?sslmode=sometimes", "sslmode must be one of"),
+    ("postgresql://k@h/db?pool=3", "unknown URL parameter(s): pool"),
+    ("postgresql://k@h:port/db", "port is not a number"),
+    ("postgresql://k@h/db?connect_timeout=soon", "connect_timeout is not a number"),
+])
+def test_a_bad_url_is_refused_with_what_is_wrong(url: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem.replace("(", r"\(").replace(")", r"\)")):
+        PostgresUrl.parse(url)
+
+
+def test_a_bad_url_stops_the_open_with_one_line_and_no_password() -> None:
+    with pytest.raises(StoreError, match="DATABASE_URL: unknown URL parameter") as caught:
+        asyncio.run(Database.open("postgresql://k:hunter22@h/db?pool=3"))
+    assert "hunter22" not in str(caught.value)
+
+
+def test_ssl_modes_map_to_what_libpq_does() -> None:
+    def context(mode: str, root: str | None = None) -> Any:
+        extra = f"&sslrootcert={root}" if root else ""
+        return ssl_context(PostgresUrl.parse(f"postgresql://k@h/db?sslmode={mode}{extra}"))
+    assert context("disable") is False
+    assert context("allow") is None and context("prefer") is None  # TLS if offered, unchecked
+    required = context("require")
+    assert required.verify_mode == ssl.CERT_NONE and not required.check_hostname
+    ca = ssl.get_default_verify_paths().cafile or ssl.get_default_verify_paths().openssl_cafile
+    with_root = context("require", ca)  # libpq: a root certificate makes `require` check it
+    assert with_root.verify_mode == ssl.CERT_REQUIRED and not with_root.check_hostname
+    verify_ca = context("verify-ca")
+    assert verify_ca.verify_mode == ssl.CERT_REQUIRED and not verify_ca.check_hostname
+    verify_full = context("verify-full")
+    assert verify_full.verify_mode == ssl.CERT_REQUIRED and verify_full.check_hostname
+
+
+# --- on the server -------------------------------------------------------------------------------
+
+
+def test_instances_starting_together_migrate_once(pg_cluster: Cluster) -> None:
+    url = pg_cluster.database()
+
+    async def main() -> list[Any]:
+        handles = await asyncio.gather(*(Database.open(url) for _ in range(4)))
+        try:
+            assert [db.schema_version for db in handles] == [NEWEST] * 4
+            assert {db.engine for db in handles} == {"postgresql"}
+            return await handles[0].read(lambda s: s.execute(
+                "SELECT version FROM schema_version ORDER BY version").fetchall())
+        finally:
+            await asyncio.gather(*(db.close() for db in handles))
+    assert [row[0] for row in asyncio.run(main())] == list(range(1, NEWEST + 1))
+
+
+def test_writes_from_many_instances_never_interleave(pg_cluster: Cluster) -> None:
+    """Read-modify-write from three handles (three instances): no update is lost, because
+    every write transaction holds the one write lock, as on SQLite."""
+    url = pg_cluster.database()
+
+    def increment(session: Session) -> None:
+        row = session.execute("SELECT value FROM meta WHERE key = 'n'").fetchone()
+        n = 0 if row is None else int(bytes(row[0]).decode())
+        session.execute("DELETE FROM meta WHERE key = 'n'")
+        session.execute("INSERT INTO meta (key, value) VALUES ('n', ?)", (str(n + 1).encode(),))
+
+    async def main() -> int:
+        handles = [await Database.open(url) for _ in range(3)]
+        try:
+            await asyncio.gather(*(db.write(increment) for db in handles for _ in range(40)))
+            row = await handles[0].read(
+                lambda s: s.execute("SELECT value FROM meta WHERE key = 'n'").fetchone())
+            return int(bytes(row[0]).decode())
+        finally:
+            await asyncio.gather(*(db.close() for db in handles))
+    assert asyncio.run(main()) == 120
+
+
+def test_reads_cannot_write(pg_cluster: Cluster) -> None:
+    async def main() -> None:
+        db = await Database.open(pg_cluster.database())
+        try:
+            with pytest.raises(Exception, match="read-only transaction"):
+                await db.read(lambda s: s.execute("INSERT INTO meta (key, value) VALUES (?, ?)",
+                                                  ("x", b"1")))
+        finally:
+            await db.close()
+    asyncio.run(main())
+
+
+def test_a_wrong_password_stops_the_open_with_one_clear_line(pg_cluster: Cluster) -> None:
+    url = pg_cluster.database().replace(PASSWORD, "not-the-password")
+    with pytest.raises(StoreError, match="password authentication failed") as caught:
+        asyncio.run(Database.open(url))
+    assert "not-the-password" not in str(caught.value)
+
+
+def test_a_server_that_cannot_be_reached_is_one_clear_line(pg_cluster: Cluster) -> None:
+    from support.postgres import free_port
+
+    url = f"postgresql://kestrel@127.0.0.1:{free_port()}/x?connect_timeout=2"
+    with pytest.raises(StoreError, match=r"cannot use postgresql://kestrel@127\.0\.0\.1:\d+/x "
+                                         r"as a database: cannot connect"):
+        asyncio.run(Database.open(url))
+
+
+def test_the_database_comes_back_by_itself_after_a_server_restart(pg_cluster: Cluster) -> None:
+    url = pg_cluster.database()
+
+    def count(session: Session) -> int:
+        return int(session.execute("SELECT count(*) FROM api_keys").fetchone()[0])
+
+    async def main() -> None:
+        db = await Database.open(url)
+        try:
+            assert await db.read(count) == 0
+            await asyncio.to_thread(pg_cluster.stop_server)
+            with pytest.raises(Exception) as down:
+                await db.read(count)
+            assert db.is_transient(down.value), repr(down.value)
+            await asyncio.to_thread(pg_cluster.start_server)
+            deadline = asyncio.get_running_loop().time() + 15
+            while True:  # the reconnect backoff may hold the first tries off
+                try:
+                    assert await db.read(count) == 0
+                    await db.write(lambda s: s.execute(
+                        "INSERT INTO api_keys (name, key_hash, prefix, created_at) "
+                        "VALUES (?, ?, ?, ?)", ("k", b"h", "kst_", 0.0)))
+                    break
+                except Exception as exc:
+                    assert db.is_transient(exc), repr(exc)
+                    assert asyncio.get_running_loop().time() < deadline, repr(exc)
+                    await asyncio.sleep(0.2)
+            assert await db.read(count) == 1
+        finally:
+            await db.close()
+    asyncio.run(main())
+
+
+def test_a_batch_larger_than_one_statement_is_written_whole(pg_cluster: Cluster) -> None:
+    rows = [RequestLog(ts=1000.0 + n, request_id=f"req-{n}", route="messages", status=200,
+                       key_id=None, account_id=None, model="m", stream=False, error_type=None,
+                       input_tokens=n, output_tokens=1, cache_read_tokens=0,
+                       cache_creation_tokens=0, latency_ms=1.5, ttfb_ms=None, client=None,
+                       user_agent=None, attempts=())
+            for n in range(MAX_ROWS_PER_INSERT * 2 + 7)]
+
+    async def main() -> list[Any]:
+        db = await Database.open(pg_cluster.database())
+        try:
+            await RequestLogStore(db).insert_many(rows)
+            return await db.read(lambda s: s.execute(
+                "SELECT count(*), sum(input_tokens), min(request_id) FROM request_logs"
+            ).fetchone())
+        finally:
+            await db.close()
+    count, tokens, first = asyncio.run(main())
+    assert (count, tokens, first) == (len(rows), sum(range(len(rows))), "req-0")
