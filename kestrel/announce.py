@@ -47,4 +47,4 @@ def announce_started(settings: Settings, port: int, **event: object) -> None:
     log.info("listening on %s%s", url,
              " (this machine only; set HOST=0.0.0.0 to accept other machines)" if local else "",
              extra={"event": {"name": "started", "version": __version__, "port": port,
-                              "db": str(settings.db_path), **event}})
+                              "db": settings.database_label, **event}})

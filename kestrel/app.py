@@ -114,7 +114,7 @@ class App:
 
         Raises `StoreError` with an operator-facing message when the database cannot be used.
         """
-        db = await Database.open(settings.db_path)
+        db = await Database.open(settings.database)
         try:
             await check_encryption_key(db, Sealer(settings.encryption_key))
             app = cls(settings, db, workers=workers)

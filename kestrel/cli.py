@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
                             help="port to listen on (overrides PORT)")
         target.add_argument("--db", metavar="PATH", default=default,
                             help="database file (overrides DB_PATH)")
+        target.add_argument("--database-url", metavar="URL", default=default,
+                            help="postgresql://... to keep the state in PostgreSQL instead "
+                            "(overrides DATABASE_URL)")
         target.add_argument("--workers", metavar="N", default=default,
                             help="serving processes behind a supervisor, or auto for one per "
                             "CPU (overrides WORKERS; without either, one process)")
@@ -67,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _login(args.name, args.url, args.db, os.environ)
     try:
         settings = load_settings(os.environ, host=args.host, port=args.port, db_path=args.db,
+                                 database_url=args.database_url,
                                  workers=args.workers)
         handoff = Handoff.from_environ(os.environ)  # set when a supervisor started us
     except ConfigError as exc:

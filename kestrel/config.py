@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from kestrel.crypto import encode_key, generate_key, parse_key
 from kestrel.domain import ConfigError
@@ -23,6 +23,8 @@ from kestrel.domain import ConfigError
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_DB_PATH = "kestrel.db"
+# DATABASE_URL schemes: PostgreSQL (libpq accepts both spellings).
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 DEFAULT_CLAUDE_BASE_URL = "https://api.anthropic.com"
 # Anthropic's own request limit for the Messages API is 32 MB; a larger body could never succeed.
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -67,6 +69,8 @@ class Settings:
     log_level: str
     log_format: str
     db_path: Path
+    # DATABASE_URL: PostgreSQL instead of the SQLite file at db_path (None: SQLite).
+    database_url: str | None = field(repr=False)
     encryption_key: bytes = field(repr=False)
     admin_key: str = field(repr=False)
     claude_api_key: str | None = field(repr=False)
@@ -96,6 +100,23 @@ class Settings:
     workers: int | None = None
 
 
+    @property
+    def database(self) -> str:
+        """What the store opens: the PostgreSQL URL, else the SQLite file's path."""
+        return self.database_url or str(self.db_path)
+
+    @property
+    def database_label(self) -> str:
+        """The database as logs may show it: the URL without its password, or the path."""
+        if self.database_url is None:
+            return str(self.db_path)
+        parts = urlsplit(self.database_url)
+        netloc = parts.netloc.rpartition("@")
+        user = netloc[0].partition(":")[0]
+        return urlunsplit((parts.scheme, f"{user}@{netloc[2]}" if user else
+                                        netloc[2], parts.path, "", ""))
+
+
 def secrets_path_for(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".secrets")
 
@@ -106,10 +127,11 @@ def load_settings(
     host: str | None = None,
     port: int | None = None,
     db_path: str | None = None,
+    database_url: str | None = None,
     workers: str | None = None,
 ) -> Settings:
-    """Read and check every setting; CLI overrides (`host`, `port`, `db_path`, `workers`) beat
-    the env.
+    """Read and check every setting; CLI overrides (`host`, `port`, `db_path`, `database_url`,
+    `workers`) beat the env.
 
     Raises `ConfigError` with one line per problem. Secrets are only read from or written to
     disk once everything else is valid, so a typo never leaves a stray secrets file behind.
@@ -132,7 +154,19 @@ def load_settings(
 
     db_source = "--db" if db_path else "DB_PATH"
     db = Path(db_path or get("DB_PATH") or DEFAULT_DB_PATH).expanduser()
-    if not db.parent.is_dir():
+    url_source = "--database-url" if database_url else "DATABASE_URL"
+    url = (database_url or "").strip() or get("DATABASE_URL")
+    if url is not None:
+        if urlsplit(url).scheme not in POSTGRES_SCHEMES:
+            problems.append(f"{url_source}: only PostgreSQL is supported (postgresql://USER:"
+                            f"PASSWORD@HOST:PORT/DATABASE); leave it unset for SQLite at DB_PATH")
+        # Every instance on one database must seal and unseal with the same key and accept the
+        # same admin key: a pair generated here would be this instance's alone.
+        missing = [name for name in ("ENCRYPTION_KEY", "ADMIN_KEY") if get(name) is None]
+        if missing:
+            problems.append(f"{url_source}: set {' and '.join(missing)} as well, the same on "
+                            f"every instance that shares the database")
+    elif not db.parent.is_dir():
         problems.append(f"{db_source}: directory {str(db.parent)!r} does not exist")
     elif db.is_dir():
         problems.append(f"{db_source}: {str(db)!r} is a directory, not a database file")
@@ -193,6 +227,7 @@ def load_settings(
         log_level=log_level,
         log_format=log_format,
         db_path=db,
+        database_url=url,
         encryption_key=encryption_key,
         admin_key=admin_key,
         claude_api_key=get("CLAUDE_API_KEY"),

@@ -63,6 +63,17 @@ def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return cluster.database()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_database(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Settings that put every Kestrel process of a test on one database, once per engine: the
+    SQLite file of their shared directory, or a fresh database on the PostgreSQL server (each
+    process then stands for an instance on a machine of its own)."""
+    if request.param == "sqlite":
+        return {}
+    cluster: postgres.Cluster = request.getfixturevalue("pg_cluster")
+    return {"DATABASE_URL": cluster.database()}
+
+
 POSTGRES_SKIPPED = "PostgreSQL tests skipped"
 
 

@@ -132,7 +132,8 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings({"ADMIN_KEY": ADMIN_KEY, "ENCRYPTION_KEY": KEY_HEX, "PORT": ""})
     assert settings == Settings(
         host="127.0.0.1", port=8080, log_level="info", log_format="auto",
-        db_path=Path("kestrel.db"), encryption_key=bytes.fromhex(KEY_HEX), admin_key=ADMIN_KEY,
+        db_path=Path("kestrel.db"), database_url=None, encryption_key=bytes.fromhex(KEY_HEX),
+        admin_key=ADMIN_KEY,
         claude_api_key=None, metrics_token=None, claude_base_url="https://api.anthropic.com",
         max_body_bytes=33554432, shutdown_grace=30.0, rotation="balanced", cooldown_max=3600.0,
         log_retention_days=30.0, request_log=True, upstream_connect_timeout=10.0,
@@ -169,6 +170,27 @@ def test_values_are_normalised_and_secrets_stay_out_of_repr(tmp_path: Path) -> N
     shown = repr(settings)
     for secret in ("sk-ant-api03-secretvalue", ADMIN_KEY, KEY_HEX, repr(bytes.fromhex(KEY_HEX))):
         assert secret not in shown
+
+
+def test_a_database_url_chooses_postgresql_and_needs_both_keys_from_the_environment(
+        tmp_path: Path) -> None:
+    url = "postgresql://kestrel:pg-secret-1@db.internal:5433/state?sslmode=require"
+    settings = load_settings(env(tmp_path, DATABASE_URL=url, DB_PATH=str(tmp_path / "no" / "x")))
+    assert (settings.database_url, settings.database) == (url, url)
+    assert settings.database_label == "postgresql://kestrel@db.internal:5433/state"
+    assert "pg-secret-1" not in repr(settings)
+    assert list(tmp_path.iterdir()) == []  # no secrets file: the keys come from the environment
+    flag = load_settings(env(tmp_path), database_url=url)
+    assert flag.database_url == url
+    sqlite = load_settings(env(tmp_path))
+    assert (sqlite.database_url, sqlite.database) == (None, str(tmp_path / "k.db"))
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"DATABASE_URL": "mysql://db/state", "ADMIN_KEY": ADMIN_KEY})
+    assert caught.value.problems == [
+        "DATABASE_URL: only PostgreSQL is supported (postgresql://USER:PASSWORD@HOST:PORT/"
+        "DATABASE); leave it unset for SQLite at DB_PATH",
+        "DATABASE_URL: set ENCRYPTION_KEY as well, the same on every instance that shares the "
+        "database"]
 
 
 def test_workers_unset_means_no_supervisor_and_auto_means_one_per_cpu(

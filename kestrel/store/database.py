@@ -44,9 +44,16 @@ _Job = tuple[Callable[[Session], Any], "concurrent.futures.Future[Any]"]
 _Queue = queue.Queue[_Job | None]
 
 
+class _NotBegun(Exception):
+    """The transaction's BEGIN failed (the cause says why): nothing of the work was sent."""
+
+
 def _in_transaction(engine: Engine, write: bool, fn: Callable[[Session], T],
                     session: Session) -> T:
-    engine.begin(session, write=write)
+    try:
+        engine.begin(session, write=write)
+    except Exception as exc:
+        raise _NotBegun() from exc
     try:
         result = fn(session)
         if session.in_transaction:
@@ -90,16 +97,39 @@ class _Worker(threading.Thread):
                 if not future.set_running_or_notify_cancel():
                     continue  # the caller gave up before we started
                 try:
-                    result = fn(self._connected())
+                    result = self._run(fn)
                 except BaseException as exc:
-                    if self._engine.is_broken(exc):
-                        self._drop_session()
                     future.set_exception(exc)
                 else:
                     future.set_result(result)
         finally:
             self._drop_session()
             self.stopped.set_result(None)
+
+    def _run(self, fn: Callable[[Session], T]) -> T:
+        """`fn` on this thread's connection. A connection that broke while it sat idle (the
+        server restarted, a network path timed out) fails at its next BEGIN: then, and only
+        then, since nothing of the work was sent, the work runs once more on a new one."""
+        fresh = self._session is None
+        try:
+            return self._attempt(fn)
+        except _NotBegun as exc:
+            cause = exc.__cause__ or exc
+            if fresh or not self._engine.is_broken(cause):
+                raise cause from None
+        try:
+            return self._attempt(fn)
+        except _NotBegun as exc:
+            raise (exc.__cause__ or exc) from None
+
+    def _attempt(self, fn: Callable[[Session], T]) -> T:
+        try:
+            return fn(self._connected())
+        except BaseException as exc:
+            cause = exc.__cause__ if isinstance(exc, _NotBegun) else exc
+            if cause is not None and self._engine.is_broken(cause):
+                self._drop_session()
+            raise
 
     def _connected(self) -> Session:
         if self._session is not None:

@@ -16,11 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 
-from kestrel.domain import RequestLog, StoreError
+from kestrel.domain import RequestLog
 from kestrel.store.request_logs import RequestLogStore
 
 log = logging.getLogger("kestrel.logwriter")
@@ -28,13 +27,6 @@ log = logging.getLogger("kestrel.logwriter")
 SECONDS_PER_DAY = 86_400.0
 # Pruning is cheap when done often (an hour's worth of rows) and nobody needs it to the minute.
 PRUNE_EVERY_SECONDS = 3_600.0
-
-# Failures that describe the database's state, not the rows: read-only file, lock held too long,
-# disk full or I/O error (all sqlite3.OperationalError), a closed database. The same rows will go
-# in once it recovers, so they are kept. Any other exception means the rows themselves are bad
-# (say, a count too large for SQLite's INTEGER): retrying would fail forever.
-_TRANSIENT = (sqlite3.OperationalError, StoreError, OSError)
-
 
 def _describe(exc: BaseException) -> str:
     # The type and SQLite's message only: rows never appear in the log line, nor do credentials.
@@ -210,36 +202,44 @@ class LogWriter:
         """Write `batch`; return how many rows at its front are done with (written or dropped)."""
         try:
             await self._store.insert_many(batch)
-        except _TRANSIENT as exc:
+        except Exception as exc:
+            # The database's state (a read-only file, a lock held too long, a full disk, a
+            # server away) keeps the rows: they go in once it recovers. Anything else means the
+            # rows themselves are bad (say, a count too large for an INTEGER): retrying would
+            # fail forever.
+            if not self._store.is_transient(exc):
+                return await self._refused(batch, exc)
             self._flush_failures += 1
             self._failing += 1
             if self._failing == 1:
                 log.warning("cannot write request logs (%s); keeping %d rows, retrying every "
                             "%gs", _describe(exc), len(self._pending), self._flush_interval)
             return 0
-        except Exception as exc:
-            self._flush_failures += 1
-            if len(batch) == 1:
-                self._dropped += 1
-                log.error("dropped request log %s: the database refused it (%s)",
-                          batch[0].request_id, _describe(exc))
-                return 1
-            # Some row is unwritable: one by one, so only that row is lost, not its neighbours.
-            log.error("a batch of %d request logs was refused (%s); writing them one by one",
-                      len(batch), _describe(exc))
-            handled = 0
-            for row in batch:
-                step = await self._write([row])
-                if step == 0:
-                    break
-                handled += step
-            return handled
         self._written += len(batch)
         if self._failing:
             log.warning("request logs are written again, after %d failed attempts",
                         self._failing)
             self._failing = 0
         return len(batch)
+
+    async def _refused(self, batch: list[RequestLog], exc: Exception) -> int:
+        """Drop the rows the database refuses for what they are, and only those."""
+        self._flush_failures += 1
+        if len(batch) == 1:
+            self._dropped += 1
+            log.error("dropped request log %s: the database refused it (%s)",
+                      batch[0].request_id, _describe(exc))
+            return 1
+        # Some row is unwritable: one by one, so only that row is lost, not its neighbours.
+        log.error("a batch of %d request logs was refused (%s); writing them one by one",
+                  len(batch), _describe(exc))
+        handled = 0
+        for row in batch:
+            step = await self._write([row])
+            if step == 0:
+                break
+            handled += step
+        return handled
 
     async def _prune(self) -> None:
         assert self._retention_seconds is not None

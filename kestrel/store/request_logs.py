@@ -243,6 +243,10 @@ class RequestLogStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    def is_transient(self, exc: BaseException) -> bool:
+        """Whether a failed write may succeed later with the same rows (see `Database`)."""
+        return self._db.is_transient(exc)
+
     async def insert_many(self, rows: Sequence[RequestLog]) -> None:
         """Insert the rows and move `last_used_at` of their keys and accounts forward, in one
         transaction. A row already older than what is stored never moves it back."""

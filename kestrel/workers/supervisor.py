@@ -303,7 +303,7 @@ class Supervisor:
 async def _prepare_database(settings: Settings) -> None:
     """Create and migrate the database before any worker opens it, and prove the encryption key
     opens it: a problem is reported once, by the supervisor, as a single process reports it."""
-    db = await Database.open(settings.db_path)
+    db = await Database.open(settings.database)
     try:
         await check_encryption_key(db, Sealer(settings.encryption_key))
     finally:

@@ -60,8 +60,8 @@ def status_is(name: str, status: str | None) -> Callable[[Stack], bool]:
 
 
 def test_changes_made_through_one_process_reach_the_others_within_a_second(
-        tmp_path: Path) -> None:
-    with running_cluster(tmp_path, 3) as cluster:
+        tmp_path: Path, shared_database: dict[str, str]) -> None:
+    with running_cluster(tmp_path, 3, env=shared_database) as cluster:
         first, *others = cluster.nodes
         delays: dict[str, list[float]] = {}
 
@@ -131,11 +131,12 @@ def test_changes_made_through_one_process_reach_the_others_within_a_second(
     assert not slow, slow
 
 
-def test_an_expired_token_is_refreshed_once_across_three_processes(tmp_path: Path) -> None:
+def test_an_expired_token_is_refreshed_once_across_three_processes(
+        tmp_path: Path, shared_database: dict[str, str]) -> None:
     # The first token lives 5 s: inside the 10 s safety margin, expired from the start, so
     # every request must wait for new tokens; the provider takes its time answering.
     with FakeOAuth(lifetimes=(5,), refresh_delay=0.3) as oauth, \
-            running_cluster(tmp_path, 3, env=oauth.env()) as cluster:
+            running_cluster(tmp_path, 3, env={**oauth.env(), **shared_database}) as cluster:
         connect(cluster.nodes[0], oauth)
         for node in cluster.nodes:
             seconds_until(lambda node=node: pool_statuses(node).get("sub") == "active")
@@ -155,11 +156,11 @@ def test_an_expired_token_is_refreshed_once_across_three_processes(tmp_path: Pat
 
 
 def test_conversations_keep_their_account_across_processes_and_spread_evenly(
-        tmp_path: Path) -> None:
+        tmp_path: Path, shared_database: dict[str, str]) -> None:
     """300 Claude Code sessions over 3 equal accounts, each session's requests alternating
     between two processes: every request of a session reaches the same account, and each
     account gets 100 sessions give or take 20 %."""
-    with running_cluster(tmp_path, 2) as cluster:
+    with running_cluster(tmp_path, 2, env=shared_database) as cluster:
         for name in ("a", "b", "c"):
             cluster.add_account(name)
         second = cluster.nodes[1]

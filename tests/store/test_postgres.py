@@ -199,3 +199,39 @@ def test_a_batch_larger_than_one_statement_is_written_whole(pg_cluster: Cluster)
             await db.close()
     count, tokens, first = asyncio.run(main())
     assert (count, tokens, first) == (len(rows), sum(range(len(rows))), "req-0")
+
+
+def test_request_logs_wait_while_the_server_is_away_and_none_is_lost(
+        pg_cluster: Cluster) -> None:
+    from kestrel.store.log_writer import LogWriter
+
+    url = pg_cluster.database()
+
+    async def main() -> None:
+        db = await Database.open(url)
+        writer = LogWriter(RequestLogStore(db), flush_interval=0.05)
+        await writer.start()
+        try:
+            await asyncio.to_thread(pg_cluster.stop_server)
+            for n in range(50):
+                writer.submit(RequestLog(ts=float(n), request_id=f"away-{n}", route="messages",
+                                         status=200))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while writer.flush_failures == 0:  # the writer has tried, and kept the rows
+                assert loop.time() < deadline, "the writer never tried"
+                await asyncio.sleep(0.05)
+            assert (writer.written, writer.dropped, writer.queue_depth) == (0, 0, 50)
+            await asyncio.to_thread(pg_cluster.start_server)
+            deadline = loop.time() + 20
+            while writer.written < 50:
+                assert loop.time() < deadline, (writer.written, writer.dropped)
+                await asyncio.sleep(0.05)
+            assert writer.dropped == 0
+            count = await db.read(lambda s: s.execute(
+                "SELECT count(*) FROM request_logs WHERE request_id LIKE 'away-%'").fetchone())
+            assert count[0] == 50
+        finally:
+            await writer.close()
+            await db.close()
+    asyncio.run(main())
