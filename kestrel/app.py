@@ -33,7 +33,14 @@ from kestrel.api.openapi import openapi_endpoint
 from kestrel.api.proxy import ProxyApi
 from kestrel.config import Settings
 from kestrel.crypto import Sealer
-from kestrel.domain import AccountType, Conflict, Credential, KestrelError, RequestLog
+from kestrel.domain import (
+    AccountType,
+    Conflict,
+    Credential,
+    DatabaseUnavailable,
+    KestrelError,
+    RequestLog,
+)
 from kestrel.logs import request_id_var
 from kestrel.oauth.flow import OAuthConfig
 from kestrel.oauth.logins import OAuthLogins
@@ -170,7 +177,14 @@ class App:
             return error_response(surface, from_http_error(exc))
         except KestrelError as exc:
             return error_response(surface, exc)
-        except Exception:
+        except Exception as exc:
+            if self.db.is_transient(exc):
+                # Not a bug of ours: the database is away or busy. One line, no traceback, and
+                # the driver's message stays in the log (it may name hosts and files).
+                log.warning("%s %s: the database is unavailable (%s)", request.method,
+                            request.path, self.db.describe(exc))
+                return error_response(surface, DatabaseUnavailable(
+                    "the database is unavailable; try again shortly"))
             log.exception("unhandled error in %s %s", request.method, request.path)
             return error_response(surface, KestrelError(
                 f"internal error; the server log has the details (request {request.request_id})"))

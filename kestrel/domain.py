@@ -246,6 +246,14 @@ class NoAccountAvailable(KestrelError):
     type = "api_error"
 
 
+class DatabaseUnavailable(KestrelError):
+    """The database cannot be reached or written now (a server away, a locked or full file);
+    the same request may succeed once it is back."""
+
+    status = 503
+    type = "api_error"
+
+
 class StoreError(Exception):
     """The database cannot be used as it is (newer schema, unreadable file). Stops the start."""
 

@@ -118,12 +118,18 @@ class ChangeFollower:
                 if loop.time() >= next_prune:
                     next_prune = loop.time() + PRUNE_EVERY_SECONDS
                     await self._prune()
-            except Exception:
+            except Exception as exc:
                 # The database may be briefly unusable; the caches stay as they are and the
-                # next poll tries again. Said once per streak, not ten times a second.
+                # next poll tries again (the feed keeps every change until then). Said once per
+                # streak, not ten times a second; a traceback only for what is not the
+                # database's state.
                 if not self._failing:
-                    log.exception("cannot read the change feed; caches may be stale until it "
-                                  "can be read again")
+                    if self._db.is_transient(exc):
+                        log.warning("cannot read the change feed (%s); caches may be stale "
+                                    "until it can be read again", self._db.describe(exc))
+                    else:
+                        log.exception("cannot read the change feed; caches may be stale until "
+                                      "it can be read again")
                 self._failing = True
             else:
                 if self._failing:

@@ -215,6 +215,10 @@ class Database:
         work: the same work may succeed once it recovers (a lock, a full disk, a server away)."""
         return isinstance(exc, StoreError | OSError) or self._engine.is_transient(exc)
 
+    def describe(self, exc: BaseException) -> str:
+        """An error from `read` or `write` in one line, for an operator."""
+        return self._engine.describe(exc) if isinstance(exc, self._engine.error) else str(exc)
+
     async def write(self, fn: Callable[[Session], T]) -> T:
         """Run `fn` on the writer thread inside a write transaction; return its result.
 
@@ -233,8 +237,14 @@ class Database:
                                   functools.partial(_in_transaction, self._engine, False, fn))
 
     async def probe(self) -> None:
-        """Prove the database can still be opened and read, as a new process would."""
-        await self._submit(self._reads, lambda _: self._engine.probe())
+        """Prove the database can still be opened and read, as a new process would.
+
+        On a thread of its own, not a reader's: a reader whose connection broke holds off its
+        next connect for a while, and the probe must see a server that is back at once.
+        """
+        if self._closed:
+            raise StoreError(f"the database {self.where} is closed")
+        await asyncio.to_thread(self._engine.probe)
 
     async def close(self) -> None:
         """Finish every write and read already queued, then close all connections. Idempotent."""

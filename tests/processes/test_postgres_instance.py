@@ -38,3 +38,42 @@ def test_an_instance_on_postgresql_serves_logs_and_never_shows_the_password(
     finally:
         conn.close()
     assert PASSWORD not in "\n".join(stack.kestrel.lines)
+
+
+def test_while_postgresql_is_away_proxying_goes_on_and_admin_writes_answer_503(
+        tmp_path: Path, pg_cluster: Cluster) -> None:
+    with running_stack(tmp_path, accounts=("a",),
+                       env={"DATABASE_URL": pg_cluster.database()}) as stack:
+        with stack.http() as client:  # the key is checked once, and cached
+            assert client.post("/v1/messages", json=message_body("before")).status_code == 200
+        pg_cluster.stop_server()
+        try:
+            with stack.http() as client:
+                for n in range(5):
+                    response = client.post("/v1/messages", json=message_body(f"away {n}"))
+                    assert response.status_code == 200, response.text
+            with stack.admin() as admin:
+                refused = admin.post("/admin/keys", json={"name": "while away"})
+                assert refused.status_code == 503
+                assert refused.json()["error"]["message"] == (
+                    "the database is unavailable; try again shortly")
+                health = admin.get("/health")
+                assert (health.status_code, health.json()["status"]) == (200, "degraded")
+        finally:
+            pg_cluster.start_server()
+        with stack.admin() as admin:
+            deadline = time.monotonic() + 15
+            while (created := admin.post("/admin/keys", json={"name": "back"})).status_code != 201:
+                assert created.status_code == 503, created.text
+                assert time.monotonic() < deadline, "admin writes never came back"
+                time.sleep(0.2)
+            assert admin.get("/health").json()["status"] == "ok"
+            deadline = time.monotonic() + 15  # the rows of the requests served meanwhile
+            while (logs := admin.get("/admin/logs")).status_code != 200 or len(
+                    logs.json()["data"]) < 6:
+                # A reader that lost its connection waits out its reconnect delay (up to 5 s).
+                assert logs.status_code in (200, 503), logs.text
+                assert time.monotonic() < deadline, "request logs were lost"
+                time.sleep(0.2)
+    errors = [line for line in stack.kestrel.lines if '"level": "error"' in line]
+    assert not errors, errors
