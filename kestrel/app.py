@@ -80,7 +80,7 @@ class App:
         # when another process (or another machine) changes it.
         self.changes = ChangeFollower(db, {ChangeKind.ACCOUNT: self.pool.load,
                                            ChangeKind.KEY: self.keys.forget})
-        request_logs = RequestLogStore(db)
+        request_logs = RequestLogStore(db, instance=settings.instance_name)
         self.log_writer = LogWriter(request_logs, retention_days=settings.log_retention_days,
                                     clock=clock)
         self.upstream = UpstreamTransport(connect_timeout=settings.upstream_connect_timeout,

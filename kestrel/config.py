@@ -12,6 +12,7 @@ import math
 import os
 import re
 import secrets
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from kestrel.domain import ConfigError
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_DB_PATH = "kestrel.db"
+# INSTANCE_NAME is shown in every request log row and filtered on: a name, not a document.
+MAX_INSTANCE_NAME = 200
 # DATABASE_URL schemes: PostgreSQL (libpq accepts both spellings).
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 DEFAULT_CLAUDE_BASE_URL = "https://api.anthropic.com"
@@ -98,6 +101,8 @@ class Settings:
     # Serving processes behind a supervisor; None (WORKERS unset) is one process and no
     # supervisor at all.
     workers: int | None = None
+    # What this instance's request log rows say served them: INSTANCE_NAME, else host:port.
+    instance_name: str = ""
 
 
     @property
@@ -214,6 +219,11 @@ def load_settings(
     else:
         workers_value = _check_workers("WORKERS", get("WORKERS"), problems)
 
+    instance_name = get("INSTANCE_NAME") or f"{socket.gethostname()}:{port_value}"
+    if len(instance_name) > MAX_INSTANCE_NAME or not instance_name.isprintable():
+        problems.append(f"INSTANCE_NAME: must be printable and at most {MAX_INSTANCE_NAME} "
+                        "characters")
+
     if problems:
         raise ConfigError(problems)
 
@@ -254,6 +264,7 @@ def load_settings(
         generated=generated,
         model_aliases=model_aliases,
         workers=workers_value,
+        instance_name=instance_name,
     )
 
 

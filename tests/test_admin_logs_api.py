@@ -267,7 +267,8 @@ def test_openapi_documents_the_query_parameters_and_valid_schemas(tmp_path: Path
     document = asyncio.run(main())
     logs = document["paths"]["/admin/logs"]["get"]
     assert {p["name"] for p in logs["parameters"] if p["in"] == "query"} == {
-        "limit", "cursor", "account_id", "key_id", "status", "model", "since", "until"}
+        "limit", "cursor", "account_id", "key_id", "status", "model", "instance", "since",
+        "until"}
     stats = document["paths"]["/admin/stats"]["get"]
     assert [p["name"] for p in stats["parameters"]] == ["window"]
     assert logs["security"] == stats["security"] == [{"adminKey": []}]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import stat
 from pathlib import Path
 
@@ -145,6 +146,7 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         oauth_scopes="user:profile user:inference",
         oauth_manual_redirect_uri="https://platform.claude.com/oauth/code/callback",
         secrets_path=Path("kestrel.db.secrets"), generated=(), model_aliases={},
+        instance_name=f"{socket.gethostname()}:8080",
     )
 
 

@@ -45,6 +45,8 @@ LOGS_QUERY: dict[str, Schema] = {
                "description": "Only requests answered with this HTTP status."},
     "model": {"type": "string", "minLength": 1, "maxLength": 200,
               "description": "Only requests for this model (exact name)."},
+    "instance": {"type": "string", "minLength": 1, "maxLength": 200,
+                 "description": "Only requests served by this instance (its INSTANCE_NAME)."},
     "since": {**_TIME_PARAM, "description": f"Only requests at or after this time. {_TIME_FORMS}"},
     "until": {**_TIME_PARAM, "description": f"Only requests before this time. {_TIME_FORMS}"},
 }
@@ -99,6 +101,9 @@ LOG = _object({
     "client": {"type": ["string", "null"]},
     "user_agent": {"type": ["string", "null"]},
     "attempts": {"type": "array", "items": ATTEMPT},
+    "instance": {"type": ["string", "null"],
+                 "description": "The Kestrel instance that served it (INSTANCE_NAME); null for "
+                                "rows written before instances were named."},
 }, "One client request on a proxy route.")
 
 LOG_PAGE = _object({
@@ -167,6 +172,7 @@ def log_json(row: StoredLog) -> dict[str, Any]:
         "attempts": [{"account_id": a.account_id, "status": a.status,
                       "error_type": a.error_type, "duration_ms": a.duration_ms}
                      for a in row.attempts],
+        "instance": row.instance,
     }
 
 
@@ -256,6 +262,7 @@ class LogsApi:
             key_id=query.integer("key_id"),
             status=query.integer("status"),
             model=query.string("model"),
+            instance=query.string("instance"),
             since=since,
             until=until,
         )

@@ -29,7 +29,7 @@ MAX_BUCKETS = 10_000
 _COLUMN_NAMES = ("ts", "request_id", "route", "status", "key_id", "account_id", "model",
                  "stream", "error_type", "input_tokens", "output_tokens", "cache_read_tokens",
                  "cache_creation_tokens", "latency_ms", "ttfb_ms", "client", "user_agent",
-                 "attempts")
+                 "attempts", "instance")
 _COLUMNS = ", ".join(_COLUMN_NAMES)
 
 TOKEN_KINDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens")
@@ -37,9 +37,11 @@ TOKEN_KINDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_crea
 
 @dataclass(frozen=True, kw_only=True)
 class StoredLog(RequestLog):
-    """A request log as stored: every `RequestLog` field plus its row id."""
+    """A request log as stored: every `RequestLog` field, its row id, and the instance that
+    wrote it (None for rows older than INSTANCE_NAME)."""
 
     id: int
+    instance: str | None = None
 
 
 # One encoder for every row: `json.dumps` with options of its own builds a new one per call.
@@ -52,23 +54,23 @@ def _attempts_json(attempts: Iterable[Attempt]) -> str:
                             for a in attempts])
 
 
-def _row_values(row: RequestLog) -> tuple[Any, ...]:
+def _row_values(row: RequestLog, instance: str | None) -> tuple[Any, ...]:
     return (row.ts, row.request_id, row.route, row.status, row.key_id, row.account_id, row.model,
             int(row.stream), row.error_type, row.input_tokens, row.output_tokens,
             row.cache_read_tokens, row.cache_creation_tokens, row.latency_ms, row.ttfb_ms,
-            row.client, row.user_agent, _attempts_json(row.attempts))
+            row.client, row.user_agent, _attempts_json(row.attempts), instance)
 
 
 def _stored_log(row: tuple[Any, ...]) -> StoredLog:
     (id_, ts, request_id, route, status, key_id, account_id, model, stream, error_type,
      input_tokens, output_tokens, cache_read, cache_creation, latency_ms, ttfb_ms, client,
-     user_agent, attempts) = row
+     user_agent, attempts, instance) = row
     return StoredLog(
         id=id_, ts=ts, request_id=request_id, route=route, status=status, key_id=key_id,
         account_id=account_id, model=model, stream=bool(stream), error_type=error_type,
         input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cache_read,
         cache_creation_tokens=cache_creation, latency_ms=latency_ms, ttfb_ms=ttfb_ms,
-        client=client, user_agent=user_agent,
+        client=client, user_agent=user_agent, instance=instance,
         attempts=tuple(Attempt(account_id=a["account_id"], status=a["status"],
                                error_type=a["error_type"], duration_ms=a["duration_ms"])
                        for a in json.loads(attempts)))
@@ -240,8 +242,10 @@ def _latest_per_id(pairs: Iterable[tuple[int | None, float]]
 
 
 class RequestLogStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, instance: str | None = None) -> None:
+        """`instance`: the name this process's rows carry (INSTANCE_NAME)."""
         self._db = db
+        self._instance = instance
 
     def is_transient(self, exc: BaseException) -> bool:
         """Whether a failed write may succeed later with the same rows (see `Database`)."""
@@ -252,7 +256,7 @@ class RequestLogStore:
         transaction. A row already older than what is stored never moves it back."""
         if not rows:
             return
-        values = [_row_values(row) for row in rows]
+        values = [_row_values(row, self._instance) for row in rows]
         key_times = _latest_per_id((row.key_id, row.ts) for row in rows)
         account_times = _latest_per_id((row.account_id, row.ts) for row in rows)
 
@@ -274,6 +278,7 @@ class RequestLogStore:
         key_id: int | None = None,
         status: int | None = None,
         model: str | None = None,
+        instance: str | None = None,
         since: float | None = None,
         until: float | None = None,
     ) -> tuple[list[StoredLog], str | None]:
@@ -287,7 +292,7 @@ class RequestLogStore:
         where: list[str] = []
         args: list[Any] = []
         for column, value in (("account_id", account_id), ("key_id", key_id),
-                              ("status", status), ("model", model)):
+                              ("status", status), ("model", model), ("instance", instance)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)

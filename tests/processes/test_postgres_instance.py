@@ -15,7 +15,8 @@ from support.workers import events
 def test_an_instance_on_postgresql_serves_logs_and_never_shows_the_password(
         tmp_path: Path, pg_cluster: Cluster) -> None:
     url = pg_cluster.database()
-    with running_stack(tmp_path, accounts=("a",), env={"DATABASE_URL": url}) as stack:
+    with running_stack(tmp_path, accounts=("a",),
+                       env={"DATABASE_URL": url, "INSTANCE_NAME": "east-1"}) as stack:
         with stack.http() as client:
             response = client.post("/v1/messages", json=message_body("kept in postgres"))
             assert response.status_code == 200
@@ -28,13 +29,13 @@ def test_an_instance_on_postgresql_serves_logs_and_never_shows_the_password(
             while not (rows := admin.get("/admin/logs").json()["data"]):
                 assert time.monotonic() < deadline, "the request log never showed the request"
                 time.sleep(0.1)
-        assert [row["request_id"] for row in rows] == [request_id]
+        assert [(row["request_id"], row["instance"]) for row in rows] == [(request_id, "east-1")]
     assert not list(tmp_path.glob("*.db*"))  # nothing of the state went to a SQLite file
     conn = pg_cluster.connect(database)
     try:
         cursor = conn.cursor()
-        cursor.execute("SELECT request_id, status FROM request_logs")
-        assert [tuple(row) for row in cursor.fetchall()] == [(request_id, 200)]
+        cursor.execute("SELECT request_id, status, instance FROM request_logs")
+        assert [tuple(row) for row in cursor.fetchall()] == [(request_id, 200, "east-1")]
     finally:
         conn.close()
     assert PASSWORD not in "\n".join(stack.kestrel.lines)

@@ -93,6 +93,21 @@ def grid() -> list[RequestLog]:
     return rows
 
 
+def test_each_row_names_its_instance_and_the_filter_finds_one_instance(db_target: str) -> None:
+    """Two instances (two stores with their names) writing into one database."""
+    async def body(_: RequestLogStore, db: Database) -> tuple[list[StoredLog], list[StoredLog]]:
+        east, west = RequestLogStore(db, instance="east:8080"), RequestLogStore(db,
+                                                                                instance="west:8080")
+        await east.insert_many([entry(1.0), entry(3.0)])
+        await west.insert_many([entry(2.0)])
+        await RequestLogStore(db).insert_many([entry(4.0)])  # a row from before names
+        return await everything(east), await everything(east, instance="west:8080")
+    every, west_only = with_store(db_target, body)
+    assert [(r.ts, r.instance) for r in every] == [
+        (4.0, None), (3.0, "east:8080"), (2.0, "west:8080"), (1.0, "east:8080")]
+    assert [(r.ts, r.instance) for r in west_only] == [(2.0, "west:8080")]
+
+
 @pytest.mark.parametrize("filters", [
     {"account_id": 1},
     {"account_id": 2, "status": 429},
