@@ -61,6 +61,16 @@ def _parser() -> argparse.ArgumentParser:
     login.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS,
                        help="database whose secrets file holds the admin key, when ADMIN_KEY "
                        "is not set (overrides DB_PATH)")
+    migrate = commands.add_parser(
+        "migrate-to", help="copy this box's SQLite database into PostgreSQL (stop Kestrel "
+        "first)")
+    migrate.add_argument("url", nargs="?", help="postgresql://USER:PASSWORD@HOST:PORT/DATABASE; "
+                         "the database must exist (default: DATABASE_URL, which keeps the "
+                         "password off the command line)")
+    migrate.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS,
+                         help="the SQLite database to copy (overrides DB_PATH)")
+    migrate.add_argument("--force", action="store_true",
+                         help="replace what the target already holds")
     return parser
 
 
@@ -68,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "accounts":
         return _login(args.name, args.url, args.db, os.environ)
+    if args.command == "migrate-to":
+        from kestrel.migrate_to import migrate_to
+
+        return migrate_to(args.url, getattr(args, "db", None), force=args.force)
     try:
         settings = load_settings(os.environ, host=args.host, port=args.port, db_path=args.db,
                                  database_url=args.database_url,

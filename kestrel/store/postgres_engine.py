@@ -244,6 +244,11 @@ class PostgresSession:
                          + ", ".join([one_row] * len(chunk)),
                          [value for row in chunk for value in row])
 
+    def ids_copied(self, table: str) -> None:
+        # An identity column's sequence does not move for ids given explicitly.
+        self.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                     f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)")
+
     def close(self) -> None:
         with contextlib.suppress(pg8000.exceptions.InterfaceError, OSError):  # already gone
             self._conn.close()

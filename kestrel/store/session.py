@@ -20,6 +20,10 @@ class Rows(Protocol):
     @property
     def rowcount(self) -> int: ...
 
+    @property
+    def description(self) -> Any:
+        """DB-API's: one entry per column of the result, its name first."""
+
     def fetchone(self) -> Any: ...
 
     def fetchall(self) -> list[Any]: ...
@@ -44,6 +48,10 @@ class Session(Protocol):
     def insert_rows(self, table: str, columns: Sequence[str],
                     rows: Sequence[Sequence[Any]]) -> None:
         """Insert many rows in as few round trips as the engine allows."""
+
+    def ids_copied(self, table: str) -> None:
+        """Rows with their `id` given were inserted into `table`: new rows must get ids past
+        them (a copy between databases)."""
 
 
 class OwnSession(Session, Protocol):

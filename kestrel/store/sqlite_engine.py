@@ -47,6 +47,9 @@ class SqliteSession:
         self._conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) "
                                f"VALUES ({', '.join('?' * len(columns))})", rows)
 
+    def ids_copied(self, table: str) -> None:
+        pass  # SQLite hands out max(id) + 1 (AUTOINCREMENT tables keep their own count up)
+
     def close(self) -> None:
         self._conn.close()
 

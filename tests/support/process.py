@@ -28,7 +28,8 @@ class KestrelProcess:
         self.workdir = workdir
         base = {k: v for k, v in os.environ.items()
                 if not k.startswith(("ANTHROPIC_", "CLAUDE_", "OAUTH_"))
-                and k not in ("PORT", "HOST", "DB_PATH", "ADMIN_KEY", "ENCRYPTION_KEY",
+                and k not in ("PORT", "HOST", "DB_PATH", "DATABASE_URL", "INSTANCE_NAME",
+                              "ADMIN_KEY", "ENCRYPTION_KEY",
                               "LOG_LEVEL", "LOG_FORMAT", "MAX_BODY_BYTES")}
         base["PYTHONPATH"] = str(REPO) + os.pathsep + base.get("PYTHONPATH", "")
         base["LOG_FORMAT"] = "json"
