@@ -7,9 +7,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from fake_upstream import ANY, success
+from support.burst import new_batch, tally
 from support.postgres import PASSWORD, Cluster
 from support.stack import message_body, running_stack
-from support.workers import events
+from support.workers import STREAM_PACE, Background, events
 
 
 def test_an_instance_on_postgresql_serves_logs_and_never_shows_the_password(
@@ -78,3 +80,27 @@ def test_while_postgresql_is_away_proxying_goes_on_and_admin_writes_answer_503(
                 time.sleep(0.2)
     errors = [line for line in stack.kestrel.lines if '"level": "error"' in line]
     assert not errors, errors
+
+
+def test_a_postgresql_restart_under_load_fails_no_request(
+        tmp_path: Path, pg_cluster: Cluster) -> None:
+    """200 requests, half of them streams, from keep-alive clients while the server restarts:
+    every one is served, byte for byte, and admin writes come back by themselves."""
+    with running_stack(tmp_path, accounts=("a", "b"),
+                       env={"DATABASE_URL": pg_cluster.database()}) as stack:
+        stack.up.set_default(ANY, success(event_interval=STREAM_PACE))
+        with stack.http() as client:  # the key is checked once, and cached
+            assert client.post("/v1/messages", json=message_body()).status_code == 200
+        batch = new_batch("pg-restart", 200)  # every other one streaming
+        with Background(stack.url, stack.key, batch, connections=20) as load:
+            load.wait_started(20)
+            pg_cluster.restart()
+            assert not all(s.ended for s in batch)  # the restart happened under the load
+        result = tally(batch, stack.up)
+        assert (result.served, result.wrong, result.hung) == (200, 0, 0), result.reasons()
+        with stack.admin() as admin:
+            deadline = time.monotonic() + 15
+            while (created := admin.post("/admin/keys", json={"name": "after"})).status_code != 201:
+                assert created.status_code == 503, created.text
+                assert time.monotonic() < deadline, "admin writes never came back"
+                time.sleep(0.2)
