@@ -12,6 +12,7 @@ DIRECT = "direct"
 KESTREL = "kestrel"
 NOLOG = "kestrel-nolog"
 ACCESSLOG = "kestrel-accesslog"
+POSTGRES = "kestrel-pg"
 WORKERS_PREFIX = "kestrel-w"
 
 

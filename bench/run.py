@@ -28,7 +28,7 @@ from load import WrkResult
 from machine import describe_machine
 from phases import PLAIN, STREAM, Measured, Settings, plan, run_phase
 from procs import log_warnings, raise_fd_limit
-from report import ACCESSLOG, KESTREL, NOLOG, WORKERS_PREFIX, Report, workers_target
+from report import ACCESSLOG, KESTREL, NOLOG, POSTGRES, WORKERS_PREFIX, Report, workers_target
 from services import (
     BENCH_DIR,
     Target,
@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="also run Kestrel with WORKERS=N for each value (targets kestrel-wN), "
                    "measured on /v1/messages at c=16 and 64 and under every stream load; the "
                    "report compares each with the first value")
+    p.add_argument("--postgres", action="store_true",
+                   help="also run Kestrel with its state in PostgreSQL (target kestrel-pg, on "
+                   "a throwaway cluster of Debian's server, started as the tests start it)")
     p.add_argument("--phases", default="plain,stream",
                    help="which phases: plain, stream or both (default plain,stream)")
     p.add_argument("--pin", action="store_true",
@@ -179,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     targets: list[Target] = []
     notes: list[str] = []
     rows: list[Measured] = []
+    cluster = None  # the throwaway PostgreSQL server of --postgres
     try:
         tools = build_tools(workdir / "build")
         settings = Settings(plain_concurrency=(1, 16, 64), stream_concurrency=(100, 1000),
@@ -196,6 +200,13 @@ def main(argv: list[str] | None = None) -> int:
             if not args.access_log:
                 targets.append(start_kestrel(ACCESSLOG, workdir, mock, request_log=True,
                                              access_log=True, cpus=server_cpus))
+        if args.postgres:
+            sys.path.append(str(Path(__file__).resolve().parent.parent / "tests"))
+            from support.postgres import start_cluster
+            cluster = start_cluster()
+            targets.append(start_kestrel(POSTGRES, workdir, mock, request_log=True,
+                                         access_log=args.access_log, cpus=server_cpus,
+                                         database_url=cluster.database()))
         for count in args.workers:
             targets.append(start_kestrel(workers_target(count), workdir, mock, request_log=True,
                                          access_log=args.access_log, cpus=server_cpus,
@@ -227,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for target in reversed(targets):
             target.process.stop()
+        if cluster is not None:
+            cluster.close()
             if target.name.startswith(KESTREL) and (logged := log_warnings(
                     target.process.log_path)):
                 notes.append(f"{target.name} logged: " + "; ".join(logged))

@@ -32,7 +32,8 @@ REPO_DIR = BENCH_DIR.parent
 _KESTREL_ENV = ("HOST", "PORT", "LOG_LEVEL", "LOG_FORMAT", "DB_PATH", "ENCRYPTION_KEY",
                 "ADMIN_KEY", "CLAUDE_API_KEY", "CLAUDE_BASE_URL", "MAX_BODY_BYTES",
                 "SHUTDOWN_GRACE_SECONDS", "ROTATION", "COOLDOWN_MAX", "LOG_RETENTION_DAYS",
-                "UPSTREAM_CONNECT_TIMEOUT", "UPSTREAM_READ_TIMEOUT", "METRICS_TOKEN", "WORKERS")
+                "UPSTREAM_CONNECT_TIMEOUT", "UPSTREAM_READ_TIMEOUT", "METRICS_TOKEN", "WORKERS",
+                "DATABASE_URL", "INSTANCE_NAME")
 
 
 @dataclass
@@ -107,10 +108,11 @@ ACCOUNTS = 3
 
 def start_kestrel(name: str, workdir: Path, upstream: Target, *, request_log: bool,
                   access_log: bool, cpus: set[int] | None, source: Path = REPO_DIR,
-                  workers: int | None = None) -> Target:
+                  workers: int | None = None, database_url: str | None = None) -> Target:
     """`python -m kestrel` from `source` (this checkout by default), with three accounts on the
     mock (what issue 14 measures with) and one client key. `request_log=False` sets
-    `REQUEST_LOG=off`; `workers` sets WORKERS (unset by default: one process, no supervisor)."""
+    `REQUEST_LOG=off`; `workers` sets WORKERS (unset by default: one process, no supervisor);
+    `database_url` puts its state in PostgreSQL (DATABASE_URL) instead of a SQLite file."""
     port = free_port()
     admin_key = "kadm_" + secrets.token_hex(16)
     home = workdir / re.sub(r"[^\w.@-]", "_", name)
@@ -126,6 +128,8 @@ def start_kestrel(name: str, workdir: Path, upstream: Target, *, request_log: bo
     })
     if workers is not None:
         env["WORKERS"] = str(workers)
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
     process = Process(name, [sys.executable, "-m", "kestrel"], env=env, cwd=source,
                       log_path=home / "kestrel.log", cpus=cpus)
     base_url = f"http://127.0.0.1:{port}"
@@ -140,6 +144,8 @@ def start_kestrel(name: str, workdir: Path, upstream: Target, *, request_log: bo
     notes = [] if source == REPO_DIR else ["a committed version, from git archive"]
     if workers is not None:
         notes.append(f"WORKERS={workers}")
+    if database_url is not None:
+        notes.append("state in PostgreSQL (DATABASE_URL, a throwaway local cluster)")
     if not request_log:
         notes.append("request log off (REQUEST_LOG=off)")
     if access_log:

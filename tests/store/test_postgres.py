@@ -8,16 +8,17 @@ that goes away and comes back, and batches larger than one statement.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ssl
 from typing import Any
 
 import pytest
 
-from kestrel.domain import RequestLog, StoreError
+from kestrel.domain import Attempt, RequestLog, StoreError
 from kestrel.store.database import Database
 from kestrel.store.migrations import load_migrations
-from kestrel.store.postgres_engine import MAX_ROWS_PER_INSERT, PostgresUrl, ssl_context
-from kestrel.store.request_logs import RequestLogStore
+from kestrel.store.postgres_engine import PostgresUrl, ssl_context
+from kestrel.store.request_logs import RequestLogStore, StoredLog
 from kestrel.store.session import Session
 
 from support.postgres import PASSWORD, Cluster
@@ -180,25 +181,39 @@ def test_the_database_comes_back_by_itself_after_a_server_restart(pg_cluster: Cl
     asyncio.run(main())
 
 
-def test_a_batch_larger_than_one_statement_is_written_whole(pg_cluster: Cluster) -> None:
-    rows = [RequestLog(ts=1000.0 + n, request_id=f"req-{n}", route="messages", status=200,
-                       key_id=None, account_id=None, model="m", stream=False, error_type=None,
-                       input_tokens=n, output_tokens=1, cache_read_tokens=0,
-                       cache_creation_tokens=0, latency_ms=1.5, ttfb_ms=None, client=None,
-                       user_agent=None, attempts=())
-            for n in range(MAX_ROWS_PER_INSERT * 2 + 7)]
+def test_a_batch_goes_in_whole_and_every_awkward_value_reads_back_the_same(
+        pg_cluster: Cluster) -> None:
+    """Rows go in through COPY's text format: tabs, newlines, backslashes, the text `\\N`,
+    empty strings, NULLs, non-ASCII and exact floats must all survive it."""
+    awkward = ["tab\there", "line\nbreak\r", "back\\slash", "\\N", "", "é 🙂 ü", None]
+    rows = [RequestLog(ts=1000.0 + n / 7, request_id=f"req-{n}", route="messages", status=200,
+                       model="m", stream=n % 2 == 0, input_tokens=n, latency_ms=n / 3,
+                       ttfb_ms=None if n % 3 else 0.1 + n, client=awkward[n % len(awkward)],
+                       user_agent=awkward[(n + 1) % len(awkward)],
+                       attempts=(Attempt(n % 5, None if n % 4 else 429, "rate\tlimit", 1.5),))
+            for n in range(5_000)]
 
-    async def main() -> list[Any]:
+    async def main() -> list[StoredLog]:
         db = await Database.open(pg_cluster.database())
         try:
-            await RequestLogStore(db).insert_many(rows)
-            return await db.read(lambda s: s.execute(
-                "SELECT count(*), sum(input_tokens), min(request_id) FROM request_logs"
-            ).fetchone())
+            store = RequestLogStore(db, instance="tab\tand\\back")
+            await store.insert_many(rows)
+            found: list[StoredLog] = []
+            cursor = None
+            while True:
+                page, cursor = await store.query(limit=500, cursor=cursor)
+                found += page
+                if cursor is None:
+                    return found
         finally:
             await db.close()
-    count, tokens, first = asyncio.run(main())
-    assert (count, tokens, first) == (len(rows), sum(range(len(rows))), "req-0")
+    stored = sorted(asyncio.run(main()), key=lambda r: r.ts)
+    assert [as_log(r) for r in stored] == rows
+    assert {r.instance for r in stored} == {"tab\tand\\back"}
+
+
+def as_log(stored: StoredLog) -> RequestLog:
+    return RequestLog(**{f.name: getattr(stored, f.name) for f in dataclasses.fields(RequestLog)})
 
 
 def test_request_logs_wait_while_the_server_is_away_and_none_is_lost(
