@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,6 +216,8 @@ def test_operator_journey(browser: Browser, stack: Stack) -> None:
     expect(attempts.nth(0)).to_contain_text("429")
     expect(attempts.nth(1)).to_contain_text("beta")
     expect(attempts.nth(1)).to_contain_text("200")
+    # The instance that served it (INSTANCE_NAME's default: host name and the --port given).
+    expect(page.get_by_role("dialog")).to_contain_text(f"Instance{socket.gethostname()}:0")
     shoot(page, "log-detail-light")
     page.keyboard.press("Escape")
     expect(page.get_by_role("dialog")).to_be_hidden()

@@ -91,6 +91,8 @@ export interface LogRow {
   client: string | null;
   user_agent: string | null;
   attempts: Attempt[];
+  /** The Kestrel instance that served it (INSTANCE_NAME); null for older rows. */
+  instance: string | null;
 }
 
 export interface LogPage {

@@ -263,6 +263,7 @@ function LogDetail({ row, onClose, accountName, keyName, now }: {
             <Item label="Cache read / write">{formatInt(row.cache_read_tokens)} / {formatInt(row.cache_creation_tokens)}</Item>
           </dl>
           {row.user_agent && <dl><Item label="User agent"><span className="font-mono text-xs break-all">{row.user_agent}</span></Item></dl>}
+          {row.instance && <dl><Item label="Instance"><span className="font-mono text-xs break-all">{row.instance}</span></Item></dl>}
           <div className="flex items-center gap-2">
             <span className="text-xs text-zinc-500 dark:text-zinc-400">Request id</span>
             <code className="min-w-0 truncate font-mono text-xs">{row.request_id}</code>
