@@ -38,6 +38,7 @@ from services import (
     nginx_command,
     start_command,
     start_kestrel,
+    start_kestrel_instances,
     start_mock,
 )
 
@@ -67,9 +68,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="also run Kestrel with WORKERS=N for each value (targets kestrel-wN), "
                    "measured on /v1/messages at c=16 and 64 and under every stream load; the "
                    "report compares each with the first value")
-    p.add_argument("--postgres", action="store_true",
-                   help="also run Kestrel with its state in PostgreSQL (target kestrel-pg, on "
-                   "a throwaway cluster of Debian's server, started as the tests start it)")
+    p.add_argument("--postgres", type=_worker_counts, nargs="?", const=(1,), default=(),
+                   metavar="N[,M...]",
+                   help="also run Kestrel with its state in PostgreSQL, on a throwaway cluster "
+                   "of Debian's server started as the tests start it: one instance (target "
+                   "kestrel-pg) for 1, N instances on one database behind nginx (target "
+                   "kestrel-pg-xN) for N >= 2; default 1")
     p.add_argument("--phases", default="plain,stream",
                    help="which phases: plain, stream or both (default plain,stream)")
     p.add_argument("--pin", action="store_true",
@@ -204,9 +208,17 @@ def main(argv: list[str] | None = None) -> int:
             sys.path.append(str(Path(__file__).resolve().parent.parent / "tests"))
             from support.postgres import start_cluster
             cluster = start_cluster()
-            targets.append(start_kestrel(POSTGRES, workdir, mock, request_log=True,
-                                         access_log=args.access_log, cpus=server_cpus,
-                                         database_url=cluster.database()))
+        for count in args.postgres:
+            assert cluster is not None
+            if count == 1:
+                targets.append(start_kestrel(POSTGRES, workdir, mock, request_log=True,
+                                             access_log=args.access_log, cpus=server_cpus,
+                                             database_url=cluster.database()))
+            else:
+                targets.append(start_kestrel_instances(
+                    f"{POSTGRES}-x{count}", workdir, mock, count=count,
+                    database_url=cluster.database(), access_log=args.access_log,
+                    cpus=server_cpus))
         for count in args.workers:
             targets.append(start_kestrel(workers_target(count), workdir, mock, request_log=True,
                                          access_log=args.access_log, cpus=server_cpus,

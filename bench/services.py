@@ -114,31 +114,18 @@ def start_kestrel(name: str, workdir: Path, upstream: Target, *, request_log: bo
     `REQUEST_LOG=off`; `workers` sets WORKERS (unset by default: one process, no supervisor);
     `database_url` puts its state in PostgreSQL (DATABASE_URL) instead of a SQLite file."""
     port = free_port()
-    admin_key = "kadm_" + secrets.token_hex(16)
     home = workdir / re.sub(r"[^\w.@-]", "_", name)
     home.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in _KESTREL_ENV}
-    env.update({
-        "HOST": "127.0.0.1", "PORT": str(port), "DB_PATH": str(home / "kestrel.db"),
-        "ADMIN_KEY": admin_key, "ENCRYPTION_KEY": secrets.token_hex(32),
-        "CLAUDE_BASE_URL": upstream.base_url, "LOG_FORMAT": "json",
-        "LOG_LEVEL": "info" if access_log else "warning",
-        "REQUEST_LOG": "on" if request_log else "off",
-        "PYTHONPATH": str(source) + os.pathsep + env.get("PYTHONPATH", ""),
-    })
+    env = _kestrel_env(home, upstream, request_log=request_log, access_log=access_log,
+                       source=source, database_url=database_url)
+    env["PORT"] = str(port)
     if workers is not None:
         env["WORKERS"] = str(workers)
-    if database_url is not None:
-        env["DATABASE_URL"] = database_url
     process = Process(name, [sys.executable, "-m", "kestrel"], env=env, cwd=source,
                       log_path=home / "kestrel.log", cpus=cpus)
     base_url = f"http://127.0.0.1:{port}"
     wait_until_ready(base_url + "/health", process)
-    for number in range(1, ACCOUNTS + 1):
-        _admin_post(base_url, admin_key, "/admin/accounts",
-                    {"name": f"bench-{number}", "api_key": "sk-ant-bench-" + secrets.token_hex(8)})
-    created = _admin_post(base_url, admin_key, "/admin/keys", {"name": "bench"})
-    assert isinstance(created, dict) and isinstance(created.get("key"), str)
+    created = _set_up(base_url, env["ADMIN_KEY"])
     if workers is not None:
         time.sleep(SPREAD_SECONDS)  # until every worker knows the account just added
     notes = [] if source == REPO_DIR else ["a committed version, from git archive"]
@@ -152,6 +139,67 @@ def start_kestrel(name: str, workdir: Path, upstream: Target, *, request_log: bo
         notes.append("access log on (LOG_LEVEL=info)")
     return Target(name, base_url, process, api_key=created["key"],
                   routes=("messages", "chat"), note="; ".join(notes))
+
+
+def _kestrel_env(home: Path, upstream: Target, *, request_log: bool, access_log: bool,
+                 source: Path, database_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _KESTREL_ENV}
+    env.update({
+        "HOST": "127.0.0.1", "DB_PATH": str(home / "kestrel.db"),
+        "ADMIN_KEY": "kadm_" + secrets.token_hex(16), "ENCRYPTION_KEY": secrets.token_hex(32),
+        "CLAUDE_BASE_URL": upstream.base_url, "LOG_FORMAT": "json",
+        "LOG_LEVEL": "info" if access_log else "warning",
+        "REQUEST_LOG": "on" if request_log else "off",
+        "PYTHONPATH": str(source) + os.pathsep + env.get("PYTHONPATH", ""),
+    })
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
+    return env
+
+
+def _set_up(base_url: str, admin_key: str) -> dict[str, str]:
+    """Three accounts on the mock and one client key, through the admin API; the new key."""
+    for number in range(1, ACCOUNTS + 1):
+        _admin_post(base_url, admin_key, "/admin/accounts",
+                    {"name": f"bench-{number}", "api_key": "sk-ant-bench-" + secrets.token_hex(8)})
+    created = _admin_post(base_url, admin_key, "/admin/keys", {"name": "bench"})
+    assert isinstance(created, dict) and isinstance(created.get("key"), str)
+    return created
+
+
+def start_kestrel_instances(name: str, workdir: Path, upstream: Target, *, count: int,
+                            database_url: str, access_log: bool,
+                            cpus: set[int] | None) -> Target:
+    """`count` Kestrels on one PostgreSQL database behind nginx (one worker, as
+    `--compare nginx`), started by one shell so the meter sees them all, nginx included: what
+    an operator runs for many instances, on one machine."""
+    home = workdir / re.sub(r"[^\w.@-]", "_", name)
+    home.mkdir()
+    env = _kestrel_env(home, upstream, request_log=True, access_log=access_log,
+                       source=REPO_DIR, database_url=database_url)
+    nginx = nginx_command()
+    if nginx is None:
+        raise RuntimeError(f"{name} needs nginx (Debian: apt-get install nginx)")
+    ports = [free_port() for _ in range(count)]
+    port = free_port()
+    _render_nginx(home, port, ports[0])
+    conf = home / "nginx.conf"
+    conf.write_text(conf.read_text().replace(
+        f"server 127.0.0.1:{ports[0]};", " ".join(f"server 127.0.0.1:{p};" for p in ports)))
+    script = "".join(f"PORT={p} INSTANCE_NAME=instance-{i} {shlex.quote(sys.executable)} "
+                     "-m kestrel & " for i, p in enumerate(ports, 1))
+    script += "exec " + nginx.replace("{dir}", shlex.quote(str(home)))
+    process = Process(name, ["sh", "-c", script], env=env, cwd=REPO_DIR,
+                      log_path=home / "kestrel.log", cpus=cpus)
+    for instance_port in ports:
+        wait_until_ready(f"http://127.0.0.1:{instance_port}/health", process)
+    base_url = f"http://127.0.0.1:{port}"
+    wait_until_ready(base_url + "/health", process)
+    created = _set_up(f"http://127.0.0.1:{ports[0]}", env["ADMIN_KEY"])
+    time.sleep(SPREAD_SECONDS)  # until every instance knows the accounts just added
+    return Target(name, base_url, process, api_key=created["key"], routes=("messages", "chat"),
+                  note=f"{count} instances on one PostgreSQL database behind nginx (all "
+                       "measured together)")
 
 
 NGINX_TEMPLATE = BENCH_DIR / "nginx.conf.template"

@@ -33,9 +33,10 @@ STREAM_PACE = 0.03
 
 @contextmanager
 def worker_stack(workdir: Path, workers: int = 2, accounts: tuple[str, ...] = ("a", "b"),
-                 ) -> Iterator[Stack]:
+                 env: dict[str, str] | None = None) -> Iterator[Stack]:
     """Fake Anthropic with paced streams, Kestrel with `workers` workers, its accounts."""
-    with running_stack(workdir, accounts=accounts, env={"WORKERS": str(workers)}) as stack:
+    with running_stack(workdir, accounts=accounts,
+                       env={**(env or {}), "WORKERS": str(workers)}) as stack:
         stack.up.set_default(ANY, success(event_interval=STREAM_PACE))
         time.sleep(SPREAD_SECONDS)
         yield stack
