@@ -187,7 +187,7 @@ class Database:
             for reader in db._readers:
                 reader.start()
             await asyncio.gather(*(asyncio.wrap_future(r.ready) for r in db._readers))
-        except db._engine.error as exc:
+        except (db._engine.error, OSError) as exc:  # OSError: a TLS handshake refused, say
             await db.close()
             raise StoreError(f"cannot use {db.where} as a database: "
                              f"{db._engine.describe(exc)}") from exc

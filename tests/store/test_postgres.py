@@ -97,6 +97,22 @@ def test_instances_starting_together_migrate_once(pg_cluster: Cluster) -> None:
     assert [row[0] for row in asyncio.run(main())] == list(range(1, NEWEST + 1))
 
 
+def test_an_instance_older_than_the_schema_refuses_to_start(pg_cluster: Cluster) -> None:
+    url = pg_cluster.database()
+
+    async def main() -> None:
+        db = await Database.open(url)
+        await db.write(lambda s: s.execute(
+            "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (999, 0.0)))
+        await db.close()
+        await Database.open(url)
+    with pytest.raises(StoreError) as caught:
+        asyncio.run(main())
+    assert str(caught.value) == (
+        f"{PostgresUrl.parse(url).where} has schema version 999 but this Kestrel knows only "
+        f"up to {NEWEST}; use a newer Kestrel or another DATABASE_URL")
+
+
 def test_writes_from_many_instances_never_interleave(pg_cluster: Cluster) -> None:
     """Read-modify-write from three handles (three instances): no update is lost, because
     every write transaction holds the one write lock, as on SQLite."""
@@ -250,3 +266,85 @@ def test_request_logs_wait_while_the_server_is_away_and_none_is_lost(
             await writer.close()
             await db.close()
     asyncio.run(main())
+
+
+# --- TLS, on a server of its own -----------------------------------------------------------------
+
+
+def _certificate(subject: str, key: Any, issuer: tuple[str, Any] | None = None,
+                 ip: str | None = None) -> bytes:
+    """A PEM certificate for `key`: a CA's own when `issuer` is None, else signed by it."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    issuer_name, issuer_key = (name, key) if issuer is None else (
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer[0])]), issuer[1])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer_name)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None),
+                              critical=True))
+    if ip is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
+            critical=False)
+    return builder.sign(issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def test_sslmode_and_sslrootcert_work_as_in_libpq(tmp_path: Any) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from support.postgres import Cluster as Server
+
+    ca_key, other_key, server_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(_certificate("Kestrel test CA", ca_key))
+    other_ca = tmp_path / "other-ca.pem"
+    other_ca.write_bytes(_certificate("Someone else's CA", other_key))
+    server = Server()
+    try:
+        cert = server.give(server.root / "server.crt", _certificate(
+            "postgres", server_key, issuer=("Kestrel test CA", ca_key), ip="127.0.0.1"))
+        key = server.give(server.root / "server.key", server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        server.settings = ("ssl=on", f"ssl_cert_file={cert}", f"ssl_key_file={key}")
+        server.start()
+        url = server.database()
+
+        def encrypted(mode: str, *, host: str = "127.0.0.1", root: Any = None) -> bool:
+            query = f"sslmode={mode}" + (f"&sslrootcert={root}" if root else "")
+            target = url.replace("127.0.0.1", host).replace("sslmode=disable", query)
+
+            async def main() -> bool:
+                db = await Database.open(target)
+                try:
+                    row = await db.read(lambda s: s.execute(
+                        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone())
+                    return bool(row[0])
+                finally:
+                    await db.close()
+            return asyncio.run(main())
+
+        assert encrypted("disable") is False
+        assert encrypted("prefer") is True and encrypted("require") is True
+        assert encrypted("verify-full", root=ca) is True
+        assert encrypted("verify-ca", host="localhost", root=ca) is True  # no name check
+        assert encrypted("require", host="localhost", root=ca) is True  # as verify-ca
+        for mode, host, root in (("verify-full", "127.0.0.1", other_ca),
+                                 ("verify-ca", "127.0.0.1", other_ca),
+                                 ("require", "127.0.0.1", other_ca),
+                                 ("verify-full", "localhost", ca)):
+            with pytest.raises(StoreError, match="certificate verify failed") as refused:
+                encrypted(mode, host=host, root=root)
+            assert PASSWORD not in str(refused.value)
+    finally:
+        server.close()

@@ -64,7 +64,9 @@ def free_port() -> int:
 class Cluster:
     """One server; `database()` gives each test a fresh database of its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: tuple[str, ...] = ()) -> None:
+        """`settings`: more `name=value` server settings (say, TLS's)."""
+        self.settings = settings
         self.bin = server_bin()
         self.user = _run_as()
         self.root = Path(tempfile.mkdtemp(prefix="kestrel-pg-"))
@@ -77,6 +79,14 @@ class Cluster:
                                 timeout=timeout, cwd=self.root)
         if result.returncode != 0:
             raise Unavailable(f"{Path(args[0]).name} failed: {result.stderr.strip()[-800:]}")
+
+    def give(self, path: Path, text: bytes) -> Path:
+        """Write a file the server reads (its user owns it, nobody else may read it)."""
+        path.write_bytes(text)
+        path.chmod(0o600)
+        if self.user is not None:
+            shutil.chown(path, self.user)
+        return path
 
     def start(self) -> Cluster:
         if self.user is not None:
@@ -98,6 +108,7 @@ class Cluster:
             # A test server: speed over durability (never used for a deployment).
             "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
             "-c max_connections=300",
+            *(f"-c {setting}" for setting in self.settings),
         ])
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
                   "-o", options, "-w", "-t", str(int(START_TIMEOUT)), "start")
@@ -136,8 +147,8 @@ class Cluster:
         return self.url(name)
 
 
-def start_cluster() -> Cluster:
-    server = Cluster()
+def start_cluster(settings: tuple[str, ...] = ()) -> Cluster:
+    server = Cluster(settings)
     try:
         return server.start()
     except BaseException:
