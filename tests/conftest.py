@@ -97,18 +97,25 @@ def built_matrix(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Print the figures hardening tests measured (fault matrix, fuzzing, leak scan)."""
-    skipped = [report for report in terminalreporter.stats.get("skipped", [])
-               if POSTGRES_SKIPPED in str(report.longrepr)]
+    skipped = [_skip_reason(report) for report in terminalreporter.stats.get("skipped", [])]
+    skipped = [reason for reason in skipped if reason.startswith(POSTGRES_SKIPPED)]
     if skipped:
         terminalreporter.section("POSTGRESQL NOT TESTED", sep="!", red=True, bold=True)
-        terminalreporter.write_line(f"{len(skipped)} tests did not run: "
-                                    f"{str(skipped[0].longrepr).rpartition(POSTGRES_SKIPPED)[2]}",
+        terminalreporter.write_line(f"{len(skipped)} tests did not run. "
+                                    f"{skipped[0].removeprefix(POSTGRES_SKIPPED + ': ')}",
                                     red=True, bold=True)
     lines = figures.rendered()
     if lines:
         terminalreporter.section("figures")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    """pytest keeps a skip as (file, line, "Skipped: reason")."""
+    longrepr = report.longrepr
+    text = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return text.removeprefix("Skipped: ")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -7,11 +7,22 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
+
 from fake_upstream import ANY, success
 from support.burst import new_batch, tally
 from support.postgres import PASSWORD, Cluster
 from support.stack import message_body, running_stack
 from support.workers import STREAM_PACE, Background, events
+
+
+def writes_come_back(admin: httpx.Client, within: float = 15.0) -> None:
+    """Admin writes answer 503 while the database is away, then succeed by themselves."""
+    deadline = time.monotonic() + within
+    while (created := admin.post("/admin/keys", json={"name": "back"})).status_code != 201:
+        assert created.status_code == 503, created.text
+        assert time.monotonic() < deadline, "admin writes never came back"
+        time.sleep(0.2)
 
 
 def test_an_instance_on_postgresql_serves_logs_and_never_shows_the_password(
@@ -65,11 +76,7 @@ def test_while_postgresql_is_away_proxying_goes_on_and_admin_writes_answer_503(
         finally:
             pg_cluster.start_server()
         with stack.admin() as admin:
-            deadline = time.monotonic() + 15
-            while (created := admin.post("/admin/keys", json={"name": "back"})).status_code != 201:
-                assert created.status_code == 503, created.text
-                assert time.monotonic() < deadline, "admin writes never came back"
-                time.sleep(0.2)
+            writes_come_back(admin)
             assert admin.get("/health").json()["status"] == "ok"
             deadline = time.monotonic() + 15  # the rows of the requests served meanwhile
             while (logs := admin.get("/admin/logs")).status_code != 200 or len(
@@ -99,8 +106,4 @@ def test_a_postgresql_restart_under_load_fails_no_request(
         result = tally(batch, stack.up)
         assert (result.served, result.wrong, result.hung) == (200, 0, 0), result.reasons()
         with stack.admin() as admin:
-            deadline = time.monotonic() + 15
-            while (created := admin.post("/admin/keys", json={"name": "after"})).status_code != 201:
-                assert created.status_code == 503, created.text
-                assert time.monotonic() < deadline, "admin writes never came back"
-                time.sleep(0.2)
+            writes_come_back(admin)

@@ -298,7 +298,8 @@ def _certificate(subject: str, key: Any, issuer: tuple[str, Any] | None = None,
     return builder.sign(issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
-def test_sslmode_and_sslrootcert_work_as_in_libpq(tmp_path: Any) -> None:
+def test_sslmode_and_sslrootcert_work_as_in_libpq(tmp_path: Any, pg_cluster: Cluster) -> None:
+    """On a server of its own, with TLS on (`pg_cluster` only says a server can be started)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
