@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Final
 
 
 class AccountType(enum.StrEnum):
@@ -121,6 +122,16 @@ class Account:
         return AccountStatus.ACTIVE
 
 
+class Unset(enum.Enum):
+    """The type of `UNSET`."""
+
+    UNSET = "UNSET"
+
+
+# In an update, a field left out (UNSET) stays as it is; None clears it.
+UNSET: Final = Unset.UNSET
+
+
 @dataclass(frozen=True)
 class ApiKey:
     """A client key as stored: never the key itself, only its hash and a display prefix."""
@@ -131,6 +142,13 @@ class ApiKey:
     created_at: float
     last_used_at: float | None
     revoked_at: float | None
+    # What the operator allows it (None: no limit): model names (`*` matches any run of
+    # characters), and the moment it stops working.
+    models: tuple[str, ...] | None = None
+    expires_at: float | None = None
+    # Who holds it and why, shown to operators only.
+    owner: str | None = None
+    note: str | None = None
 
     @property
     def revoked(self) -> bool:
@@ -189,6 +207,15 @@ class AuthenticationError(ClientError):
 class PermissionDenied(ClientError):
     status = 403
     type = "permission_error"
+
+
+class KeyRefused(PermissionDenied):
+    """A client key used beyond what the operator allows it; `reason` names the control for
+    the request log and /metrics (`key_expired`, `model_not_allowed`)."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class NotFound(ClientError):

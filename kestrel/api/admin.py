@@ -11,13 +11,21 @@ from dataclasses import replace
 from typing import Any
 
 from kestrel.api.endpoints import Auth, Endpoint
-from kestrel.api.responses import iso_time, json_response, read_json_object
+from kestrel.api.responses import iso_time, json_response, parse_time, read_json_object
 from kestrel.api.schema import Schema, validate
-from kestrel.domain import Account, AccountType, ApiKey, ClientError, Credential, UsageWindows
+from kestrel.domain import (
+    UNSET,
+    Account,
+    AccountType,
+    ApiKey,
+    ClientError,
+    Credential,
+    UsageWindows,
+)
 from kestrel.http import Request, Response
 from kestrel.proxy.pool import AccountPool
-from kestrel.store.accounts import UNSET, AccountStore
-from kestrel.store.keys import KeyStore
+from kestrel.store.accounts import AccountStore
+from kestrel.store.keys import KeyControls, KeyStore
 
 _TIME = {"type": ["string", "null"], "format": "date-time", "readOnly": True}
 _NAME = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": r"^[^\x00-\x1f\x7f]+$"}
@@ -96,6 +104,21 @@ ACCOUNT_UPDATE: Schema = {
     "additionalProperties": False,
 }
 
+# What an operator may set on a key; every field optional, null (or left out) is no limit.
+KEY_CONTROLS: dict[str, Schema] = {
+    "models": {"type": ["array", "null"], "maxItems": 100,
+               "items": {"type": "string", "minLength": 1, "maxLength": 200,
+                         "pattern": r"^[A-Za-z0-9._:@/*+-]+$"},
+               "description": "Model names the key may use; `*` matches any run of "
+                              "characters (`claude-haiku-*`). Others are refused with 403."},
+    "expires_at": {"type": ["string", "null"], "format": "date-time",
+                   "description": "From then on the key is refused with 403 (RFC 3339 with "
+                                  "an offset)."},
+    "owner": {"type": ["string", "null"], "maxLength": 200,
+              "pattern": r"^[^\x00-\x1f\x7f]*$", "description": "Who holds the key."},
+    "note": {"type": ["string", "null"], "maxLength": 1000, "description": "Free text."},
+}
+
 API_KEY: Schema = {
     "type": "object",
     "properties": {
@@ -105,8 +128,10 @@ API_KEY: Schema = {
         "created_at": _TIME,
         "last_used_at": _TIME,
         "revoked_at": _TIME,
+        **KEY_CONTROLS,
     },
-    "required": ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at"],
+    "required": ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at",
+                 *KEY_CONTROLS],
 }
 
 API_KEY_CREATED: Schema = {
@@ -118,8 +143,14 @@ API_KEY_CREATED: Schema = {
 
 KEY_CREATE: Schema = {
     "type": "object",
-    "properties": {"name": _NAME},
+    "properties": {"name": _NAME, **KEY_CONTROLS},
     "required": ["name"],
+    "additionalProperties": False,
+}
+
+KEY_UPDATE: Schema = {
+    "type": "object",
+    "properties": {"name": _NAME, **KEY_CONTROLS},
     "additionalProperties": False,
 }
 
@@ -182,7 +213,21 @@ def key_json(key: ApiKey) -> dict[str, Any]:
         "created_at": iso_time(key.created_at),
         "last_used_at": iso_time(key.last_used_at),
         "revoked_at": iso_time(key.revoked_at),
+        "models": None if key.models is None else list(key.models),
+        "expires_at": iso_time(key.expires_at),
+        "owner": key.owner,
+        "note": key.note,
     }
+
+
+def key_controls(body: dict[str, Any]) -> KeyControls:
+    """The controls a validated create or update body gives; those it leaves out stay UNSET."""
+    models = body.get("models", UNSET)
+    expires = body.get("expires_at", UNSET)
+    return KeyControls(
+        models=tuple(models) if isinstance(models, list) else models,
+        expires_at=parse_time(expires, "expires_at") if isinstance(expires, str) else expires,
+        owner=body.get("owner", UNSET), note=body.get("note", UNSET))
 
 
 # What `_path_id` accepts, as `/openapi.json` documents it: up to 18 digits, nothing else.
@@ -237,6 +282,9 @@ class AdminApi:
             admin("POST", "/admin/keys", self.create_key,
                   "Create a client key (shown once)", "keys", {201: API_KEY_CREATED, 413: ERROR},
                   KEY_CREATE),
+            admin("PUT", "/admin/keys/{id}", self.update_key,
+                  "Change a client key's name, allowed models, expiry, owner or note", "keys",
+                  {200: API_KEY, 413: ERROR}, KEY_UPDATE),
             admin("DELETE", "/admin/keys/{id}", self.revoke_key, "Revoke a client key", "keys",
                   {200: API_KEY}),
         ]
@@ -312,9 +360,18 @@ class AdminApi:
     async def create_key(self, request: Request) -> Response:
         body = await read_json_object(request)
         validate(KEY_CREATE, body)
-        key, secret = await self._keys.create(name=body["name"], now=self._clock())
+        key, secret = await self._keys.create(name=body["name"], now=self._clock(),
+                                              controls=key_controls(body))
         return json_response({**key_json(key), "key": secret}, 201,
                              [("cache-control", "no-store")])
+
+    async def update_key(self, request: Request) -> Response:
+        key_id = _path_id(request)
+        body = await read_json_object(request)
+        validate(KEY_UPDATE, body)
+        key = await self._keys.update(key_id, now=self._clock(), name=body.get("name"),
+                                      controls=key_controls(body))
+        return json_response(key_json(key))
 
     async def revoke_key(self, request: Request) -> Response:
         key = await self._keys.revoke(_path_id(request), now=self._clock())

@@ -10,13 +10,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
 from kestrel.api.admin import ERROR
 from kestrel.api.endpoints import Auth, Endpoint
-from kestrel.api.responses import iso_time, json_response
+from kestrel.api.responses import iso_time, json_response, parse_time
 from kestrel.api.schema import Schema, validate
 from kestrel.domain import ValidationError
 from kestrel.http import Request, Response
@@ -179,7 +178,6 @@ def log_json(row: StoredLog) -> dict[str, Any]:
 # --- query-string parsing -------------------------------------------------------------------------
 
 _INTEGER = re.compile(r"[+-]?[0-9]{1,19}")
-_EPOCH = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
 
 
 class _Query:
@@ -214,24 +212,7 @@ class _Query:
     def time(self, name: str) -> float | None:
         """RFC 3339 with an offset, or epoch seconds, as epoch seconds."""
         raw = self.string(name)
-        if raw is None:
-            return None
-        if _EPOCH.fullmatch(raw):
-            value = float(raw)
-        else:
-            try:
-                moment = datetime.fromisoformat(raw)
-            except ValueError:
-                raise ValidationError(f"{name} must be an RFC 3339 time or epoch seconds",
-                                      field=name) from None
-            if moment.tzinfo is None:
-                # Without an offset the moment depends on whose clock is meant: refuse to guess.
-                raise ValidationError(f"{name} needs a UTC offset, for example Z or +02:00",
-                                      field=name)
-            value = moment.timestamp()
-        if not math.isfinite(value):
-            raise ValidationError(f"{name} is out of range", field=name)
-        return value
+        return None if raw is None else parse_time(raw, name)
 
 
 class LogsApi:

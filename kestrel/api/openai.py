@@ -19,7 +19,7 @@ from typing import Any
 from kestrel import http
 from kestrel.api.endpoints import Auth, Endpoint
 from kestrel.api.errors import from_http_error
-from kestrel.api.proxy import DEFAULT_ANTHROPIC_VERSION, parse_body
+from kestrel.api.proxy import DEFAULT_ANTHROPIC_VERSION, check_key, parse_body
 from kestrel.api.responses import json_response
 from kestrel.domain import ApiKey, KestrelError, UpstreamError
 from kestrel.http import Request, Response
@@ -78,7 +78,7 @@ class OpenAIApi:
         self._clock = clock
 
     def endpoints(self) -> list[Endpoint]:
-        errors = {status: OPENAI_ERROR for status in (400, 401, 404, 413, 429, 500, 503)}
+        errors = {status: OPENAI_ERROR for status in (400, 401, 403, 404, 413, 429, 500, 503)}
         return [Endpoint("POST", ROUTE, self.chat_completions,
                          "OpenAI Chat Completions, streaming or not, translated to Claude",
                          "openai", Auth.CLIENT, request_schema=CHAT_REQUEST,
@@ -107,6 +107,7 @@ class OpenAIApi:
             stream=translation.stream,
             conversation=conversation_key(request.headers.get("x-claude-code-session-id"),
                                           body, key.id))
+        check_key(self._forwarder, key, call, now=self._clock())
         relay = await self._forwarder.forward(call)
         if not 200 <= relay.status < 300:
             raise _relayed_error(relay)

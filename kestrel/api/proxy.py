@@ -8,6 +8,7 @@ re-serialised: thinking-block signatures would no longer verify.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -20,6 +21,9 @@ from kestrel.domain import ApiKey, ClientError, KestrelError
 from kestrel.http import Request, Response
 from kestrel.proxy.conversation import conversation_key
 from kestrel.proxy.forwarder import Call, Forwarder, Relay
+from kestrel.proxy.key_policy import refusal
+
+log = logging.getLogger("kestrel.proxy.keys")
 
 # Models change rarely; a few minutes of cache keeps `/v1/models` from costing an upstream
 # round trip each time a tool starts.
@@ -35,7 +39,7 @@ ANTHROPIC_ERROR = {
         "required": ["type", "message"]}},
     "required": ["type", "error"],
 }
-_ERRORS = {400: ANTHROPIC_ERROR, 401: ANTHROPIC_ERROR, 413: ANTHROPIC_ERROR,
+_ERRORS = {400: ANTHROPIC_ERROR, 401: ANTHROPIC_ERROR, 403: ANTHROPIC_ERROR, 413: ANTHROPIC_ERROR,
            429: ANTHROPIC_ERROR, 502: ANTHROPIC_ERROR, 503: ANTHROPIC_ERROR}
 _ANY_OBJECT = {"type": "object"}
 
@@ -91,6 +95,18 @@ def _holds_lone_surrogate(value: Any) -> bool:
         elif isinstance(item, list):
             stack.extend(item)
     return False
+
+
+def check_key(forwarder: Forwarder, key: ApiKey, call: Call, *, now: float) -> None:
+    """Refuse `call` (logged, recorded, then raised as a 403) if `key` may not make it."""
+    refused = refusal(key, model=call.model, now=now)
+    if refused is None:
+        return
+    log.info("key %d (%s) refused: %s", key.id, key.name, refused.reason,
+             extra={"event": {"name": "key_refused", "key_id": key.id,
+                              "reason": refused.reason, "model": call.model}})
+    forwarder.record(call, status=refused.status, error_type=refused.reason)
+    raise refused
 
 
 class ProxyApi:
@@ -151,6 +167,7 @@ class ProxyApi:
             stream=parsed.get("stream") is True and route == "/v1/messages",
             conversation=conversation_key(headers.get("x-claude-code-session-id"), parsed,
                                           key.id))
+        check_key(self._forwarder, key, forwarded, now=received_at)
         return _response(await self._forwarder.forward(forwarded), request)
 
     async def models(self, request: Request) -> Response:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from kestrel.domain import ClientError
+from kestrel.domain import ClientError, ValidationError
 from kestrel.http import Request, Response
 
 JSON_TYPE = "application/json"
@@ -26,6 +28,30 @@ def iso_time(ts: float | None) -> str | None:
         return None
     moment = datetime.fromtimestamp(ts, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+_EPOCH = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
+
+
+def parse_time(raw: str, field: str) -> float:
+    """RFC 3339 with an offset, or epoch seconds, as epoch seconds; `ValidationError` naming
+    `field` for anything else."""
+    if _EPOCH.fullmatch(raw):
+        value = float(raw)
+    else:
+        try:
+            moment = datetime.fromisoformat(raw)
+        except ValueError:
+            raise ValidationError(f"{field} must be an RFC 3339 time or epoch seconds",
+                                  field=field) from None
+        if moment.tzinfo is None:
+            # Without an offset the moment depends on whose clock is meant: refuse to guess.
+            raise ValidationError(f"{field} needs a UTC offset, for example Z or +02:00",
+                                  field=field)
+        value = moment.timestamp()
+    if not math.isfinite(value):
+        raise ValidationError(f"{field} is out of range", field=field)
+    return value
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:

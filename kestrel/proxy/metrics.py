@@ -68,12 +68,12 @@ def _format(labels: Labels) -> str:
     return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}"
 
 
-_COUNTERS = ("requests", "attempts", "retries", "tokens")
+_COUNTERS = ("requests", "attempts", "retries", "tokens", "refused")
 _HISTOGRAMS = ("latency", "ttfb")
 # Bumped when the JSON a worker hands its siblings changes shape: during a rolling restart
 # old and new code run side by side, and a snapshot in a shape this code does not know is
 # left out of the sum rather than misread.
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 
 
 class Metrics:
@@ -82,6 +82,8 @@ class Metrics:
         self.attempts: defaultdict[Labels, int] = defaultdict(int)
         self.retries: defaultdict[Labels, int] = defaultdict(int)
         self.tokens: defaultdict[Labels, int] = defaultdict(int)
+        # Requests Kestrel answered itself, before any upstream attempt, by reason.
+        self.refused: defaultdict[Labels, int] = defaultdict(int)
         self.latency: defaultdict[Labels, Histogram] = defaultdict(Histogram)
         self.ttfb: defaultdict[Labels, Histogram] = defaultdict(Histogram)
 
@@ -96,6 +98,8 @@ class Metrics:
             self.attempts[(("account_id", str(attempt.account_id)), ("outcome", outcome))] += 1
         if len(row.attempts) > 1:
             self.retries[(("route", row.route),)] += len(row.attempts) - 1
+        elif not row.attempts and row.error_type:
+            self.refused[(("reason", row.error_type),)] += 1
         model = row.model or ""
         for kind, count in (("input", row.input_tokens), ("output", row.output_tokens),
                             ("cache_read", row.cache_read_tokens),
@@ -223,6 +227,9 @@ def render(snapshot: Snapshot, accounts: Iterable[Account], workers: Workers, no
            "Attempts beyond the first, moved to another account.", counted.retries.items())
     family("kestrel_tokens_total", "counter", "Tokens by account, model and kind.",
            counted.tokens.items())
+    family("kestrel_refused_total", "counter",
+           "Requests Kestrel answered itself before any upstream attempt, by reason (a key's "
+           "controls, an invalid body, no account to serve).", counted.refused.items())
     accounts = list(accounts)
     family("kestrel_account_up", "gauge",
            "1 when the account can serve now, else 0, with its status.",

@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-import enum
 import hmac
 import json
-from typing import Any, Final
+from typing import Any
 
 from kestrel.crypto import Sealer
 from kestrel.domain import (
+    UNSET,
     Account,
     AccountState,
     AccountType,
     Conflict,
     Credential,
     NotFound,
+    Unset,
     UsageWindow,
     UsageWindows,
     ValidationError,
@@ -34,14 +35,6 @@ from kestrel.domain import (
 from kestrel.store.changes import ChangeKind, announce, latest_change
 from kestrel.store.database import Database
 from kestrel.store.session import Session
-
-
-class _Unset(enum.Enum):
-    UNSET = "UNSET"
-
-
-# `base_url=None` means "clear it"; leaving the argument out (UNSET) means "keep it".
-UNSET: Final = _Unset.UNSET
 
 _COLUMNS = ("id, name, type, base_url, priority, enabled, state, cooldown_until, "
             "consecutive_failures, last_error, last_used_at, created_at, updated_at, "
@@ -180,7 +173,7 @@ class AccountStore:
 
     async def update(self, account_id: int, *, now: float, name: str | None = None,
                      credential: Credential | None = None,
-                     base_url: str | None | _Unset = UNSET, priority: int | None = None,
+                     base_url: str | None | Unset = UNSET, priority: int | None = None,
                      enabled: bool | None = None) -> Account:
         """Change only the given fields.
 
@@ -193,7 +186,7 @@ class AccountStore:
             if name is not None:
                 _check_name_free(conn, name, account_id)
                 changes["name"] = name
-            if not isinstance(base_url, _Unset):
+            if not isinstance(base_url, Unset):
                 changes["base_url"] = base_url
             if priority is not None:
                 changes["priority"] = priority

@@ -10,10 +10,12 @@ from __future__ import annotations
 import builtins
 import hashlib
 import hmac
+import json
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
-from kestrel.domain import ApiKey, NotFound
+from kestrel.domain import UNSET, ApiKey, NotFound, Unset
 from kestrel.store.changes import ChangeKind, announce
 from kestrel.store.database import Database
 from kestrel.store.session import Session
@@ -24,7 +26,29 @@ KEY_RANDOM_BYTES = 32
 # the remaining 35 characters from.
 DISPLAY_PREFIX_LENGTH = 12
 
-_COLUMNS = "id, name, prefix, created_at, last_used_at, revoked_at"
+_COLUMNS = ("id, name, prefix, created_at, last_used_at, revoked_at, models, expires_at, owner, "
+            "note")
+# The controls an operator sets on a key (KeyControls' fields), as columns.
+_CONTROLS = ("models", "expires_at", "owner", "note")
+
+
+@dataclass(frozen=True)
+class KeyControls:
+    """What an operator sets on a key; in an update, only the fields given change (`UNSET`
+    leaves one as it is, None clears it)."""
+
+    models: tuple[str, ...] | None | Unset = UNSET
+    expires_at: float | None | Unset = UNSET
+    owner: str | None | Unset = UNSET
+    note: str | None | Unset = UNSET
+
+    def columns(self) -> dict[str, Any]:
+        """The given fields as column values."""
+        given = {name: getattr(self, name) for name in _CONTROLS
+                 if not isinstance(getattr(self, name), Unset)}
+        if "models" in given and given["models"] is not None:
+            given["models"] = json.dumps(list(given["models"]))
+        return given
 
 
 def _hash(key: str) -> bytes:
@@ -32,9 +56,11 @@ def _hash(key: str) -> bytes:
 
 
 def _api_key(row: tuple[Any, ...]) -> ApiKey:
-    id_, name, prefix, created_at, last_used_at, revoked_at = row
+    id_, name, prefix, created_at, last_used_at, revoked_at, models, expires_at, owner, note = row
     return ApiKey(id=id_, name=name, prefix=prefix, created_at=created_at,
-                  last_used_at=last_used_at, revoked_at=revoked_at)
+                  last_used_at=last_used_at, revoked_at=revoked_at,
+                  models=None if models is None else tuple(json.loads(models)),
+                  expires_at=expires_at, owner=owner, note=note)
 
 
 def _fetch(conn: Session, key_id: int) -> ApiKey:
@@ -58,17 +84,41 @@ class KeyStore:
         # put the revoked key back into the cache when it finishes.
         self._forgotten = 0
 
-    async def create(self, *, name: str, now: float) -> tuple[ApiKey, str]:
+    async def create(self, *, name: str, now: float,
+                     controls: KeyControls = KeyControls()) -> tuple[ApiKey, str]:
         """The stored row and the plaintext key: this return value is the only place it exists."""
         key = KEY_PREFIX + secrets.token_urlsafe(KEY_RANDOM_BYTES)
+        given = controls.columns()
 
         def run(conn: Session) -> ApiKey:
+            columns = ("name", "key_hash", "prefix", "created_at", *given)
             key_id = conn.insert(
-                "INSERT INTO api_keys (name, key_hash, prefix, created_at) VALUES (?, ?, ?, ?)",
-                (name, _hash(key), key[:DISPLAY_PREFIX_LENGTH], now))
+                f"INSERT INTO api_keys ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))})",
+                (name, _hash(key), key[:DISPLAY_PREFIX_LENGTH], now, *given.values()))
             announce(conn, ChangeKind.KEY, key_id, now)
             return _fetch(conn, key_id)
         return await self._db.write(run), key
+
+    async def update(self, key_id: int, *, now: float, name: str | None = None,
+                     controls: KeyControls = KeyControls()) -> ApiKey:
+        """Change the name and the given controls; every process applies them from its next
+        request on (the change feed drops the key from their caches)."""
+        given = controls.columns()
+        if name is not None:
+            given["name"] = name
+
+        def run(conn: Session) -> ApiKey:
+            _fetch(conn, key_id)  # NotFound for a key that does not exist
+            if given:
+                # Column names come from the fixed fields above, never from the caller.
+                conn.execute(f"UPDATE api_keys SET {', '.join(f'{c} = ?' for c in given)} "
+                             "WHERE id = ?", (*given.values(), key_id))
+                announce(conn, ChangeKind.KEY, key_id, now)
+            return _fetch(conn, key_id)
+        updated = await self._db.write(run)
+        await self.forget(frozenset({key_id}))
+        return updated
 
     async def list(self) -> builtins.list[ApiKey]:
         """Newest first: the key just made is the one an operator looks for."""

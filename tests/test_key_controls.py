@@ -1,0 +1,178 @@
+"""What an operator allows a client key (issue 16, first part): allowed models and an expiry,
+set through the admin API, refused with 403 before anything reaches upstream, in each route's
+own error shape, as the official SDKs raise it; and an owner and a note to tell keys apart."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from kestrel.domain import ApiKey
+from kestrel.proxy.key_policy import model_allowed, refusal
+
+from support.stack import MODEL, Stack, running_stack
+
+HAIKU = "claude-haiku-4-5"
+NOW = 1_800_000_000.0
+
+
+# --- the decision, pure --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("patterns", "model", "allowed"), [
+    (("claude-haiku-*",), "claude-haiku-4-5", True),
+    (("claude-haiku-*",), "claude-sonnet-4-6", False),
+    (("claude-haiku-*",), "xclaude-haiku-4-5", False),  # whole names only
+    (("claude-sonnet-4-6", "claude-opus-*"), "claude-opus-4-7", True),
+    (("claude-sonnet-4-6",), "claude-sonnet-4-6-20260101", False),
+    (("*",), "anything", True),
+    (("claude-3.5-*",), "claude-3x5-sonnet", False),  # a dot is a dot, not any character
+    ((), "claude-haiku-4-5", False),  # an empty list allows nothing
+])
+def test_model_patterns(patterns: tuple[str, ...], model: str, allowed: bool) -> None:
+    assert model_allowed(patterns, model) is allowed
+
+
+def key(**controls: Any) -> ApiKey:
+    return ApiKey(id=7, name="k", prefix="kst_abc", created_at=0.0, last_used_at=None,
+                  revoked_at=None, **controls)
+
+
+def test_refusals_name_the_control_and_its_value() -> None:
+    assert refusal(key(), model=MODEL, now=NOW) is None
+    assert refusal(key(models=("claude-haiku-*",)), model=None, now=NOW) is None
+    expired = refusal(key(expires_at=NOW), model=MODEL, now=NOW)
+    assert expired is not None and (expired.status, expired.reason) == (403, "key_expired")
+    assert expired.message == ("this API key expired at 2027-01-15 08:00:00 UTC; ask the "
+                               "Kestrel operator for a new one")
+    assert refusal(key(expires_at=NOW + 1), model=MODEL, now=NOW) is None
+    wrong = refusal(key(models=("claude-haiku-*", "claude-opus-4-7")), model=MODEL, now=NOW)
+    assert wrong is not None and wrong.reason == "model_not_allowed"
+    assert wrong.message == ("model 'claude-sonnet-4-6' is not allowed for this API key "
+                             "(allowed: claude-haiku-*, claude-opus-4-7)")
+
+
+# --- through a real Kestrel ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    with running_stack(tmp_path, accounts=("a",)) as stack:
+        yield stack
+
+
+def sdk(stack: Stack, key: str) -> anthropic.Anthropic:
+    return stack.closed_with_stack(anthropic.Anthropic(base_url=stack.url, api_key=key,
+                                                       max_retries=0))
+
+
+def new_key(stack: Stack, **controls: Any) -> dict[str, Any]:
+    with stack.admin() as admin:
+        created = admin.post("/admin/keys", json={"name": "limited", **controls})
+        assert created.status_code == 201, created.text
+        return dict(created.json())
+
+
+def test_a_model_outside_the_list_is_refused_in_each_routes_shape(stack: Stack) -> None:
+    limited = new_key(stack, models=["claude-haiku-*"], owner="Ada", note="the intern")
+    assert (limited["models"], limited["owner"], limited["note"]) == (
+        ["claude-haiku-*"], "Ada", "the intern")
+    sent = len(stack.up.requests)
+    message = ("model 'claude-sonnet-4-6' is not allowed for this API key "
+               "(allowed: claude-haiku-*)")
+
+    claude = sdk(stack, limited["key"])
+    with pytest.raises(anthropic.PermissionDeniedError) as refused:
+        claude.messages.create(model=MODEL, max_tokens=16,
+                               messages=[{"role": "user", "content": "hi"}])
+    assert refused.value.body == {"type": "error", "error": {"type": "permission_error",
+                                                             "message": message}}
+    with pytest.raises(anthropic.PermissionDeniedError):
+        claude.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(anthropic.PermissionDeniedError), claude.messages.stream(
+            model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "hi"}]) as stream:
+        list(stream)  # streaming too: refused before any byte
+
+    chat = stack.closed_with_stack(openai.OpenAI(base_url=stack.url + "/v1",
+                                                 api_key=limited["key"], max_retries=0))
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        chat.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert denied.value.status_code == 403
+    assert denied.value.body == {"message": message, "type": "permission_error", "param": None,
+                                 "code": None}
+    assert len(stack.up.requests) == sent  # nothing reached upstream
+
+    allowed = claude.messages.create(model=HAIKU, max_tokens=16,
+                                     messages=[{"role": "user", "content": "hi"}])
+    assert allowed.content and len(stack.up.requests) == sent + 1
+
+    rows = stack.logs(expect=5, key_id=limited["id"])
+    assert sorted((r["status"], r["error_type"]) for r in rows) == [
+        (200, None), *[(403, "model_not_allowed")] * 4]
+    with stack.admin() as admin:
+        metrics = admin.get("/metrics").text
+    assert 'kestrel_refused_total{reason="model_not_allowed"} 4' in metrics
+
+
+def test_an_expiry_refuses_the_key_and_clearing_it_lets_it_in_again(stack: Stack) -> None:
+    limited = new_key(stack, expires_at="2030-01-01T00:00:00+01:00")
+    assert limited["expires_at"] == "2029-12-31T23:00:00.000Z"
+    claude = sdk(stack, limited["key"])
+
+    def ask() -> Any:
+        return claude.messages.create(model=MODEL, max_tokens=16,
+                                      messages=[{"role": "user", "content": "hi"}])
+    assert ask().content  # not expired yet
+    with stack.admin() as admin:
+        past = admin.put(f"/admin/keys/{limited['id']}",
+                         json={"expires_at": "2020-05-01T12:00:00Z"})
+        assert past.status_code == 200 and past.json()["expires_at"] == "2020-05-01T12:00:00.000Z"
+    with pytest.raises(anthropic.PermissionDeniedError) as refused:
+        ask()
+    assert refused.value.body["error"]["message"] == (
+        "this API key expired at 2020-05-01 12:00:00 UTC; ask the Kestrel operator for a new one")
+    with stack.admin() as admin:
+        cleared = admin.put(f"/admin/keys/{limited['id']}",
+                            json={"expires_at": None, "name": "renewed"})
+        assert (cleared.json()["expires_at"], cleared.json()["name"]) == (None, "renewed")
+    assert ask().content
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"models": ["claude haiku"]}, "models"),
+    ({"models": "claude-haiku-*"}, "models"),
+    ({"expires_at": "2030-01-01T00:00:00"}, "expires_at"),  # no offset: whose clock?
+    ({"expires_at": "soon"}, "expires_at"),
+    ({"owner": "a\nb"}, "owner"),
+    ({"rate": 5}, None),
+])
+def test_bad_controls_are_refused_naming_the_field(stack: Stack, body: dict[str, Any],
+                                                   field: str | None) -> None:
+    with stack.admin() as admin:
+        created = admin.post("/admin/keys", json={"name": "bad", **body})
+        assert created.status_code == 422, created.text
+        if field is not None:
+            assert created.json()["error"]["field"].startswith(field)
+        missing = admin.put("/admin/keys/999999", json={"note": "x"})
+        assert missing.status_code == 404
+
+
+def test_a_change_reaches_a_key_in_use_at_once(stack: Stack) -> None:
+    """The process that changed the key drops it from its cache: the next request obeys."""
+    limited = new_key(stack)
+    with httpx.Client(base_url=stack.url, headers={"x-api-key": limited["key"],
+                                                   "anthropic-version": "2023-06-01"}) as client:
+        body = {"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "x"}]}
+        assert client.post("/v1/messages", json=body).status_code == 200
+        with stack.admin() as admin:
+            admin.put(f"/admin/keys/{limited['id']}", json={"models": [HAIKU]})
+        started = time.monotonic()
+        assert client.post("/v1/messages", json=body).status_code == 403
+        assert time.monotonic() - started < 5
