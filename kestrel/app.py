@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import ipaddress
 import logging
 import os
 import secrets
@@ -46,6 +47,7 @@ from kestrel.oauth.flow import OAuthConfig
 from kestrel.oauth.logins import OAuthLogins
 from kestrel.oauth.refresher import TokenRefresher
 from kestrel.oauth.tokens import TokenClient
+from kestrel.proxy.client_address import client_address
 from kestrel.proxy.forwarder import Forwarder
 from kestrel.proxy.metrics import Metrics, WriterStats
 from kestrel.proxy.pool import AccountPool
@@ -96,6 +98,8 @@ class App:
                                    cooldown_max=settings.cooldown_max, clock=clock,
                                    refresher=refresher)
         self._admin_guard = AdminGuard(settings.admin_key, AdminFailureStore(db))
+        self._trusted = tuple(ipaddress.ip_network(network)
+                              for network in settings.trusted_proxies)
         workers = workers or Siblings(None)  # alone, unless a supervisor started this process
         self.endpoints: list[Endpoint] = [
             *HealthApi(db, workers).endpoints(),
@@ -210,6 +214,8 @@ class App:
                                           request.client_host, self.clock())
         elif endpoint.auth is Auth.CLIENT:
             request.state["api_key"] = await authenticate_client(request.headers, self.keys)
+            request.state["client"] = client_address(
+                request.client_host, request.headers.get("x-forwarded-for"), self._trusted)
         return await endpoint.handler(request)
 
 

@@ -7,6 +7,7 @@ ENCRYPTION_KEY is read from (or generated into) a 0600 secrets file beside the d
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -103,6 +104,8 @@ class Settings:
     workers: int | None = None
     # What this instance's request log rows say served them: INSTANCE_NAME, else host:port.
     instance_name: str = ""
+    # Reverse proxies whose X-Forwarded-For tells a client's address (CIDR strings).
+    trusted_proxies: tuple[str, ...] = ()
 
 
     @property
@@ -214,6 +217,7 @@ def load_settings(
                               positive=True)
     read_timeout = seconds("UPSTREAM_READ_TIMEOUT", DEFAULT_UPSTREAM_READ_TIMEOUT, positive=True)
     model_aliases = _parse_model_aliases(get("MODEL_ALIASES") or "", problems)
+    trusted_proxies = _parse_networks("TRUSTED_PROXIES", get("TRUSTED_PROXIES") or "", problems)
     if workers is not None:
         workers_value = _check_workers("--workers", workers, problems)
     else:
@@ -265,6 +269,7 @@ def load_settings(
         model_aliases=model_aliases,
         workers=workers_value,
         instance_name=instance_name,
+        trusted_proxies=trusted_proxies,
     )
 
 
@@ -295,6 +300,19 @@ def _one_of(name: str, value: str, allowed: tuple[str, ...], problems: list[str]
         return value.lower()
     problems.append(f"{name}: {value!r} is not one of {', '.join(allowed)}")
     return allowed[0]
+
+
+def _parse_networks(name: str, value: str, problems: list[str]) -> tuple[str, ...]:
+    """Comma-separated addresses or networks (CIDR), normalised: `10.0.0.1, fd00::/8`."""
+    networks = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            problems.append(f"{name}: {item!r} is not an address or a network (CIDR)")
+    return tuple(networks)
 
 
 def _parse_model_aliases(value: str, problems: list[str]) -> dict[str, str]:

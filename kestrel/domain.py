@@ -146,6 +146,8 @@ class ApiKey:
     # characters), and the moment it stops working.
     models: tuple[str, ...] | None = None
     expires_at: float | None = None
+    # Networks (CIDR) the key may be used from.
+    allowed_ips: tuple[str, ...] | None = None
     # Who holds it and why, shown to operators only.
     owner: str | None = None
     note: str | None = None

@@ -66,6 +66,8 @@ def problems_of(environ: dict[str, str], **overrides: object) -> list[str]:
      "(e.g. gpt-4o=claude-sonnet-4-6)"),
     ("MODEL_ALIASES", "a=claude-sonnet-4-6,a=claude-opus-4-7",
      "MODEL_ALIASES: 'a' is given more than once"),
+    ("TRUSTED_PROXIES", "10.0.0.1, 10.0.0.0/33",
+     "TRUSTED_PROXIES: '10.0.0.0/33' is not an address or a network (CIDR)"),
     ("WORKERS", "0", "WORKERS: '0' is not a number of worker processes (1 or more, or auto)"),
     ("WORKERS", "two", "WORKERS: 'two' is not a number of worker processes (1 or more, or auto)"),
     ("WORKERS", "1.5", "WORKERS: '1.5' is not a number of worker processes (1 or more, or auto)"),

@@ -4,6 +4,7 @@ own error shape, as the official SDKs raise it; and an owner and a note to tell 
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import openai
 import pytest
 
 from kestrel.domain import ApiKey
+from kestrel.proxy.client_address import client_address
 from kestrel.proxy.key_policy import model_allowed, refusal
 
 from support.stack import MODEL, Stack, running_stack
@@ -176,3 +178,78 @@ def test_a_change_reaches_a_key_in_use_at_once(stack: Stack) -> None:
         started = time.monotonic()
         assert client.post("/v1/messages", json=body).status_code == 403
         assert time.monotonic() - started < 5
+
+
+# --- addresses -----------------------------------------------------------------------------------
+
+TRUSTED = tuple(ipaddress.ip_network(n) for n in ("127.0.0.1/32", "10.0.0.0/8"))
+
+
+@pytest.mark.parametrize(("peer", "forwarded", "trusted", "client"), [
+    ("198.51.100.7", "203.0.113.9", TRUSTED, "198.51.100.7"),  # an untrusted peer is the client
+    ("127.0.0.1", None, TRUSTED, "127.0.0.1"),
+    ("127.0.0.1", "203.0.113.9", TRUSTED, "203.0.113.9"),
+    ("127.0.0.1", "6.6.6.6, 203.0.113.9", TRUSTED, "203.0.113.9"),  # the left is the sender's
+    ("127.0.0.1", "203.0.113.9, 10.1.2.3", TRUSTED, "203.0.113.9"),  # a chain of proxies
+    ("127.0.0.1", "10.9.9.9, 10.1.2.3", TRUSTED, "10.9.9.9"),  # all trusted: the farthest
+    ("127.0.0.1", "203.0.113.9, nonsense", TRUSTED, "127.0.0.1"),  # stop at what is no address
+    ("::ffff:127.0.0.1", "2001:db8::1", TRUSTED, "2001:db8::1"),  # IPv4-mapped peer
+    ("127.0.0.1", "203.0.113.9", (), "127.0.0.1"),  # TRUSTED_PROXIES unset: never believed
+])
+def test_the_client_address_behind_trusted_proxies(peer: str, forwarded: str | None,
+                                                   trusted: tuple[Any, ...], client: str) -> None:
+    assert client_address(peer, forwarded, trusted) == client
+
+
+def test_an_address_outside_the_list_is_refused() -> None:
+    limited = key(allowed_ips=("10.0.0.0/8", "2001:db8::/32"))
+    assert refusal(limited, model=MODEL, now=NOW, client="10.200.0.1") is None
+    assert refusal(limited, model=MODEL, now=NOW, client="2001:db8::5") is None
+    assert refusal(limited, model=MODEL, now=NOW, client="::ffff:10.0.0.1") is None
+    outside = refusal(limited, model=MODEL, now=NOW, client="192.168.1.1")
+    assert outside is not None and outside.reason == "address_not_allowed"
+    assert outside.message == ("address 192.168.1.1 is not allowed for this API key (allowed: "
+                               "10.0.0.0/8, 2001:db8::/32)")
+    unknown = refusal(limited, model=MODEL, now=NOW, client=None)
+    assert unknown is not None and unknown.message.startswith("address unknown is not allowed")
+
+
+def test_allowed_addresses_through_a_trusted_proxy(tmp_path: Path) -> None:
+    with running_stack(tmp_path, accounts=("a",),
+                       env={"TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8"}) as stack:
+        office = new_key(stack, allowed_ips=["203.0.113.0/24", "198.51.100.1"])
+        assert office["allowed_ips"] == ["203.0.113.0/24", "198.51.100.1/32"]
+        body = {"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "x"}]}
+
+        def ask(forwarded: str | None) -> httpx.Response:
+            headers = {"x-api-key": office["key"], "anthropic-version": "2023-06-01"}
+            if forwarded is not None:
+                headers["x-forwarded-for"] = forwarded
+            with httpx.Client(base_url=stack.url) as client:
+                return client.post("/v1/messages", json=body, headers=headers)
+        assert ask("203.0.113.9").status_code == 200
+        assert ask("203.0.113.9, 10.0.0.5").status_code == 200
+        refused = ask("198.51.100.7")
+        assert refused.status_code == 403
+        assert refused.json()["error"]["message"] == (
+            "address 198.51.100.7 is not allowed for this API key (allowed: 203.0.113.0/24, "
+            "198.51.100.1/32)")
+        assert ask(None).status_code == 403  # the proxy itself is no client of this key
+        rows = stack.logs(expect=4, key_id=office["id"])
+        assert sorted((r["client"], r["status"]) for r in rows) == [
+            ("127.0.0.1", 403), ("198.51.100.7", 403), ("203.0.113.9", 200),
+            ("203.0.113.9", 200)]
+
+
+def test_without_trusted_proxies_a_forwarded_address_is_never_believed(stack: Stack) -> None:
+    office = new_key(stack, allowed_ips=["203.0.113.0/24"])
+    with httpx.Client(base_url=stack.url) as client:
+        refused = client.post("/v1/messages", headers={
+            "x-api-key": office["key"], "anthropic-version": "2023-06-01",
+            "x-forwarded-for": "203.0.113.9"},
+            json={"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "x"}]})
+    assert refused.status_code == 403
+    assert "address 127.0.0.1 is not allowed" in refused.json()["error"]["message"]
+    with stack.admin() as admin:
+        bad = admin.put(f"/admin/keys/{office['id']}", json={"allowed_ips": ["10.0.0.0/33"]})
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "allowed_ips[0]"

@@ -6,6 +6,7 @@ Credentials are write-only: they go in through `api_key` and come back only as a
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -21,6 +22,7 @@ from kestrel.domain import (
     ClientError,
     Credential,
     UsageWindows,
+    ValidationError,
 )
 from kestrel.http import Request, Response
 from kestrel.proxy.pool import AccountPool
@@ -114,6 +116,11 @@ KEY_CONTROLS: dict[str, Schema] = {
     "expires_at": {"type": ["string", "null"], "format": "date-time",
                    "description": "From then on the key is refused with 403 (RFC 3339 with "
                                   "an offset)."},
+    "allowed_ips": {"type": ["array", "null"], "maxItems": 100,
+                    "items": {"type": "string", "minLength": 1, "maxLength": 50},
+                    "description": "Addresses or networks (CIDR) the key may be used from; "
+                                   "others are refused with 403. Behind a reverse proxy, set "
+                                   "TRUSTED_PROXIES."},
     "owner": {"type": ["string", "null"], "maxLength": 200,
               "pattern": r"^[^\x00-\x1f\x7f]*$", "description": "Who holds the key."},
     "note": {"type": ["string", "null"], "maxLength": 1000, "description": "Free text."},
@@ -215,6 +222,7 @@ def key_json(key: ApiKey) -> dict[str, Any]:
         "revoked_at": iso_time(key.revoked_at),
         "models": None if key.models is None else list(key.models),
         "expires_at": iso_time(key.expires_at),
+        "allowed_ips": None if key.allowed_ips is None else list(key.allowed_ips),
         "owner": key.owner,
         "note": key.note,
     }
@@ -224,10 +232,24 @@ def key_controls(body: dict[str, Any]) -> KeyControls:
     """The controls a validated create or update body gives; those it leaves out stay UNSET."""
     models = body.get("models", UNSET)
     expires = body.get("expires_at", UNSET)
+    networks = body.get("allowed_ips", UNSET)
     return KeyControls(
         models=tuple(models) if isinstance(models, list) else models,
         expires_at=parse_time(expires, "expires_at") if isinstance(expires, str) else expires,
+        allowed_ips=_networks(networks) if isinstance(networks, list) else networks,
         owner=body.get("owner", UNSET), note=body.get("note", UNSET))
+
+
+def _networks(items: list[str]) -> tuple[str, ...]:
+    """Each address or network in its normal CIDR form (`10.1.2.3` → `10.1.2.3/32`)."""
+    networks = []
+    for index, item in enumerate(items):
+        try:
+            networks.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+        except ValueError:
+            raise ValidationError(f"allowed_ips[{index}] is not an address or a network (CIDR)",
+                                  field=f"allowed_ips[{index}]") from None
+    return tuple(networks)
 
 
 # What `_path_id` accepts, as `/openapi.json` documents it: up to 18 digits, nothing else.

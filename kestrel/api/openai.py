@@ -19,7 +19,7 @@ from typing import Any
 from kestrel import http
 from kestrel.api.endpoints import Auth, Endpoint
 from kestrel.api.errors import from_http_error
-from kestrel.api.proxy import DEFAULT_ANTHROPIC_VERSION, check_key, parse_body
+from kestrel.api.proxy import DEFAULT_ANTHROPIC_VERSION, check_key, client_of, parse_body
 from kestrel.api.responses import json_response
 from kestrel.domain import ApiKey, KestrelError, UpstreamError
 from kestrel.http import Request, Response
@@ -87,7 +87,7 @@ class OpenAIApi:
     async def chat_completions(self, request: Request) -> Response:
         key: ApiKey = request.state["api_key"]
         call = Call(route=ROUTE, method="POST", target=UPSTREAM_TARGET, headers=[], body=b"",
-                    request_id=request.request_id, key_id=key.id, client=request.client_host,
+                    request_id=request.request_id, key_id=key.id, client=client_of(request),
                     user_agent=request.headers.get("user-agent"))
         try:
             try:

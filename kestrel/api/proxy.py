@@ -97,9 +97,15 @@ def _holds_lone_surrogate(value: Any) -> bool:
     return False
 
 
+def client_of(request: Request) -> str | None:
+    """The client's address as the app resolved it (TRUSTED_PROXIES), else the peer's."""
+    client = request.state.get("client", request.client_host)
+    return client if isinstance(client, str) else None
+
+
 def check_key(forwarder: Forwarder, key: ApiKey, call: Call, *, now: float) -> None:
     """Refuse `call` (logged, recorded, then raised as a 403) if `key` may not make it."""
-    refused = refusal(key, model=call.model, now=now)
+    refused = refusal(key, model=call.model, now=now, client=call.client)
     if refused is None:
         return
     log.info("key %d (%s) refused: %s", key.id, key.name, refused.reason,
@@ -152,7 +158,7 @@ class ProxyApi:
             return Call(route=route, method="POST", target=request.target,
                         headers=headers.items(), body=body, request_id=request.request_id,
                         model=model, stream=stream, conversation=conversation, key_id=key.id,
-                        client=request.client_host, user_agent=headers.get("user-agent"),
+                        client=client_of(request), user_agent=headers.get("user-agent"),
                         received=received, received_at=received_at)
 
         try:
@@ -179,7 +185,7 @@ class ProxyApi:
             key: ApiKey = request.state["api_key"]
             relay = await self._forwarder.forward(Call(
                 route="/v1/models", method="GET", target=MODELS_PAGE, headers=headers, body=b"",
-                request_id=request.request_id, key_id=key.id, client=request.client_host,
+                request_id=request.request_id, key_id=key.id, client=client_of(request),
                 user_agent=request.headers.get("user-agent")))
             if relay.status != 200 or not isinstance(relay.body, bytes):
                 return _response(relay, request)

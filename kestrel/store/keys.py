@@ -26,10 +26,11 @@ KEY_RANDOM_BYTES = 32
 # the remaining 35 characters from.
 DISPLAY_PREFIX_LENGTH = 12
 
-_COLUMNS = ("id, name, prefix, created_at, last_used_at, revoked_at, models, expires_at, owner, "
-            "note")
+_COLUMNS = ("id, name, prefix, created_at, last_used_at, revoked_at, models, expires_at, "
+            "allowed_ips, owner, note")
 # The controls an operator sets on a key (KeyControls' fields), as columns.
-_CONTROLS = ("models", "expires_at", "owner", "note")
+_CONTROLS = ("models", "expires_at", "allowed_ips", "owner", "note")
+_LISTS = ("models", "allowed_ips")  # stored as JSON arrays
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class KeyControls:
 
     models: tuple[str, ...] | None | Unset = UNSET
     expires_at: float | None | Unset = UNSET
+    allowed_ips: tuple[str, ...] | None | Unset = UNSET
     owner: str | None | Unset = UNSET
     note: str | None | Unset = UNSET
 
@@ -46,8 +48,9 @@ class KeyControls:
         """The given fields as column values."""
         given = {name: getattr(self, name) for name in _CONTROLS
                  if not isinstance(getattr(self, name), Unset)}
-        if "models" in given and given["models"] is not None:
-            given["models"] = json.dumps(list(given["models"]))
+        for name in _LISTS:
+            if given.get(name) is not None:
+                given[name] = json.dumps(list(given[name]))
         return given
 
 
@@ -56,11 +59,14 @@ def _hash(key: str) -> bytes:
 
 
 def _api_key(row: tuple[Any, ...]) -> ApiKey:
-    id_, name, prefix, created_at, last_used_at, revoked_at, models, expires_at, owner, note = row
+    (id_, name, prefix, created_at, last_used_at, revoked_at, models, expires_at, allowed_ips,
+     owner, note) = row
     return ApiKey(id=id_, name=name, prefix=prefix, created_at=created_at,
                   last_used_at=last_used_at, revoked_at=revoked_at,
                   models=None if models is None else tuple(json.loads(models)),
-                  expires_at=expires_at, owner=owner, note=note)
+                  expires_at=expires_at,
+                  allowed_ips=None if allowed_ips is None else tuple(json.loads(allowed_ips)),
+                  owner=owner, note=note)
 
 
 def _fetch(conn: Session, key_id: int) -> ApiKey:
