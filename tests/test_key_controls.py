@@ -140,7 +140,10 @@ def test_an_expiry_refuses_the_key_and_clearing_it_lets_it_in_again(stack: Stack
         ask()
     assert refused.value.body["error"]["message"] == (
         "this API key expired at 2020-05-01 12:00:00 UTC; ask the Kestrel operator for a new one")
-    with stack.admin() as admin:
+    with stack.admin() as admin:  # years before 1000 too, written with four digits
+        ancient = admin.put(f"/admin/keys/{limited['id']}",
+                            json={"expires_at": "0530-04-16T12:45:27Z"})
+        assert ancient.json()["expires_at"] == "0530-04-16T12:45:27.000Z"
         cleared = admin.put(f"/admin/keys/{limited['id']}",
                             json={"expires_at": None, "name": "renewed"})
         assert (cleared.json()["expires_at"], cleared.json()["name"]) == (None, "renewed")
@@ -152,6 +155,7 @@ def test_an_expiry_refuses_the_key_and_clearing_it_lets_it_in_again(stack: Stack
     ({"models": "claude-haiku-*"}, "models"),
     ({"expires_at": "2030-01-01T00:00:00"}, "expires_at"),  # no offset: whose clock?
     ({"expires_at": "soon"}, "expires_at"),
+    ({"expires_at": "99999999999999"}, "expires_at"),  # past year 9999
     ({"owner": "a\nb"}, "owner"),
     ({"rate": 5}, None),
 ])

@@ -27,9 +27,15 @@ def iso_time(ts: float | None) -> str | None:
     if ts is None:
         return None
     moment = datetime.fromtimestamp(ts, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # The year by hand: strftime's %Y leaves years before 1000 unpadded on some C libraries,
+    # and RFC 3339 wants four digits.
+    return (f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S.")
+            + f"{moment.microsecond // 1000:03d}Z")
 
 
+# The times RFC 3339 (and Python's datetime) can write: years 1 to 9999, as epoch seconds.
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 _EPOCH = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
 
 
@@ -49,8 +55,8 @@ def parse_time(raw: str, field: str) -> float:
             raise ValidationError(f"{field} needs a UTC offset, for example Z or +02:00",
                                   field=field)
         value = moment.timestamp()
-    if not math.isfinite(value):
-        raise ValidationError(f"{field} is out of range", field=field)
+    if not math.isfinite(value) or not EARLIEST <= value <= LATEST:
+        raise ValidationError(f"{field} is out of range (years 1 to 9999)", field=field)
     return value
 
 

@@ -112,6 +112,12 @@ def _admin_accounts(stack: Stack) -> list[dict[str, object]]:
         return data
 
 
+def _admin_keys(stack: Stack) -> list[dict[str, object]]:
+    with stack.admin() as client:
+        data: list[dict[str, object]] = client.get("/admin/keys").json()["data"]
+        return data
+
+
 def set_theme(page: Page, theme: str) -> None:
     is_dark = page.evaluate("document.documentElement.classList.contains('dark')")
     if is_dark != (theme == "dark"):
@@ -164,10 +170,13 @@ def test_operator_journey(browser: Browser, stack: Stack) -> None:
     expect(page.get_by_test_id("account-row-beta")).to_contain_text("5")
     assert stack.account("beta")["priority"] == 5
 
-    # Keys: create one, shown once with snippets, then use it through the SDK.
+    # Keys: create one with an owner and a model limit, shown once with snippets, then use it
+    # through the SDK.
     go(page, "Keys")
     page.get_by_role("button", name="Create key").first.click()
     page.get_by_role("dialog").get_by_label("Name").fill("e2e-laptop")
+    page.get_by_role("dialog").get_by_label("Owner").fill("ana@example.com")
+    page.get_by_role("dialog").get_by_label("Allowed models").fill("claude-haiku-*")
     page.get_by_role("dialog").get_by_role("button", name="Create key").click()
     key = page.get_by_test_id("new-key").inner_text().strip()
     assert key.startswith("kst_")
@@ -180,6 +189,23 @@ def test_operator_journey(browser: Browser, stack: Stack) -> None:
     row = page.get_by_test_id("key-row-e2e-laptop")
     expect(row).to_contain_text(key[:8])
     expect(row).to_contain_text("never")
+    expect(row).to_contain_text("ana@example.com")
+    expect(row).to_contain_text("models: claude-haiku-*")
+    # Edit: the form starts from the stored values and sends only what changed; a note added,
+    # the model limit cleared (null), so the calls below with MODEL are let through.
+    row.get_by_role("button", name="Edit e2e-laptop").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_label("Owner")).to_have_value("ana@example.com")
+    expect(dialog.get_by_label("Allowed models")).to_have_value("claude-haiku-*")
+    dialog.get_by_label("Note").fill("Ana's work laptop")
+    dialog.get_by_label("Allowed models").fill("")
+    dialog.get_by_role("button", name="Save changes").click()
+    expect(dialog).to_be_hidden()
+    expect(row).to_contain_text("Ana's work laptop")
+    expect(row).to_contain_text("No limits")
+    saved = next(k for k in _admin_keys(stack) if k["name"] == "e2e-laptop")
+    assert (saved["note"], saved["owner"], saved["models"]) == (
+        "Ana's work laptop", "ana@example.com", None)
 
     # The first choice (alpha, priority 10) is rate-limited: Kestrel cools it down and serves
     # the request from beta, invisibly to the client.

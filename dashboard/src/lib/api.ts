@@ -58,6 +58,28 @@ export interface ApiKey {
   created_at: string | null;
   last_used_at: string | null;
   revoked_at: string | null;
+  /** Model names the key may use (`*` matches any run of characters); null: any model. */
+  models: string[] | null;
+  /** From then on the key is refused; null: never. */
+  expires_at: string | null;
+  /** Addresses or networks (CIDR, as the server normalised them); null: from anywhere. */
+  allowed_ips: string[] | null;
+  owner: string | null;
+  note: string | null;
+}
+
+/** The limits and labels an operator sets on a key: a field left out stays, null clears it. */
+export interface KeyControls {
+  models?: string[] | null;
+  /** RFC 3339 with an offset (the server refuses a time without one). */
+  expires_at?: string | null;
+  allowed_ips?: string[] | null;
+  owner?: string | null;
+  note?: string | null;
+}
+
+export interface KeyChanges extends KeyControls {
+  name?: string;
 }
 
 export interface CreatedKey extends ApiKey {
@@ -256,7 +278,9 @@ export class Client {
   resetAccount = (id: number) => this.request<Account>("POST", `/admin/accounts/${id}/reset`);
 
   keys = () => this.request<{ data: ApiKey[] }>("GET", "/admin/keys").then((r) => r.data);
-  createKey = (name: string) => this.request<CreatedKey>("POST", "/admin/keys", { name });
+  createKey = (name: string, controls: KeyControls = {}) =>
+    this.request<CreatedKey>("POST", "/admin/keys", { name, ...controls });
+  updateKey = (id: number, changes: KeyChanges) => this.request<ApiKey>("PUT", `/admin/keys/${id}`, changes);
   revokeKey = (id: number) => this.request<ApiKey>("DELETE", `/admin/keys/${id}`);
 
   logs = (filters: LogFilters, cursor: string | null, limit = 50) =>

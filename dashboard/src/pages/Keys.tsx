@@ -1,12 +1,14 @@
 import { useState } from "react";
-import { IconKey, IconPlus } from "../components/icons";
+import { IconEdit, IconKey, IconPlus } from "../components/icons";
 import { useNotice } from "../components/Notice";
-import { Badge, Button, Card, Confirm, CopyButton, Empty, ErrorBanner, Field, inputClass, Loading, Modal, PageHeader } from "../components/ui";
+import { Badge, Button, Card, Confirm, CopyButton, cx, Empty, ErrorBanner, Loading, Modal, PageHeader } from "../components/ui";
 import { useSession } from "../context";
-import { ApiError, describeError, type ApiKey, type CreatedKey } from "../lib/api";
+import { describeError, type ApiKey, type CreatedKey } from "../lib/api";
 import { formatDateTime, relativeTime } from "../lib/format";
 import { useNow, usePoll } from "../lib/hooks";
+import { isExpired, limitsOf } from "../lib/keys";
 import { snippets } from "../lib/snippets";
+import { KeyForm } from "./KeyForms";
 
 export function Keys() {
   const { client } = useSession();
@@ -15,6 +17,7 @@ export function Keys() {
   const [notice, notify] = useNotice();
   const [creating, setCreating] = useState(false);
   const [created, setCreated] = useState<CreatedKey | null>(null);
+  const [editing, setEditing] = useState<ApiKey | null>(null);
   const [revoking, setRevoking] = useState<ApiKey | null>(null);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
@@ -41,7 +44,38 @@ export function Keys() {
 
   const status = (k: ApiKey) => k.revoked_at
     ? <Badge tone="muted">Revoked {relativeTime(k.revoked_at, now)}</Badge>
-    : <Badge tone="good" dot>Active</Badge>;
+    : isExpired(k, now)
+      ? <Badge tone="bad" dot>Expired</Badge>
+      : <Badge tone="good" dot>Active</Badge>;
+
+  const limits = (k: ApiKey) => {
+    const items = limitsOf(k, now);
+    if (items.length === 0) return <span className="text-zinc-400 dark:text-zinc-500">No limits</span>;
+    return (
+      <div className="flex min-w-0 flex-wrap gap-1">
+        {items.map((l) => (
+          <Badge key={l.kind} tone={k.revoked_at ? "muted" : l.tone} className="max-w-full min-w-0">
+            <span className="min-w-0 truncate" title={l.kind === "expires" ? formatDateTime(k.expires_at) : l.text}>{l.text}</span>
+          </Badge>
+        ))}
+      </div>
+    );
+  };
+
+  const note = (k: ApiKey) => k.note
+    ? <div className="mt-0.5 max-w-56 truncate text-xs font-normal text-zinc-500 dark:text-zinc-400" title={k.note}>{k.note}</div>
+    : null;
+
+  const actions = (k: ApiKey, wide: boolean) => !k.revoked_at && (
+    <div className="flex items-center justify-end gap-1">
+      <Button size="sm" variant="ghost" onClick={() => setEditing(k)} aria-label={`Edit ${k.name}`} title="Edit">
+        <IconEdit size={15} />{wide && "Edit"}
+      </Button>
+      <Button size="sm" variant="ghost" className="text-red-600 hover:text-red-700 dark:text-red-400" onClick={() => { setError(null); setRevoking(k); }} aria-label={`Revoke ${k.name}`}>
+        Revoke
+      </Button>
+    </div>
+  );
 
   const rows = [...active, ...revoked];
 
@@ -66,27 +100,27 @@ export function Keys() {
                 <tr>
                   <th className="px-4 py-2.5 font-medium">Name</th>
                   <th className="px-3 py-2.5 font-medium">Key</th>
+                  <th className="px-3 py-2.5 font-medium">Owner</th>
+                  <th className="px-3 py-2.5 font-medium">Limits</th>
                   <th className="px-3 py-2.5 font-medium">Status</th>
                   <th className="px-3 py-2.5 font-medium">Created</th>
-                  <th className="px-3 py-2.5 font-medium">Last used</th>
+                  <th className="px-3 py-2.5 font-medium whitespace-nowrap">Last used</th>
                   <th className="px-4 py-2.5"><span className="sr-only">Actions</span></th>
                 </tr>
               </thead>
               <tbody className="divide-y divide-zinc-100 dark:divide-zinc-800">
                 {rows.map((k) => (
                   <tr key={k.id} data-testid={`key-row-${k.name}`} className={k.revoked_at ? "text-zinc-400 dark:text-zinc-500" : ""}>
-                    <td className="px-4 py-3 font-medium text-zinc-900 dark:text-white">{k.name}</td>
-                    <td className="px-3 py-3 font-mono text-xs">{k.prefix}…</td>
-                    <td className="px-3 py-3">{status(k)}</td>
-                    <td className="px-3 py-3 text-zinc-600 dark:text-zinc-400" title={formatDateTime(k.created_at)}>{relativeTime(k.created_at, now)}</td>
-                    <td className="px-3 py-3 text-zinc-600 dark:text-zinc-400" title={k.last_used_at ? formatDateTime(k.last_used_at) : undefined}>{relativeTime(k.last_used_at, now)}</td>
-                    <td className="px-4 py-2 text-right">
-                      {!k.revoked_at && (
-                        <Button size="sm" variant="ghost" className="text-red-600 hover:text-red-700 dark:text-red-400" onClick={() => { setError(null); setRevoking(k); }} aria-label={`Revoke ${k.name}`}>
-                          Revoke
-                        </Button>
-                      )}
+                    <td className="px-4 py-3 font-medium whitespace-nowrap text-zinc-900 dark:text-white">{k.name}{note(k)}</td>
+                    <td className="px-3 py-3 font-mono text-xs whitespace-nowrap">{k.prefix}…</td>
+                    <td className="px-3 py-3">
+                      <div className={cx("max-w-40 truncate", !k.owner && "text-zinc-400 dark:text-zinc-500")} title={k.owner ?? undefined}>{k.owner ?? "—"}</div>
                     </td>
+                    <td className="px-3 py-3"><div className="max-w-64">{limits(k)}</div></td>
+                    <td className="px-3 py-3">{status(k)}</td>
+                    <td className="px-3 py-3 whitespace-nowrap text-zinc-600 dark:text-zinc-400" title={formatDateTime(k.created_at)}>{relativeTime(k.created_at, now)}</td>
+                    <td className="px-3 py-3 whitespace-nowrap text-zinc-600 dark:text-zinc-400" title={k.last_used_at ? formatDateTime(k.last_used_at) : undefined}>{relativeTime(k.last_used_at, now)}</td>
+                    <td className="px-4 py-2 text-right">{actions(k, true)}</td>
                   </tr>
                 ))}
               </tbody>
@@ -96,11 +130,13 @@ export function Keys() {
                 <li key={k.id} className="flex items-center justify-between gap-3 p-4">
                   <div className="min-w-0">
                     <div className="flex items-center gap-2"><span className="truncate font-medium">{k.name}</span>{status(k)}</div>
-                    <div className="mt-0.5 text-xs text-zinc-500 dark:text-zinc-400"><span className="font-mono">{k.prefix}…</span> · used {relativeTime(k.last_used_at, now)}</div>
+                    <div className="mt-0.5 truncate text-xs text-zinc-500 dark:text-zinc-400">
+                      <span className="font-mono">{k.prefix}…</span>{k.owner && <> · {k.owner}</>} · used {relativeTime(k.last_used_at, now)}
+                    </div>
+                    {note(k)}
+                    {limitsOf(k, now).length > 0 && <div className="mt-1.5">{limits(k)}</div>}
                   </div>
-                  {!k.revoked_at && (
-                    <Button size="sm" variant="ghost" className="text-red-600 dark:text-red-400" onClick={() => { setError(null); setRevoking(k); }}>Revoke</Button>
-                  )}
+                  {actions(k, false)}
                 </li>
               ))}
             </ul>
@@ -108,8 +144,10 @@ export function Keys() {
         )}
       </Card>
 
-      <CreateKey open={creating} onClose={() => setCreating(false)}
+      <KeyForm open={creating} onClose={() => setCreating(false)}
         onCreated={async (k) => { setCreating(false); setCreated(k); await keys.refresh(); }} />
+      <KeyForm open={editing !== null} apiKey={editing} onClose={() => setEditing(null)}
+        onSaved={async (k) => { setEditing(null); notify(`Key “${k.name}” saved`); await keys.refresh(); }} />
       <ShowKey created={created} onClose={() => setCreated(null)} />
       <Confirm open={revoking !== null} title="Revoke key" confirmLabel="Revoke key" busy={busy} error={error}
         onClose={() => setRevoking(null)} onConfirm={revoke}>
@@ -118,43 +156,6 @@ export function Keys() {
       </Confirm>
       {notice}
     </>
-  );
-}
-
-function CreateKey({ open, onClose, onCreated }: { open: boolean; onClose: () => void; onCreated: (key: CreatedKey) => void }) {
-  const { client } = useSession();
-  const [name, setName] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<string | null>(null);
-
-  const submit = async (e: React.FormEvent) => {
-    e.preventDefault();
-    if (!name.trim()) {
-      setError("Name the key after who or what uses it.");
-      return;
-    }
-    setBusy(true);
-    setError(null);
-    try {
-      const key = await client.createKey(name.trim());
-      setName("");
-      onCreated(key);
-    } catch (exc) {
-      setError(exc instanceof ApiError && exc.field === "name" ? exc.message : describeError(exc));
-    } finally {
-      setBusy(false);
-    }
-  };
-
-  return (
-    <Modal open={open} title="Create a client key" onClose={onClose}
-      footer={<><Button onClick={onClose}>Cancel</Button><Button type="submit" form="create-key" variant="primary" busy={busy}>Create key</Button></>}>
-      <form id="create-key" onSubmit={submit} noValidate>
-        <Field label="Name" error={error} hint="Who or what uses it, e.g. laptop or ci.">
-          {(id) => <input id={id} className={inputClass} value={name} onChange={(e) => setName(e.target.value)} autoFocus maxLength={100} placeholder="laptop" />}
-        </Field>
-      </form>
-    </Modal>
   );
 }
 
