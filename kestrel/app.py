@@ -209,13 +209,16 @@ class App:
         if endpoint.auth is Auth.METRICS and _bearer_matches(request.headers,
                                                              self.settings.metrics_token):
             return await endpoint.handler(request)
+        # Behind a trusted reverse proxy, the client it forwarded for (TRUSTED_PROXIES): what
+        # the admin lock-out counts per, what request logs show and `allowed_ips` checks.
+        client = client_address(request.client_host, request.headers.get("x-forwarded-for"),
+                                self._trusted)
         if endpoint.auth in (Auth.ADMIN, Auth.METRICS):
-            await self._admin_guard.check(request.headers.get("x-admin-key"),
-                                          request.client_host, self.clock())
+            await self._admin_guard.check(request.headers.get("x-admin-key"), client,
+                                          self.clock())
         elif endpoint.auth is Auth.CLIENT:
             request.state["api_key"] = await authenticate_client(request.headers, self.keys)
-            request.state["client"] = client_address(
-                request.client_host, request.headers.get("x-forwarded-for"), self._trusted)
+            request.state["client"] = client
         return await endpoint.handler(request)
 
 

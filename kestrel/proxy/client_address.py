@@ -32,10 +32,9 @@ def within(address: Address, networks: Sequence[Network]) -> bool:
                for network in networks)
 
 
-def client_address(peer: str | None, forwarded_for: str | None,
-                   trusted: Sequence[Network]) -> str | None:
+def client_address(peer: str, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
     """The client's address: `peer` unless it is a trusted proxy (see above)."""
-    if peer is None or not trusted or forwarded_for is None:
+    if not trusted or forwarded_for is None:
         return peer
     current = parse_address(peer)
     if current is None or not within(current, trusted):

@@ -369,3 +369,18 @@ def test_the_lock_out_lasts_exactly_its_window(tmp_path: Path) -> None:
         await sibling.check("the-right-admin-key-0123", "198.51.100.7",
                             start + FAILURE_WINDOW_SECONDS)
     with_db(tmp_path / "k.db", body)
+
+
+def test_behind_a_trusted_proxy_the_lock_out_counts_each_client_apart(tmp_path: Path) -> None:
+    """Every client comes from the proxy's address: a lock-out keyed on it would shut everyone
+    out after one person's ten wrong keys. With TRUSTED_PROXIES it counts the forwarded
+    client; without it (the test above) the header is never believed."""
+    with running_stack(tmp_path, accounts=(), env={"TRUSTED_PROXIES": "127.0.0.0/8"}) as stack:
+        def admin_get(client_ip: str, key: str) -> int:
+            with stack.kestrel.client(headers={"X-Admin-Key": key,
+                                               "X-Forwarded-For": client_ip}) as client:
+                return client.get("/admin/accounts").status_code
+        for n in range(MAX_FAILURES):
+            assert admin_get("203.0.113.5", f"guess-{n}") == 401
+        assert admin_get("203.0.113.5", stack.admin_key) == 429  # the guesser is locked out
+        assert admin_get("203.0.113.6", stack.admin_key) == 200  # the operator is not
