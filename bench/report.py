@@ -13,6 +13,7 @@ KESTREL = "kestrel"
 NOLOG = "kestrel-nolog"
 ACCESSLOG = "kestrel-accesslog"
 POSTGRES = "kestrel-pg"
+CONTROLS = "kestrel-controls"
 WORKERS_PREFIX = "kestrel-w"
 
 

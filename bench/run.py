@@ -28,7 +28,16 @@ from load import WrkResult
 from machine import describe_machine
 from phases import PLAIN, STREAM, Measured, Settings, plan, run_phase
 from procs import log_warnings, raise_fd_limit
-from report import ACCESSLOG, KESTREL, NOLOG, POSTGRES, WORKERS_PREFIX, Report, workers_target
+from report import (
+    ACCESSLOG,
+    CONTROLS,
+    KESTREL,
+    NOLOG,
+    POSTGRES,
+    WORKERS_PREFIX,
+    Report,
+    workers_target,
+)
 from services import (
     BENCH_DIR,
     Target,
@@ -74,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
                    "of Debian's server started as the tests start it: one instance (target "
                    "kestrel-pg) for 1, N instances on one database behind nginx (target "
                    "kestrel-pg-xN) for N >= 2; default 1")
+    p.add_argument("--key-controls", action="store_true",
+                   help="also run Kestrel whose client key has every control set that the "
+                   "requests pass (allowed models, addresses, an expiry), as kestrel-controls: "
+                   "what checking them costs")
     p.add_argument("--phases", default="plain,stream",
                    help="which phases: plain, stream or both (default plain,stream)")
     p.add_argument("--pin", action="store_true",
@@ -130,6 +143,12 @@ def _missing(compare: dict[str, str]) -> list[str]:
 # The least a proxy in Kestrel's design costs: asyncio + h11 on both sides (`floor`), or h11
 # on the client side only with the upstream's answer parsed by hand (`lean-floor`).
 FLOORS = {"floor": "proxy", "lean-floor": "lean-proxy"}
+# Every per-key control the bench's requests pass (issue 16): what checking them costs.
+BENCH_KEY_CONTROLS: dict[str, object] = {
+    "models": ["claude-haiku-*", "claude-sonnet-*", "claude-opus-*"],
+    "allowed_ips": ["127.0.0.0/8", "10.0.0.0/8"],
+    "expires_at": "2099-01-01T00:00:00Z",
+}
 
 
 def _compare_commands(specs: list[str]) -> dict[str, str]:
@@ -204,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
             if not args.access_log:
                 targets.append(start_kestrel(ACCESSLOG, workdir, mock, request_log=True,
                                              access_log=True, cpus=server_cpus))
+        if args.key_controls:
+            targets.append(start_kestrel(CONTROLS, workdir, mock, request_log=True,
+                                         access_log=args.access_log, cpus=server_cpus,
+                                         key_controls=BENCH_KEY_CONTROLS))
         if args.postgres:
             sys.path.append(str(Path(__file__).resolve().parent.parent / "tests"))
             from support.postgres import start_cluster

@@ -108,11 +108,13 @@ ACCOUNTS = 3
 
 def start_kestrel(name: str, workdir: Path, upstream: Target, *, request_log: bool,
                   access_log: bool, cpus: set[int] | None, source: Path = REPO_DIR,
-                  workers: int | None = None, database_url: str | None = None) -> Target:
+                  workers: int | None = None, database_url: str | None = None,
+                  key_controls: dict[str, object] | None = None) -> Target:
     """`python -m kestrel` from `source` (this checkout by default), with three accounts on the
     mock (what issue 14 measures with) and one client key. `request_log=False` sets
     `REQUEST_LOG=off`; `workers` sets WORKERS (unset by default: one process, no supervisor);
-    `database_url` puts its state in PostgreSQL (DATABASE_URL) instead of a SQLite file."""
+    `database_url` puts its state in PostgreSQL (DATABASE_URL) instead of a SQLite file;
+    `key_controls` are set on its client key (POST /admin/keys)."""
     port = free_port()
     home = workdir / re.sub(r"[^\w.@-]", "_", name)
     home.mkdir()
@@ -125,7 +127,7 @@ def start_kestrel(name: str, workdir: Path, upstream: Target, *, request_log: bo
                       log_path=home / "kestrel.log", cpus=cpus)
     base_url = f"http://127.0.0.1:{port}"
     wait_until_ready(base_url + "/health", process)
-    created = _set_up(base_url, env["ADMIN_KEY"])
+    created = _set_up(base_url, env["ADMIN_KEY"], key_controls or {})
     if workers is not None:
         time.sleep(SPREAD_SECONDS)  # until every worker knows the account just added
     notes = [] if source == REPO_DIR else ["a committed version, from git archive"]
@@ -133,6 +135,8 @@ def start_kestrel(name: str, workdir: Path, upstream: Target, *, request_log: bo
         notes.append(f"WORKERS={workers}")
     if database_url is not None:
         notes.append("state in PostgreSQL (DATABASE_URL, a throwaway local cluster)")
+    if key_controls:
+        notes.append("client key with " + ", ".join(sorted(key_controls)))
     if not request_log:
         notes.append("request log off (REQUEST_LOG=off)")
     if access_log:
@@ -157,12 +161,15 @@ def _kestrel_env(home: Path, upstream: Target, *, request_log: bool, access_log:
     return env
 
 
-def _set_up(base_url: str, admin_key: str) -> dict[str, str]:
-    """Three accounts on the mock and one client key, through the admin API; the new key."""
+def _set_up(base_url: str, admin_key: str,
+            key_controls: dict[str, object] | None = None) -> dict[str, str]:
+    """Three accounts on the mock and one client key (with `key_controls`), through the admin
+    API; the new key."""
     for number in range(1, ACCOUNTS + 1):
         _admin_post(base_url, admin_key, "/admin/accounts",
                     {"name": f"bench-{number}", "api_key": "sk-ant-bench-" + secrets.token_hex(8)})
-    created = _admin_post(base_url, admin_key, "/admin/keys", {"name": "bench"})
+    created = _admin_post(base_url, admin_key, "/admin/keys",
+                          {"name": "bench", **(key_controls or {})})
     assert isinstance(created, dict) and isinstance(created.get("key"), str)
     return created
 
