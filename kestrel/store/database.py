@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from kestrel.domain import StoreError
 from kestrel.store.migrations import migrate
-from kestrel.store.session import Engine, OwnSession, Session
+from kestrel.store.session import Engine, NotBegun, OwnSession, Session, in_transaction
 
 T = TypeVar("T")
 
@@ -42,27 +42,6 @@ RECONNECT_MAX_DELAY = 5.0
 
 _Job = tuple[Callable[[Session], Any], "concurrent.futures.Future[Any]"]
 _Queue = queue.Queue[_Job | None]
-
-
-class _NotBegun(Exception):
-    """The transaction's BEGIN failed (the cause says why): nothing of the work was sent."""
-
-
-def _in_transaction(engine: Engine, write: bool, fn: Callable[[Session], T],
-                    session: Session) -> T:
-    try:
-        engine.begin(session, write=write)
-    except Exception as exc:
-        raise _NotBegun() from exc
-    try:
-        result = fn(session)
-        if session.in_transaction:
-            session.execute("COMMIT")
-    except BaseException:
-        if session.in_transaction:
-            session.execute("ROLLBACK")
-        raise
-    return result
 
 
 class _Worker(threading.Thread):
@@ -113,20 +92,20 @@ class _Worker(threading.Thread):
         fresh = self._session is None
         try:
             return self._attempt(fn)
-        except _NotBegun as exc:
+        except NotBegun as exc:
             cause = exc.__cause__ or exc
             if fresh or not self._engine.is_broken(cause):
                 raise cause from None
         try:
             return self._attempt(fn)
-        except _NotBegun as exc:
+        except NotBegun as exc:
             raise (exc.__cause__ or exc) from None
 
     def _attempt(self, fn: Callable[[Session], T]) -> T:
         try:
             return fn(self._connected())
         except BaseException as exc:
-            cause = exc.__cause__ if isinstance(exc, _NotBegun) else exc
+            cause = exc.__cause__ if isinstance(exc, NotBegun) else exc
             if cause is not None and self._engine.is_broken(cause):
                 self._drop_session()
             raise
@@ -226,7 +205,7 @@ class Database:
         transaction back and is raised here.
         """
         return await self._submit(self._writes,
-                                  functools.partial(_in_transaction, self._engine, True, fn))
+                                  functools.partial(in_transaction, self._engine, fn, write=True))
 
     async def read(self, fn: Callable[[Session], T]) -> T:
         """Run `fn` on a reader thread, in one read transaction (a consistent snapshot).
@@ -234,7 +213,7 @@ class Database:
         Reader connections are read-only: writing here raises.
         """
         return await self._submit(self._reads,
-                                  functools.partial(_in_transaction, self._engine, False, fn))
+                                  functools.partial(in_transaction, self._engine, fn, write=False))
 
     async def probe(self) -> None:
         """Prove the database can still be opened and read, as a new process would.

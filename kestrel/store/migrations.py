@@ -7,6 +7,7 @@ extracted zipapp. Everything here runs on the database's writer thread.
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
 import time
@@ -15,7 +16,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 
 from kestrel.domain import StoreError
-from kestrel.store.session import Engine, Session
+from kestrel.store.session import Engine, Session, in_transaction
 
 _FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -87,44 +88,30 @@ def migrate(session: Session, engine: Engine, migrations: list[Migration] | None
     """
     known = load_migrations() if migrations is None else migrations
     newest = known[-1].version if known else 0
-    with _transaction(session, engine):
+
+    def version_table(session: Session) -> int:
         session.execute(engine.ddl("CREATE TABLE IF NOT EXISTS schema_version ("
                                    "version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"))
+        return _current_version(session)
+
+    def apply(migration: Migration, session: Session) -> int:
         current = _current_version(session)
+        if migration.version <= current:
+            return current  # another process got here first
+        for statement in migration.statements:
+            session.execute(engine.ddl(statement))
+        session.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                        (migration.version, time.time()))
+        return migration.version
+
+    # Each step a write transaction: the engine's write lock held, ROLLBACK on any exception.
+    current = in_transaction(engine, version_table, session, write=True)
     if current > newest:
         raise StoreError(f"{engine.where} has schema version {current} but this Kestrel knows "
                          f"only up to {newest}; use a newer Kestrel or another {engine.setting}")
     for migration in known:
-        if migration.version <= current:
-            continue
-        with _transaction(session, engine):
-            current = _current_version(session)
-            if migration.version <= current:
-                continue  # another process got here first
-            for statement in migration.statements:
-                session.execute(engine.ddl(statement))
-            session.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
-                            (migration.version, time.time()))
-            current = migration.version
+        if migration.version > current:
+            current = in_transaction(engine, functools.partial(apply, migration), session,
+                                     write=True)
     return current
 
-
-class _transaction:
-    """A write transaction (the engine's write lock held), ROLLBACK on any exception.
-
-    The connection is in autocommit mode, so DDL really runs inside this transaction instead of
-    the driver committing around it.
-    """
-
-    def __init__(self, session: Session, engine: Engine) -> None:
-        self._session = session
-        self._engine = engine
-
-    def __enter__(self) -> None:
-        self._engine.begin(self._session, write=True)
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        if exc_type is None:
-            self._session.execute("COMMIT")
-        elif self._session.in_transaction:
-            self._session.execute("ROLLBACK")

@@ -9,8 +9,10 @@ on both is a method here, with one implementation per engine (`sqlite_engine.py`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Rows(Protocol):
@@ -86,3 +88,26 @@ class Engine(Protocol):
 
     def describe(self, exc: BaseException) -> str:
         """The driver's message, for an operator."""
+
+
+class NotBegun(Exception):
+    """The transaction's BEGIN failed (the cause says why): nothing of the work was sent."""
+
+
+def in_transaction(engine: Engine, fn: Callable[[Session], T], session: Session, *,
+                   write: bool) -> T:
+    """`fn(session)` inside one transaction: COMMIT after it, ROLLBACK and re-raise on any
+    exception. Connections are in autocommit mode, so DDL really runs inside it too."""
+    try:
+        engine.begin(session, write=write)
+    except Exception as exc:
+        raise NotBegun() from exc
+    try:
+        result = fn(session)
+        if session.in_transaction:
+            session.execute("COMMIT")
+    except BaseException:
+        if session.in_transaction:
+            session.execute("ROLLBACK")
+        raise
+    return result
