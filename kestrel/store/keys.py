@@ -115,13 +115,12 @@ class KeyStore:
             given["name"] = name
 
         def run(conn: Session) -> ApiKey:
-            _fetch(conn, key_id)  # NotFound for a key that does not exist
-            if given:
-                # Column names come from the fixed fields above, never from the caller.
-                conn.execute(f"UPDATE api_keys SET {', '.join(f'{c} = ?' for c in given)} "
-                             "WHERE id = ?", (*given.values(), key_id))
+            # Column names come from the fixed fields above, never from the caller.
+            if given and conn.execute(
+                    f"UPDATE api_keys SET {', '.join(f'{c} = ?' for c in given)} WHERE id = ?",
+                    (*given.values(), key_id)).rowcount:
                 announce(conn, ChangeKind.KEY, key_id, now)
-            return _fetch(conn, key_id)
+            return _fetch(conn, key_id)  # NotFound for a key that does not exist
         updated = await self._db.write(run)
         await self.forget(frozenset({key_id}))
         return updated

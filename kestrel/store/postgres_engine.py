@@ -155,14 +155,19 @@ def _open_socket(url: PostgresUrl) -> socket.socket:
     return sock
 
 
+def _fields(exc: BaseException) -> dict[str, Any] | None:
+    """The server's error fields (`C` the SQLSTATE, `M` the message) that pg8000 keeps as a
+    DatabaseError's argument; None for any other error."""
+    return exc.args[0] if exc.args and isinstance(exc.args[0], dict) else None
+
+
 def _sqlstate(exc: BaseException) -> str:
-    fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-    return str(fields.get("C", ""))
+    return str((_fields(exc) or {}).get("C", ""))
 
 
 def describe(exc: BaseException) -> str:
     """The server's message for a database error, else the exception's text."""
-    fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else None
+    fields = _fields(exc)
     if fields is None:
         return str(exc)
     return f"{fields.get('M', 'error')} ({fields.get('C', '?')})"
