@@ -17,9 +17,10 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from kestrel.crypto import encode_key, generate_key, parse_key
+from kestrel.database_url import PostgresUrl, is_postgres_url
 from kestrel.domain import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -27,8 +28,6 @@ DEFAULT_PORT = 8080
 DEFAULT_DB_PATH = "kestrel.db"
 # INSTANCE_NAME is shown in every request log row and filtered on: a name, not a document.
 MAX_INSTANCE_NAME = 200
-# DATABASE_URL schemes: PostgreSQL (libpq accepts both spellings).
-POSTGRES_SCHEMES = ("postgresql", "postgres")
 DEFAULT_CLAUDE_BASE_URL = "https://api.anthropic.com"
 # Anthropic's own request limit for the Messages API is 32 MB; a larger body could never succeed.
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -107,7 +106,6 @@ class Settings:
     # Reverse proxies whose X-Forwarded-For tells a client's address (CIDR strings).
     trusted_proxies: tuple[str, ...] = ()
 
-
     @property
     def database(self) -> str:
         """What the store opens: the PostgreSQL URL, else the SQLite file's path."""
@@ -115,14 +113,11 @@ class Settings:
 
     @property
     def database_label(self) -> str:
-        """The database as logs may show it: the URL without its password, or the path."""
+        """The database as logs may show it: the URL without its password, as the store's
+        messages name it, or the path."""
         if self.database_url is None:
             return str(self.db_path)
-        parts = urlsplit(self.database_url)
-        netloc = parts.netloc.rpartition("@")
-        user = netloc[0].partition(":")[0]
-        return urlunsplit((parts.scheme, f"{user}@{netloc[2]}" if user else
-                                        netloc[2], parts.path, "", ""))
+        return PostgresUrl.parse(self.database_url).where
 
 
 def secrets_path_for(db_path: Path) -> Path:
@@ -165,7 +160,7 @@ def load_settings(
     url_source = "--database-url" if database_url else "DATABASE_URL"
     url = (database_url or "").strip() or get("DATABASE_URL")
     if url is not None:
-        if urlsplit(url).scheme not in POSTGRES_SCHEMES:
+        if not is_postgres_url(url):
             problems.append(f"{url_source}: only PostgreSQL is supported (postgresql://USER:"
                             f"PASSWORD@HOST:PORT/DATABASE); leave it unset for SQLite at DB_PATH")
         # Every instance on one database must seal and unseal with the same key and accept the

@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from kestrel.config import DEFAULT_DB_PATH, secrets_path_for
+from kestrel.database_url import is_postgres_url
 from kestrel.domain import KestrelError, StoreError
 from kestrel.store.copy import copy_database
-from kestrel.store.database import Database, postgres_url
+from kestrel.store.database import Database
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -27,7 +28,7 @@ def migrate_to(url: str | None, db: str | None, *, force: bool,
     """Copy the SQLite database at `db` (else DB_PATH, else kestrel.db) into the PostgreSQL
     database `url` (else DATABASE_URL); the process's exit status."""
     target = (url or environ.get("DATABASE_URL", "")).strip()
-    if not postgres_url(target):
+    if not is_postgres_url(target):
         print("kestrel: migrate-to needs a postgresql:// URL (as its argument, or in "
               "DATABASE_URL)", file=sys.stderr)
         return EXIT_USAGE

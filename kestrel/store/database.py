@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from kestrel.database_url import is_postgres_url
 from kestrel.domain import StoreError
 from kestrel.store.migrations import migrate
 from kestrel.store.session import Engine, NotBegun, OwnSession, Session, in_transaction
@@ -248,7 +249,7 @@ class Database:
 def _engine_for(target: str | os.PathLike[str]) -> Engine:
     from kestrel.store.sqlite_engine import SqliteEngine
 
-    if isinstance(target, str) and postgres_url(target):
+    if isinstance(target, str) and is_postgres_url(target):
         try:
             # Imported only here: a SQLite deployment never loads the PostgreSQL driver.
             from kestrel.store.postgres_engine import PostgresEngine
@@ -256,8 +257,3 @@ def _engine_for(target: str | os.PathLike[str]) -> Engine:
         except ValueError as exc:
             raise StoreError(f"DATABASE_URL: {exc}") from None
     return SqliteEngine(os.fspath(target))
-
-
-def postgres_url(target: str) -> bool:
-    """Whether `target` is a PostgreSQL URL rather than a file path."""
-    return target.startswith(("postgresql:", "postgres:"))

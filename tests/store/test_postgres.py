@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
+from kestrel.database_url import PostgresUrl
 from kestrel.domain import Attempt, RequestLog, StoreError
 from kestrel.store.database import Database
 from kestrel.store.migrations import load_migrations
-from kestrel.store.postgres_engine import PostgresUrl, ssl_context
+from kestrel.store.postgres_engine import ssl_context
 from kestrel.store.request_logs import RequestLogStore, StoredLog
 from kestrel.store.session import Session
 
