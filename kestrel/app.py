@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import hmac
-import ipaddress
 import logging
 import os
 import secrets
@@ -98,8 +97,6 @@ class App:
                                    cooldown_max=settings.cooldown_max, clock=clock,
                                    refresher=refresher)
         self._admin_guard = AdminGuard(settings.admin_key, AdminFailureStore(db))
-        self._trusted = tuple(ipaddress.ip_network(network)
-                              for network in settings.trusted_proxies)
         workers = workers or Siblings(None)  # alone, unless a supervisor started this process
         self.endpoints: list[Endpoint] = [
             *HealthApi(db, workers).endpoints(),
@@ -212,7 +209,7 @@ class App:
         # Behind a trusted reverse proxy, the client it forwarded for (TRUSTED_PROXIES): what
         # the admin lock-out counts per, what request logs show and `allowed_ips` checks.
         client = client_address(request.client_host, request.headers.get("x-forwarded-for"),
-                                self._trusted)
+                                self.settings.trusted_proxies)
         if endpoint.auth in (Auth.ADMIN, Auth.METRICS):
             await self._admin_guard.check(request.headers.get("x-admin-key"), client,
                                           self.clock())

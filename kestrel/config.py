@@ -103,8 +103,8 @@ class Settings:
     workers: int | None = None
     # What this instance's request log rows say served them: INSTANCE_NAME, else host:port.
     instance_name: str = ""
-    # Reverse proxies whose X-Forwarded-For tells a client's address (CIDR strings).
-    trusted_proxies: tuple[str, ...] = ()
+    # Reverse proxies whose X-Forwarded-For tells a client's address.
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     @property
     def database(self) -> str:
@@ -297,14 +297,15 @@ def _one_of(name: str, value: str, allowed: tuple[str, ...], problems: list[str]
     return allowed[0]
 
 
-def _parse_networks(name: str, value: str, problems: list[str]) -> tuple[str, ...]:
-    """Comma-separated addresses or networks (CIDR), normalised: `10.0.0.1, fd00::/8`."""
+def _parse_networks(name: str, value: str, problems: list[str]
+                    ) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated addresses or networks (CIDR): `10.0.0.1, fd00::/8`."""
     networks = []
     for item in (part.strip() for part in value.split(",")):
         if not item:
             continue
         try:
-            networks.append(str(ipaddress.ip_network(item, strict=False)))
+            networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
             problems.append(f"{name}: {item!r} is not an address or a network (CIDR)")
     return tuple(networks)

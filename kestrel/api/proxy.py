@@ -97,10 +97,10 @@ def _holds_lone_surrogate(value: Any) -> bool:
     return False
 
 
-def client_of(request: Request) -> str | None:
+def client_of(request: Request) -> str:
     """The client's address as the app resolved it (TRUSTED_PROXIES), else the peer's."""
-    client = request.state.get("client", request.client_host)
-    return client if isinstance(client, str) else None
+    client = request.state.get("client")
+    return client if isinstance(client, str) else request.client_host
 
 
 def check_key(forwarder: Forwarder, key: ApiKey, call: Call, *, now: float) -> None:
