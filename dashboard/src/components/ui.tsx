@@ -177,6 +177,33 @@ export function Modal({ open, title, onClose, children, footer, wide = false }: 
   );
 }
 
+
+/** A dialog holding one form: Cancel, and a primary button that submits it; the form's own error
+ * (one no field owns) under its fields. */
+export function FormModal({ open, title, onClose, formId, submitLabel, busy, onSubmit, error, children }: {
+  open: boolean; title: string; onClose: () => void; formId: string; submitLabel: string; busy: boolean;
+  onSubmit: (e: React.FormEvent) => void; error?: string; children: ReactNode;
+}) {
+  return (
+    <Modal
+      open={open}
+      title={title}
+      onClose={onClose}
+      footer={
+        <>
+          <Button onClick={onClose}>Cancel</Button>
+          <Button type="submit" form={formId} variant="primary" busy={busy}>{submitLabel}</Button>
+        </>
+      }
+    >
+      <form id={formId} onSubmit={onSubmit} className="space-y-4" noValidate>
+        {children}
+        {error && <ErrorBanner error={error} />}
+      </form>
+    </Modal>
+  );
+}
+
 export function Confirm({ open, title, children, confirmLabel, onConfirm, onClose, busy, error }: {
   open: boolean; title: string; children: ReactNode; confirmLabel: string;
   onConfirm: () => void; onClose: () => void; busy?: boolean; error?: string | null;

@@ -1,6 +1,6 @@
 import { useEffect, useState } from "react";
 import { IconExternal } from "../components/icons";
-import { Button, CopyButton, ErrorBanner, Field, inputClass, Modal, Segmented, Toggle } from "../components/ui";
+import { Button, CopyButton, ErrorBanner, Field, FormModal, inputClass, Modal, Segmented, Toggle } from "../components/ui";
 import { useSession } from "../context";
 import { ApiError, describeError, type Account, type AccountInput } from "../lib/api";
 
@@ -69,54 +69,42 @@ export function AccountForm({ open, account, onClose, onSaved }: {
 
   const formId = editing ? "edit-account" : "add-account";
   return (
-    <Modal
-      open={open}
-      title={editing ? `Edit ${account.name}` : "Add an API-key account"}
-      onClose={onClose}
-      footer={
-        <>
-          <Button onClick={onClose}>Cancel</Button>
-          <Button type="submit" form={formId} variant="primary" busy={busy}>{editing ? "Save changes" : "Add account"}</Button>
-        </>
-      }
-    >
-      <form id={formId} onSubmit={submit} className="space-y-4" noValidate>
-        <Field label="Name" error={errors.name}>
-          {(id) => <input id={id} className={inputClass} value={name} onChange={(e) => setName(e.target.value)} placeholder="work" autoFocus maxLength={100} />}
-        </Field>
-        {account?.type === "oauth" ? (
-          <p className="rounded-md bg-zinc-50 px-3 py-2 text-xs text-zinc-600 ring-1 ring-zinc-200 dark:bg-zinc-800/50 dark:text-zinc-400 dark:ring-zinc-700">
-            Signed in as {account.email ?? "a Claude account"}. Its tokens are kept fresh by Kestrel; to sign in again, connect it again under the same name.
-          </p>
-        ) : (
-        <Field
-          label={editing ? "New API key" : "API key"}
-          error={errors.api_key}
-          hint={editing
-            ? <>Leave empty to keep the stored key (<span className="font-mono">{account.credential_hint}</span>). A new key clears the failure state.</>
-            : "Stored encrypted; it is never shown again."}
-        >
-          {(id) => (
-            <input id={id} type="password" autoComplete="off" spellCheck={false} className={inputClass + " font-mono"}
-              value={apiKey} onChange={(e) => setApiKey(e.target.value)} placeholder={editing ? "unchanged" : "sk-ant-api03-…"} />
-          )}
-        </Field>
+    <FormModal open={open} title={editing ? `Edit ${account.name}` : "Add an API-key account"} onClose={onClose} formId={formId}
+      submitLabel={editing ? "Save changes" : "Add account"} busy={busy} onSubmit={submit} error={errors.form}>
+      <Field label="Name" error={errors.name}>
+        {(id) => <input id={id} className={inputClass} value={name} onChange={(e) => setName(e.target.value)} placeholder="work" autoFocus maxLength={100} />}
+      </Field>
+      {account?.type === "oauth" ? (
+        <p className="rounded-md bg-zinc-50 px-3 py-2 text-xs text-zinc-600 ring-1 ring-zinc-200 dark:bg-zinc-800/50 dark:text-zinc-400 dark:ring-zinc-700">
+          Signed in as {account.email ?? "a Claude account"}. Its tokens are kept fresh by Kestrel; to sign in again, connect it again under the same name.
+        </p>
+      ) : (
+      <Field
+        label={editing ? "New API key" : "API key"}
+        error={errors.api_key}
+        hint={editing
+          ? <>Leave empty to keep the stored key (<span className="font-mono">{account.credential_hint}</span>). A new key clears the failure state.</>
+          : "Stored encrypted; it is never shown again."}
+      >
+        {(id) => (
+          <input id={id} type="password" autoComplete="off" spellCheck={false} className={inputClass + " font-mono"}
+            value={apiKey} onChange={(e) => setApiKey(e.target.value)} placeholder={editing ? "unchanged" : "sk-ant-api03-…"} />
         )}
-        <div className="grid gap-4 sm:grid-cols-[8rem_1fr]">
-          <Field label="Priority" error={errors.priority} hint="Higher first.">
-            {(id) => <input id={id} inputMode="numeric" className={inputClass + " tabular"} value={priority} onChange={(e) => setPriority(e.target.value)} />}
-          </Field>
-          <Field label="Base URL" error={errors.base_url} hint="Empty: the server's CLAUDE_BASE_URL.">
-            {(id) => <input id={id} type="url" className={inputClass + " font-mono"} value={baseUrl} onChange={(e) => setBaseUrl(e.target.value)} placeholder="https://api.anthropic.com" />}
-          </Field>
-        </div>
-        <label className="flex items-center gap-3 text-sm">
-          <Toggle label="Enabled" checked={enabled} onChange={setEnabled} />
-          <span>Enabled — serves requests</span>
-        </label>
-        {errors.form && <ErrorBanner error={errors.form} />}
-      </form>
-    </Modal>
+      </Field>
+      )}
+      <div className="grid gap-4 sm:grid-cols-[8rem_1fr]">
+        <Field label="Priority" error={errors.priority} hint="Higher first.">
+          {(id) => <input id={id} inputMode="numeric" className={inputClass + " tabular"} value={priority} onChange={(e) => setPriority(e.target.value)} />}
+        </Field>
+        <Field label="Base URL" error={errors.base_url} hint="Empty: the server's CLAUDE_BASE_URL.">
+          {(id) => <input id={id} type="url" className={inputClass + " font-mono"} value={baseUrl} onChange={(e) => setBaseUrl(e.target.value)} placeholder="https://api.anthropic.com" />}
+        </Field>
+      </div>
+      <label className="flex items-center gap-3 text-sm">
+        <Toggle label="Enabled" checked={enabled} onChange={setEnabled} />
+        <span>Enabled — serves requests</span>
+      </label>
+    </FormModal>
   );
 }
 

@@ -1,5 +1,5 @@
 import { useEffect, useState } from "react";
-import { Button, ErrorBanner, Field, inputClass, Modal } from "../components/ui";
+import { Field, FormModal, inputClass } from "../components/ui";
 import { useSession } from "../context";
 import { ApiError, describeError, type ApiKey, type CreatedKey } from "../lib/api";
 import { createBody, formField, formValues, keyChanges, localToIso, type KeyField, type KeyFormValues } from "../lib/keys";
@@ -71,53 +71,41 @@ export function KeyForm({ open, apiKey, onClose, onCreated, onSaved }: {
 
   const formId = editing ? "edit-key" : "create-key";
   return (
-    <Modal
-      open={open}
-      title={editing ? `Edit ${apiKey.name}` : "Create a client key"}
-      onClose={onClose}
-      footer={
-        <>
-          <Button onClick={onClose}>Cancel</Button>
-          <Button type="submit" form={formId} variant="primary" busy={busy}>{editing ? "Save changes" : "Create key"}</Button>
-        </>
-      }
-    >
-      <form id={formId} onSubmit={submit} className="space-y-4" noValidate>
-        <Field label="Name" error={errors.name} hint="Who or what uses it, e.g. laptop or ci.">
-          {(id) => <input id={id} className={inputClass} value={values.name} onChange={set("name")} autoFocus maxLength={100} placeholder="laptop" />}
-        </Field>
-        <Field label="Owner" error={errors.owner} hint="Optional: who holds it.">
-          {(id) => <input id={id} className={inputClass} value={values.owner} onChange={set("owner")} maxLength={200} placeholder="ana@example.com" />}
-        </Field>
+    <FormModal open={open} title={editing ? `Edit ${apiKey.name}` : "Create a client key"} onClose={onClose} formId={formId}
+      submitLabel={editing ? "Save changes" : "Create key"} busy={busy} onSubmit={submit} error={errors.form}>
+      <Field label="Name" error={errors.name} hint="Who or what uses it, e.g. laptop or ci.">
+        {(id) => <input id={id} className={inputClass} value={values.name} onChange={set("name")} autoFocus maxLength={100} placeholder="laptop" />}
+      </Field>
+      <Field label="Owner" error={errors.owner} hint="Optional: who holds it.">
+        {(id) => <input id={id} className={inputClass} value={values.owner} onChange={set("owner")} maxLength={200} placeholder="ana@example.com" />}
+      </Field>
 
-        <div className="border-t border-zinc-200 pt-3 dark:border-zinc-800">
-          <p className="text-sm font-medium text-zinc-800 dark:text-zinc-200">Limits</p>
-          <p className="text-xs text-zinc-500 dark:text-zinc-400">Optional; a request outside them is refused with 403. Empty: no limit.</p>
-        </div>
-        <Field label="Allowed models" error={errors.models}
-          hint={<>Separated by commas or lines; <span className="font-mono">*</span> matches anything, e.g. <span className="font-mono">claude-haiku-*</span>.</>}>
-          {(id) => (
-            <textarea id={id} rows={2} className={inputClass + " font-mono"} value={values.models} onChange={set("models")}
-              spellCheck={false} autoComplete="off" placeholder="any model" />
-          )}
-        </Field>
-        <Field label="Allowed addresses" error={errors.allowedIps} hint="Addresses or networks (CIDR), separated by commas or lines.">
-          {(id) => (
-            <textarea id={id} rows={2} className={inputClass + " font-mono"} value={values.allowedIps} onChange={set("allowedIps")}
-              spellCheck={false} autoComplete="off" placeholder="from anywhere, e.g. 10.0.0.0/8" />
-          )}
-        </Field>
-        <Field label="Expires" error={errors.expires} hint="In this browser's time zone. Empty: never.">
-          {(id) => (
-            <input id={id} type="datetime-local" className={inputClass + " tabular dark:[color-scheme:dark]"}
-              value={values.expires} onChange={set("expires")} />
-          )}
-        </Field>
-        <Field label="Note" error={errors.note}>
-          {(id) => <textarea id={id} rows={2} className={inputClass} value={values.note} onChange={set("note")} maxLength={1000} />}
-        </Field>
-        {errors.form && <ErrorBanner error={errors.form} />}
-      </form>
-    </Modal>
+      <div className="border-t border-zinc-200 pt-3 dark:border-zinc-800">
+        <p className="text-sm font-medium text-zinc-800 dark:text-zinc-200">Limits</p>
+        <p className="text-xs text-zinc-500 dark:text-zinc-400">Optional; a request outside them is refused with 403. Empty: no limit.</p>
+      </div>
+      <Field label="Allowed models" error={errors.models}
+        hint={<>Separated by commas or lines; <span className="font-mono">*</span> matches anything, e.g. <span className="font-mono">claude-haiku-*</span>.</>}>
+        {(id) => (
+          <textarea id={id} rows={2} className={inputClass + " font-mono"} value={values.models} onChange={set("models")}
+            spellCheck={false} autoComplete="off" placeholder="any model" />
+        )}
+      </Field>
+      <Field label="Allowed addresses" error={errors.allowedIps} hint="Addresses or networks (CIDR), separated by commas or lines.">
+        {(id) => (
+          <textarea id={id} rows={2} className={inputClass + " font-mono"} value={values.allowedIps} onChange={set("allowedIps")}
+            spellCheck={false} autoComplete="off" placeholder="from anywhere, e.g. 10.0.0.0/8" />
+        )}
+      </Field>
+      <Field label="Expires" error={errors.expires} hint="In this browser's time zone. Empty: never.">
+        {(id) => (
+          <input id={id} type="datetime-local" className={inputClass + " tabular dark:[color-scheme:dark]"}
+            value={values.expires} onChange={set("expires")} />
+        )}
+      </Field>
+      <Field label="Note" error={errors.note}>
+        {(id) => <textarea id={id} rows={2} className={inputClass} value={values.note} onChange={set("note")} maxLength={1000} />}
+      </Field>
+    </FormModal>
   );
 }
