@@ -290,9 +290,9 @@ class _KestrelHandler(logging.StreamHandler[TextIO]):
     Why: a busy server logs an access line per request, and redacting, formatting and writing
     each on its own, between two requests, goes slow (the code and data of the formatter go cold
     in between); the same work done for a batch in one go, as one system call, took a request's
-    CPU from 523 to 472 µs at 16 connections (bench/RESULTS.md, run 6). The price: an access line appears up to
-    0.1 s late, and a process killed outright loses the access lines of its last 0.1 s (an
-    orderly exit writes them).
+    CPU from 523 to 472 µs at 16 connections (bench/RESULTS.md, run 6). The price: an access
+    line appears up to 0.1 s late, and a process killed outright loses the access lines of its
+    last 0.1 s (an orderly exit writes them).
 
     Redaction and formatting happen when the batch is written, so a log call must hand over
     values, not objects it goes on changing; the request id is taken when the call is made.

@@ -169,8 +169,8 @@ class Database:
             await asyncio.gather(*(asyncio.wrap_future(r.ready) for r in db._readers))
         except (db._engine.error, OSError) as exc:  # OSError: a TLS handshake refused, say
             await db.close()
-            raise StoreError(f"cannot use {db.where} as a database: "
-                             f"{db._engine.describe(exc)}") from exc
+            raise StoreError(f"cannot use {db.where} as a database: {db.describe(exc)}"
+                             ) from exc
         except BaseException:
             await db.close()
             raise
