@@ -84,9 +84,10 @@ def _parser() -> argparse.ArgumentParser:
                    "kestrel-pg) for 1, N instances on one database behind nginx (target "
                    "kestrel-pg-xN) for N >= 2; default 1")
     p.add_argument("--key-controls", action="store_true",
-                   help="also run Kestrel whose client key has every control set that the "
-                   "requests pass (allowed models, addresses, an expiry), as kestrel-controls: "
-                   "what checking them costs")
+                   help="also run Kestrel whose client key has every control and limit set "
+                   "that the requests pass (allowed models, addresses, an expiry, rpm, tpm, "
+                   "concurrency, daily tokens, budgets), as kestrel-controls: what checking "
+                   "and counting them costs")
     p.add_argument("--phases", default="plain,stream",
                    help="which phases: plain, stream or both (default plain,stream)")
     p.add_argument("--pin", action="store_true",
@@ -143,11 +144,14 @@ def _missing(compare: dict[str, str]) -> list[str]:
 # The least a proxy in Kestrel's design costs: asyncio + h11 on both sides (`floor`), or h11
 # on the client side only with the upstream's answer parsed by hand (`lean-floor`).
 FLOORS = {"floor": "proxy", "lean-floor": "lean-proxy"}
-# Every per-key control the bench's requests pass (issue 16): what checking them costs.
+# Every per-key control and limit, set so that the bench's requests pass them all (issue 16):
+# what checking and counting them costs.
 BENCH_KEY_CONTROLS: dict[str, object] = {
     "models": ["claude-haiku-*", "claude-sonnet-*", "claude-opus-*"],
     "allowed_ips": ["127.0.0.0/8", "10.0.0.0/8"],
     "expires_at": "2099-01-01T00:00:00Z",
+    "rpm": 10**9, "tpm": 10**12, "max_concurrency": 100_000, "daily_tokens": 10**15,
+    "daily_budget_usd": 10**8, "monthly_budget_usd": 10**9,
 }
 
 

@@ -48,6 +48,7 @@ from kestrel.oauth.refresher import TokenRefresher
 from kestrel.oauth.tokens import TokenClient
 from kestrel.proxy.client_address import client_address
 from kestrel.proxy.forwarder import Forwarder
+from kestrel.proxy.key_meter import KeyMeter
 from kestrel.proxy.metrics import Metrics, WriterStats
 from kestrel.proxy.pool import AccountPool
 from kestrel.proxy.selection import Rotation
@@ -62,6 +63,7 @@ from kestrel.store.meta import check_encryption_key
 from kestrel.store.oauth import OAuthStateStore
 from kestrel.store.oauth_refresh import RefreshLeases
 from kestrel.store.request_logs import RequestLogStore
+from kestrel.store.usage import UsageStore
 from kestrel.workers.siblings import Siblings
 
 log = logging.getLogger("kestrel.app")
@@ -92,18 +94,22 @@ class App:
         refresher, self.oauth_logins = _oauth(settings, db, sealer, self.accounts,
                                               self.token_http, clock)
         self.metrics = Metrics()
+        self.usage = UsageStore(db)
+        self.meter = KeyMeter(self.usage, holder=_process_name(), zone=settings.time_zone,
+                              clock=clock)
         self.forwarder = Forwarder(self.pool, self.upstream, self._record,
                                    default_base_url=settings.claude_base_url,
                                    cooldown_max=settings.cooldown_max, clock=clock,
-                                   refresher=refresher)
+                                   refresher=refresher, prices=settings.prices)
         self._admin_guard = AdminGuard(settings.admin_key, AdminFailureStore(db))
         workers = workers or Siblings(None)  # alone, unless a supervisor started this process
         self.endpoints: list[Endpoint] = [
             *HealthApi(db, workers).endpoints(),
-            *ProxyApi(self.forwarder, clock).endpoints(),
-            *OpenAIApi(self.forwarder, settings.model_aliases, clock).endpoints(),
-            *AdminApi(self.accounts, self.keys, self.pool, clock).endpoints(),
-            *LogsApi(request_logs, clock).endpoints(),
+            *ProxyApi(self.forwarder, self.meter, clock).endpoints(),
+            *OpenAIApi(self.forwarder, self.meter, settings.model_aliases, clock).endpoints(),
+            *AdminApi(self.accounts, self.keys, self.pool, self.usage, clock,
+                     settings.time_zone).endpoints(),
+            *LogsApi(request_logs, self.usage, clock, settings.time_zone).endpoints(),
             *OAuthApi(self.oauth_logins, self.pool, self._admin_guard, settings.admin_key,
                       clock).endpoints(),
             *DashboardApi().endpoints(),
@@ -133,6 +139,7 @@ class App:
             await app._seed_default_account()
             await app.changes.start()
             await app.log_writer.start()
+            await app.meter.start()
         except BaseException:
             await app.close()
             raise
@@ -142,6 +149,7 @@ class App:
         """Release everything, the pending request logs written first. Call after the server
         stopped, so no request is still writing."""
         await self.changes.close()
+        await self.meter.close()
         await self.log_writer.close()
         await self.token_http.aclose()
         await self.upstream.aclose()
@@ -230,9 +238,14 @@ def _oauth(settings: Settings, db: Database, sealer: Sealer, accounts: AccountSt
                          redirect_uri=settings.oauth_redirect_uri,
                          manual_redirect_uri=settings.oauth_manual_redirect_uri)
     tokens = TokenClient(http_client, config)
-    owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-    return (TokenRefresher(RefreshLeases(db, sealer), tokens, clock, owner=owner),
+    return (TokenRefresher(RefreshLeases(db, sealer), tokens, clock, owner=_process_name()),
             OAuthLogins(config, OAuthStateStore(db, sealer), tokens, accounts))
+
+
+def _process_name() -> str:
+    """This process among all that share the database: host, pid, and a random part for a
+    pid reused after a restart."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def _bearer_matches(headers: http.Headers, token: str | None) -> bool:

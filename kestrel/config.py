@@ -16,12 +16,15 @@ import secrets
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kestrel.crypto import encode_key, generate_key, parse_key
 from kestrel.database_url import PostgresUrl, is_postgres_url
 from kestrel.domain import ConfigError
+from kestrel.prices import PRICES, Price, parse_prices
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -105,6 +108,10 @@ class Settings:
     instance_name: str = ""
     # Reverse proxies whose X-Forwarded-For tells a client's address.
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # Where the calendar day and month of budgets and /admin/usage begin (TIME_ZONE).
+    time_zone: tzinfo = UTC
+    # The price table: the shipped one, with a PRICES file's models over it.
+    prices: Mapping[str, Price] = field(default_factory=lambda: dict(PRICES))
 
     @property
     def database(self) -> str:
@@ -218,6 +225,9 @@ def load_settings(
     else:
         workers_value = _check_workers("WORKERS", get("WORKERS"), problems)
 
+    time_zone = _parse_time_zone(get("TIME_ZONE") or "UTC", problems)
+    prices = _load_prices(get("PRICES"), problems)
+
     instance_name = get("INSTANCE_NAME") or f"{socket.gethostname()}:{port_value}"
     if len(instance_name) > MAX_INSTANCE_NAME or not instance_name.isprintable():
         problems.append(f"INSTANCE_NAME: must be printable and at most {MAX_INSTANCE_NAME} "
@@ -265,6 +275,8 @@ def load_settings(
         workers=workers_value,
         instance_name=instance_name,
         trusted_proxies=trusted_proxies,
+        time_zone=time_zone,
+        prices=prices,
     )
 
 
@@ -309,6 +321,36 @@ def _parse_networks(name: str, value: str, problems: list[str]
         except ValueError:
             problems.append(f"{name}: {item!r} is not an address or a network (CIDR)")
     return tuple(networks)
+
+
+def _parse_time_zone(name: str, problems: list[str]) -> tzinfo:
+    """An IANA zone name (`Europe/Paris`), read from the system's time zone database."""
+    if name.upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(f"TIME_ZONE: {name!r} is not a time zone this system knows (an IANA "
+                        "name such as Europe/Paris, or UTC)")
+        return UTC
+
+
+def _load_prices(path: str | None, problems: list[str]) -> dict[str, Price]:
+    """The shipped table with the PRICES file's models added or replaced."""
+    prices = dict(PRICES)
+    if path is None:
+        return prices
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        problems.append(f"PRICES: cannot read {path!r}: {reason}")
+        return prices
+    try:
+        prices.update(parse_prices(text))
+    except ValueError as exc:
+        problems.append(f"PRICES: {path!r}: {exc}")
+    return prices
 
 
 def _parse_model_aliases(value: str, problems: list[str]) -> dict[str, str]:

@@ -151,6 +151,13 @@ class ApiKey:
     # Who holds it and why, shown to operators only.
     owner: str | None = None
     note: str | None = None
+    # How much it may use (None: unlimited); see kestrel/proxy/key_limits.py.
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrency: int | None = None
+    daily_tokens: int | None = None
+    daily_budget_usd: float | None = None
+    monthly_budget_usd: float | None = None
 
     @property
     def revoked(self) -> bool:
@@ -251,14 +258,30 @@ class RequestTimeout(ClientError):
 
 
 class RateLimited(ClientError):
-    """Too many requests from this client, or (for the pool) every account is cooling down."""
+    """Too many requests from this client, or (for the pool) every account is cooling down.
+
+    `final`: retrying soon cannot help (a budget spent until tomorrow), so clients are told not
+    to retry on their own (`x-should-retry: false`, which the official SDKs and Claude Code
+    obey) and show the message at once instead of after minutes of backoff."""
 
     status = 429
     type = "rate_limit_error"
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 final: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.final = final
+
+
+class KeyOverLimit(RateLimited):
+    """A client key over one of its limits; `reason` names the limit (`rpm`,
+    `daily_budget_usd`...) for the request log and /metrics, as KeyRefused does."""
+
+    def __init__(self, message: str, *, reason: str, retry_after: float | None = None,
+                 final: bool = False) -> None:
+        super().__init__(message, retry_after=retry_after, final=final)
+        self.reason = reason
 
 
 class UpstreamError(KestrelError):
@@ -325,6 +348,9 @@ class RequestLog:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_creation_tokens: int = 0
+    cost_usd: float = 0.0
+    priced: bool = True
+    """False: the model was not in the price table and `cost_usd` is 0, not its cost."""
     latency_ms: float = 0.0
     ttfb_ms: float | None = None
     client: str | None = None

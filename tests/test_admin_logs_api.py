@@ -23,6 +23,7 @@ from kestrel.http import Request, Response, Router
 from kestrel.http.server import Server
 from kestrel.store.database import Database
 from kestrel.store.request_logs import RequestLogStore
+from kestrel.store.usage import UsageStore
 
 # Deliberately not on a minute boundary, so bucket alignment shows.
 NOW = 1_750_000_123.25
@@ -41,7 +42,7 @@ async def logs_server(path: Path, rows: list[RequestLog]) -> AsyncIterator[httpx
         store = RequestLogStore(db)
         await store.insert_many(rows)
         router = Router()
-        for endpoint in LogsApi(store, lambda: NOW).endpoints():
+        for endpoint in LogsApi(store, UsageStore(db), lambda: NOW).endpoints():
             router.add(endpoint.method, endpoint.path, endpoint.handler)
 
         async def handle(request: Request) -> Response:
@@ -261,7 +262,8 @@ def test_openapi_documents_the_query_parameters_and_valid_schemas(tmp_path: Path
     async def main() -> dict[str, Any]:
         db = await Database.open(tmp_path / "k.db")
         try:
-            return build_document(LogsApi(RequestLogStore(db), lambda: NOW).endpoints())
+            api = LogsApi(RequestLogStore(db), UsageStore(db), lambda: NOW)
+            return build_document(api.endpoints())
         finally:
             await db.close()
     document = asyncio.run(main())

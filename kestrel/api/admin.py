@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, tzinfo
 from typing import Any
 
 from kestrel.api.endpoints import Auth, Endpoint
@@ -25,9 +26,11 @@ from kestrel.domain import (
     ValidationError,
 )
 from kestrel.http import Request, Response
+from kestrel.proxy.key_limits import periods
 from kestrel.proxy.pool import AccountPool
 from kestrel.store.accounts import AccountStore
 from kestrel.store.keys import KeyControls, KeyStore
+from kestrel.store.usage import KeySpend, UsageStore, Window
 
 _TIME = {"type": ["string", "null"], "format": "date-time", "readOnly": True}
 _NAME = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": r"^[^\x00-\x1f\x7f]+$"}
@@ -124,7 +127,28 @@ KEY_CONTROLS: dict[str, Schema] = {
     "owner": {"type": ["string", "null"], "maxLength": 200,
               "pattern": r"^[^\x00-\x1f\x7f]*$", "description": "Who holds the key."},
     "note": {"type": ["string", "null"], "maxLength": 1000, "description": "Free text."},
+    **{name: {"type": ["integer", "null"], "minimum": 1, "maximum": 2**53,
+              "description": text} for name, text in (
+        ("rpm", "Requests per calendar minute; more are refused with 429 until it ends."),
+        ("tpm", "Tokens (input, cache writes and output) per calendar minute."),
+        ("max_concurrency", "Requests in flight at once, streams included."),
+        ("daily_tokens", "Tokens (input, cache writes and output) per calendar day in "
+                         "TIME_ZONE."))},
+    **{name: {"type": ["number", "null"], "minimum": 0, "maximum": 1e9, "description": text}
+       for name, text in (
+        ("daily_budget_usd", "Dollars per calendar day in TIME_ZONE, at the price table's "
+                             "rates. A request that starts under budget may end above it; "
+                             "the next is refused with 429."),
+        ("monthly_budget_usd", "Dollars per calendar month in TIME_ZONE, likewise."))},
 }
+# What a key has used, read-only in answers: what its daily and monthly limits count.
+KEY_SPEND: dict[str, Schema] = {
+    "tokens_today": {"type": "integer", "readOnly": True},
+    "spent_today_usd": {"type": "number", "readOnly": True},
+    "spent_this_month_usd": {"type": "number", "readOnly": True},
+}
+_LIMITS = ("rpm", "tpm", "max_concurrency", "daily_tokens", "daily_budget_usd",
+           "monthly_budget_usd")
 
 API_KEY: Schema = {
     "type": "object",
@@ -136,9 +160,10 @@ API_KEY: Schema = {
         "last_used_at": _TIME,
         "revoked_at": _TIME,
         **KEY_CONTROLS,
+        **KEY_SPEND,
     },
     "required": ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at",
-                 *KEY_CONTROLS],
+                 *KEY_CONTROLS, *KEY_SPEND],
 }
 
 API_KEY_CREATED: Schema = {
@@ -212,7 +237,7 @@ def usage_json(usage: UsageWindows | None) -> dict[str, Any] | None:
     }
 
 
-def key_json(key: ApiKey) -> dict[str, Any]:
+def key_json(key: ApiKey, spend: KeySpend) -> dict[str, Any]:
     return {
         "id": key.id,
         "name": key.name,
@@ -225,6 +250,10 @@ def key_json(key: ApiKey) -> dict[str, Any]:
         "allowed_ips": None if key.allowed_ips is None else list(key.allowed_ips),
         "owner": key.owner,
         "note": key.note,
+        **{name: getattr(key, name) for name in _LIMITS},
+        "tokens_today": spend.tokens_today,
+        "spent_today_usd": round(spend.today_usd, 6),
+        "spent_this_month_usd": round(spend.month_usd, 6),
     }
 
 
@@ -237,7 +266,8 @@ def key_controls(body: dict[str, Any]) -> KeyControls:
         models=tuple(models) if isinstance(models, list) else models,
         expires_at=parse_time(expires, "expires_at") if isinstance(expires, str) else expires,
         allowed_ips=_networks(networks) if isinstance(networks, list) else networks,
-        owner=body.get("owner", UNSET), note=body.get("note", UNSET))
+        owner=body.get("owner", UNSET), note=body.get("note", UNSET),
+        **{name: body.get(name, UNSET) for name in _LIMITS})
 
 
 def _networks(items: list[str]) -> tuple[str, ...]:
@@ -267,9 +297,11 @@ def _path_id(request: Request, name: str = "id") -> int:
 
 class AdminApi:
     def __init__(self, accounts: AccountStore, keys: KeyStore, pool: AccountPool,
-                 clock: Callable[[], float]) -> None:
+                 usage: UsageStore, clock: Callable[[], float], zone: tzinfo = UTC) -> None:
         self._accounts = accounts
         self._keys = keys
+        self._usage = usage
+        self._zone = zone  # TIME_ZONE: where a key's day and month begin
         self._pool = pool  # told of every change, so the proxy uses it from the next request
         self._clock = clock
 
@@ -375,16 +407,21 @@ class AdminApi:
         self._pool.put(account)
         return json_response(account_json(account, now))
 
+    async def _spend(self) -> dict[int, KeySpend]:
+        at = periods(self._clock(), self._zone)
+        return await self._usage.spend(Window.of(at.minute, at.day, at.month))
+
     async def list_keys(self, request: Request) -> Response:
         keys = await self._keys.list()
-        return json_response({"data": [key_json(k) for k in keys]})
+        spend = await self._spend()
+        return json_response({"data": [key_json(k, spend.get(k.id, KeySpend())) for k in keys]})
 
     async def create_key(self, request: Request) -> Response:
         body = await read_json_object(request)
         validate(KEY_CREATE, body)
         key, secret = await self._keys.create(name=body["name"], now=self._clock(),
                                               controls=key_controls(body))
-        return json_response({**key_json(key), "key": secret}, 201,
+        return json_response({**key_json(key, KeySpend()), "key": secret}, 201,
                              [("cache-control", "no-store")])
 
     async def update_key(self, request: Request) -> Response:
@@ -393,8 +430,8 @@ class AdminApi:
         validate(KEY_UPDATE, body)
         key = await self._keys.update(key_id, now=self._clock(), name=body.get("name"),
                                       controls=key_controls(body))
-        return json_response(key_json(key))
+        return json_response(key_json(key, (await self._spend()).get(key.id, KeySpend())))
 
     async def revoke_key(self, request: Request) -> Response:
         key = await self._keys.revoke(_path_id(request), now=self._clock())
-        return json_response(key_json(key))
+        return json_response(key_json(key, (await self._spend()).get(key.id, KeySpend())))

@@ -1,4 +1,5 @@
-"""Admin API for request logs: a filtered, paged listing and the aggregate stats behind the charts.
+"""Admin API for request logs: a filtered, paged listing, the aggregate stats behind the charts,
+and usage (requests, tokens, cost) by day or month.
 
 Query strings are parsed here, each known parameter validated against the same schema that
 documents it in `/openapi.json`; unknown parameters are ignored. Times go out as RFC 3339 (UTC,
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from datetime import UTC, date, tzinfo
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,7 +21,9 @@ from kestrel.api.responses import iso_time, json_response, parse_time
 from kestrel.api.schema import Schema, validate
 from kestrel.domain import ValidationError
 from kestrel.http import Request, Response
+from kestrel.proxy.key_limits import periods
 from kestrel.store.request_logs import RequestLogStore, StoredLog
+from kestrel.store.usage import UsageStore
 
 DEFAULT_LIMIT = 50
 # A page of 500 rows is about 300 kB of JSON: plenty for a table, small enough to render at once.
@@ -95,6 +99,12 @@ LOG = _object({
     "output_tokens": _COUNT,
     "cache_read_tokens": _COUNT,
     "cache_creation_tokens": _COUNT,
+    "cost_usd": {"type": "number", "minimum": 0,
+                 "description": "What the request cost, from its final usage and the price "
+                                "table."},
+    "priced": {"type": "boolean",
+               "description": "False: the model is not in the price table, and cost_usd is 0 "
+                              "rather than its cost."},
     "latency_ms": {"type": "number", "minimum": 0},
     "ttfb_ms": _MS,
     "client": {"type": ["string", "null"]},
@@ -111,8 +121,9 @@ LOG_PAGE = _object({
                     "description": "Pass as `cursor` for the next page; null on the last."},
 })
 
+_USD = {"type": "number", "minimum": 0}
 _TOKENS = {"input_tokens": _COUNT, "output_tokens": _COUNT, "cache_read_tokens": _COUNT,
-           "cache_creation_tokens": _COUNT}
+           "cache_creation_tokens": _COUNT, "cost_usd": _USD}
 _GROUP: dict[str, Schema] = {
     "requests": _COUNT,
     "errors": {**_COUNT, "description": "Requests answered with status >= 400, or whose "
@@ -148,6 +159,52 @@ STATS = _object({
 })
 
 
+_USAGE_COUNTS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens",
+                 "cache_creation_tokens", "unpriced")
+_DAY_PARAM = {"type": "string", "pattern": r"^[0-9]{4}-[0-9]{2}(-[0-9]{2})?$",
+              "description": "A day (YYYY-MM-DD) or a month (YYYY-MM) in TIME_ZONE."}
+USAGE_QUERY: dict[str, Schema] = {
+    "group_by": {"type": "string", "enum": ["key", "account", "model"], "default": "key"},
+    "period": {"type": "string", "enum": ["day", "month"], "default": "day"},
+    "from": {**_DAY_PARAM, "description": "First day (a month: its first day). Default: the "
+                                          "first of this month (period=day), of the same month "
+                                          "last year (period=month)."},
+    "to": {**_DAY_PARAM, "description": "Last day, included (a month: its last day). Default: "
+                                        "today."},
+}
+_USAGE_ROW: dict[str, Schema] = {
+    "period": {"type": "string", "description": "YYYY-MM-DD, or YYYY-MM by month."},
+    **{name: _COUNT for name in _USAGE_COUNTS},
+    "cost_usd": _USD,
+}
+USAGE = _object({
+    "group_by": {"type": "string", "enum": ["key", "account", "model"]},
+    "period": {"type": "string", "enum": ["day", "month"]},
+    "from": {"type": "string"},
+    "to": {"type": "string"},
+    "time_zone": {"type": "string", "description": "TIME_ZONE: where days begin."},
+    "data": {"type": "array", "description": "Oldest period first; within one, by group. "
+                                             "`unpriced` counts requests for models not in the "
+                                             "price table (costed at 0).",
+             "items": {"type": "object", "properties": {
+                 **_USAGE_ROW, "key": {"type": ["integer", "null"]},
+                 "account": {"type": ["integer", "null"]},
+                 "model": {"type": ["string", "null"]}}, "required": list(_USAGE_ROW)}},
+    "totals": _object({name: _COUNT for name in _USAGE_COUNTS} | {"cost_usd": _USD}),
+})
+
+
+def _day(value: str | None, name: str, *, end: bool = False) -> str | None:
+    """A YYYY-MM-DD day; a month is its first day, or its last (`-31`) for an `end`."""
+    if value is None:
+        return None
+    try:
+        date.fromisoformat(value if len(value) == 10 else f"{value}-01")
+    except ValueError:
+        raise ValidationError(f"{name} is not a date", field=name) from None
+    return value if len(value) == 10 else f"{value}-{'31' if end else '01'}"
+
+
 def log_json(row: StoredLog) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -164,6 +221,8 @@ def log_json(row: StoredLog) -> dict[str, Any]:
         "output_tokens": row.output_tokens,
         "cache_read_tokens": row.cache_read_tokens,
         "cache_creation_tokens": row.cache_creation_tokens,
+        "cost_usd": row.cost_usd,
+        "priced": row.priced,
         "latency_ms": row.latency_ms,
         "ttfb_ms": row.ttfb_ms,
         "client": row.client,
@@ -216,9 +275,12 @@ class _Query:
 
 
 class LogsApi:
-    def __init__(self, store: RequestLogStore, clock: Callable[[], float]) -> None:
+    def __init__(self, store: RequestLogStore, usage: UsageStore, clock: Callable[[], float],
+                 zone: tzinfo = UTC) -> None:
         self._store = store
+        self._usage = usage
         self._clock = clock
+        self._zone = zone  # TIME_ZONE: where days begin
 
     def endpoints(self) -> list[Endpoint]:
         errors: dict[int, Schema | None] = {401: ERROR, 422: ERROR, 429: ERROR}
@@ -226,9 +288,32 @@ class LogsApi:
             Endpoint("GET", "/admin/logs", self.list_logs, "List request logs, newest first",
                      "logs", Auth.ADMIN, responses={200: LOG_PAGE, **errors}, query=LOGS_QUERY),
             Endpoint("GET", "/admin/stats", self.stats,
-                     "Request, error, token and latency totals and time series", "logs",
+                     "Request, error, token, cost and latency totals and time series", "logs",
                      Auth.ADMIN, responses={200: STATS, **errors}, query=STATS_QUERY),
+            Endpoint("GET", "/admin/usage", self.usage,
+                     "Requests, tokens and cost per key, account or model, by day or month",
+                     "logs", Auth.ADMIN, responses={200: USAGE, **errors}, query=USAGE_QUERY),
         ]
+
+    async def usage(self, request: Request) -> Response:
+        query = _Query(request, USAGE_QUERY)
+        group_by = query.string("group_by") or "key"
+        period = query.string("period") or "day"
+        at = periods(self._clock(), self._zone)
+        first = _day(query.string("from"), "from") or (
+            f"{at.month}-01" if period == "day" else f"{int(at.month[:4]) - 1}{at.month[4:]}-01")
+        last = _day(query.string("to"), "to", end=True) or at.day
+        if last < first:
+            raise ValidationError("to must not be before from", field="to")
+        rows = await self._usage.report(group_by=group_by, first_day=first, last_day=last,
+                                        by_month=period == "month")
+        totals = {name: 0 for name in _USAGE_COUNTS} | {"cost_usd": 0.0}
+        for row in rows:
+            for name in totals:
+                totals[name] += row[name]
+        return json_response({"group_by": group_by, "period": period, "from": first,
+                              "to": last, "time_zone": at.zone_name, "data": rows,
+                              "totals": totals})
 
     async def list_logs(self, request: Request) -> Response:
         query = _Query(request, LOGS_QUERY)

@@ -62,6 +62,8 @@ def error_response(surface: Surface, exc: KestrelError) -> Response:
         headers.append(("allow", ", ".join(exc.allow)))
     if isinstance(exc, RateLimited) and exc.retry_after is not None:
         headers.append(("retry-after", str(max(1, math.ceil(exc.retry_after)))))
+    if isinstance(exc, RateLimited) and exc.final:
+        headers.append(("x-should-retry", "false"))
     body: dict[str, object]
     if surface is Surface.ANTHROPIC:
         body = {"type": "error", "error": {"type": exc.type, "message": exc.message}}

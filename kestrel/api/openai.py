@@ -19,12 +19,19 @@ from typing import Any
 from kestrel import http
 from kestrel.api.endpoints import Auth, Endpoint
 from kestrel.api.errors import from_http_error
-from kestrel.api.proxy import DEFAULT_ANTHROPIC_VERSION, check_key, client_of, parse_body
+from kestrel.api.proxy import (
+    DEFAULT_ANTHROPIC_VERSION,
+    admit,
+    client_of,
+    forward_admitted,
+    parse_body,
+)
 from kestrel.api.responses import json_response
 from kestrel.domain import ApiKey, KestrelError, UpstreamError
 from kestrel.http import Request, Response
 from kestrel.proxy.conversation import conversation_key
 from kestrel.proxy.forwarder import Call, Forwarder, Relay
+from kestrel.proxy.key_meter import KeyMeter
 from kestrel.translate.openai_request import to_anthropic
 from kestrel.translate.openai_response import to_chat_completion
 from kestrel.translate.openai_stream import StreamTranslator
@@ -71,9 +78,10 @@ CHAT_COMPLETION = {
 
 
 class OpenAIApi:
-    def __init__(self, forwarder: Forwarder, aliases: Mapping[str, str],
+    def __init__(self, forwarder: Forwarder, meter: KeyMeter, aliases: Mapping[str, str],
                  clock: Callable[[], float] = time.time) -> None:
         self._forwarder = forwarder
+        self._meter = meter
         self._aliases = aliases
         self._clock = clock
 
@@ -107,8 +115,8 @@ class OpenAIApi:
             stream=translation.stream,
             conversation=conversation_key(request.headers.get("x-claude-code-session-id"),
                                           body, key.id))
-        check_key(self._forwarder, key, call, now=self._clock())
-        relay = await self._forwarder.forward(call)
+        call = admit(self._forwarder, self._meter, key, call, now=self._clock())
+        relay = await forward_admitted(self._forwarder, call)
         if not 200 <= relay.status < 300:
             raise _relayed_error(relay)
         headers = [(n, v) for n, v in relay.headers if n != "content-type"]

@@ -12,15 +12,17 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from kestrel.api.endpoints import Auth, Endpoint
 from kestrel.api.responses import json_response
-from kestrel.domain import ApiKey, ClientError, KestrelError
+from kestrel.domain import ApiKey, ClientError, KestrelError, KeyOverLimit, KeyRefused
 from kestrel.http import Request, Response
 from kestrel.proxy.conversation import conversation_key
 from kestrel.proxy.forwarder import Call, Forwarder, Relay
+from kestrel.proxy.key_meter import KeyMeter
 from kestrel.proxy.key_policy import refusal
 
 log = logging.getLogger("kestrel.proxy.keys")
@@ -103,21 +105,39 @@ def client_of(request: Request) -> str:
     return client if isinstance(client, str) else request.client_host
 
 
-def check_key(forwarder: Forwarder, key: ApiKey, call: Call, *, now: float) -> None:
-    """Refuse `call` (logged, recorded, then raised as a 403) if `key` may not make it."""
-    refused = refusal(key, model=call.model, now=now, client=call.client)
-    if refused is None:
-        return
-    log.info("key %d (%s) refused: %s", key.id, key.name, refused.reason,
-             extra={"event": {"name": "key_refused", "key_id": key.id,
-                              "reason": refused.reason, "model": call.model}})
-    forwarder.record(call, status=refused.status, error_type=refused.reason)
-    raise refused
+def admit(forwarder: Forwarder, meter: KeyMeter, key: ApiKey, call: Call, *,
+          now: float) -> Call:
+    """`call` with its admission, or raises why `key` may not make it (a 403 for what the key
+    may never do, a 429 for a limit reached), logged and recorded first."""
+    try:
+        refused = refusal(key, model=call.model, now=now, client=call.client)
+        if refused is not None:
+            raise refused
+        return replace(call, ticket=meter.admit(key))
+    except (KeyRefused, KeyOverLimit) as exc:
+        log.info("key %d (%s) refused: %s", key.id, key.name, exc.reason,
+                 extra={"event": {"name": "key_refused", "key_id": key.id,
+                                  "reason": exc.reason, "model": call.model}})
+        forwarder.record(call, status=exc.status, error_type=exc.reason)
+        raise
+
+
+async def forward_admitted(forwarder: Forwarder, call: Call) -> Relay:
+    """The forwarder's answer; an admission the forwarder never closed (it raised before
+    recording the request) is closed here, so a key's slot is never lost."""
+    try:
+        return await forwarder.forward(call)
+    except BaseException:
+        if call.ticket is not None:
+            call.ticket.close()
+        raise
 
 
 class ProxyApi:
-    def __init__(self, forwarder: Forwarder, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, forwarder: Forwarder, meter: KeyMeter,
+                 clock: Callable[[], float] = time.time) -> None:
         self._forwarder = forwarder
+        self._meter = meter
         self._clock = clock
         self._models: tuple[float, list[dict[str, Any]]] | None = None
 
@@ -173,8 +193,8 @@ class ProxyApi:
             stream=parsed.get("stream") is True and route == "/v1/messages",
             conversation=conversation_key(headers.get("x-claude-code-session-id"), parsed,
                                           key.id))
-        check_key(self._forwarder, key, forwarded, now=received_at)
-        return _response(await self._forwarder.forward(forwarded), request)
+        forwarded = admit(self._forwarder, self._meter, key, forwarded, now=received_at)
+        return _response(await forward_admitted(self._forwarder, forwarded), request)
 
     async def models(self, request: Request) -> Response:
         if self._models is None or self._models[0] <= self._clock():

@@ -1,13 +1,15 @@
 """A small JSON Schema subset, used both to validate admin input and to document it.
 
 One schema object serves `/openapi.json` and the handler's validation, so the two cannot drift.
-Supported keywords: type (incl. lists with "null"), properties, required, additionalProperties
-(false only), minLength, maxLength, minimum, maximum, enum, pattern, items, format "uri"
-(http/https only, no user name or password), readOnly/writeOnly/description (documentation only).
+Supported keywords: type (incl. lists with "null"; `number` is finite), properties, required,
+additionalProperties (false only), minLength, maxLength, minimum, maximum, enum, pattern, items,
+format "uri" (http/https only, no user name or password), readOnly/writeOnly/description
+(documentation only).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +21,7 @@ Schema = dict[str, Any]
 _TYPE_NAMES = {
     "string": "a string",
     "integer": "an integer",
+    "number": "a number",
     "boolean": "true or false",
     "object": "an object",
     "array": "an array",
@@ -30,6 +33,9 @@ def _is_type(value: Any, name: str) -> bool:
     # bool is a subclass of int in Python; JSON keeps them apart and so do we.
     if name == "integer":
         return isinstance(value, int) and not isinstance(value, bool)
+    if name == "number":  # finite: 1e999 parses to infinity, which no limit can mean
+        return isinstance(value, int | float) and not isinstance(value, bool) \
+            and math.isfinite(value)
     if name == "boolean":
         return isinstance(value, bool)
     if name == "string":
@@ -57,7 +63,7 @@ def validate(schema: Schema, value: Any, *, path: str = "") -> None:
         raise ValidationError(f"{where} must be one of {choices}", field=path or None)
     if isinstance(value, str):
         _validate_string(schema, value, where, path)
-    elif isinstance(value, int) and not isinstance(value, bool):
+    elif isinstance(value, int | float) and not isinstance(value, bool):
         if "minimum" in schema and value < schema["minimum"]:
             raise ValidationError(f"{where} must be at least {schema['minimum']}", field=path)
         if "maximum" in schema and value > schema["maximum"]:

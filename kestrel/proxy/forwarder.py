@@ -14,7 +14,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -32,6 +32,7 @@ from kestrel.domain import (
 from kestrel.oauth.refresher import RefreshFailed, TokenRefresher, expired, refresh_due
 from kestrel.oauth.windows import PREFIX as USAGE_HEADER_PREFIX
 from kestrel.oauth.windows import parse_usage_windows
+from kestrel.prices import PRICES, Price
 from kestrel.proxy.cooldown import (
     DEFAULT_COOLDOWN_MAX,
     AccountUpdate,
@@ -41,7 +42,9 @@ from kestrel.proxy.cooldown import (
     classify_stream_error,
     classify_transport_error,
 )
+from kestrel.proxy.costing import Costing
 from kestrel.proxy.headers import downstream_headers, upstream_headers
+from kestrel.proxy.key_meter import Ticket
 from kestrel.proxy.pool import AccountPool
 from kestrel.proxy.transport import UpstreamResponse, UpstreamTransport
 from kestrel.proxy.usage import MessageSummary, StreamUsageTracker, summarize_message
@@ -77,6 +80,8 @@ class Call:
     user_agent: str | None = None
     received: float = field(default_factory=time.monotonic)
     received_at: float = field(default_factory=time.time)
+    # The key's admission (its limits' counts): closed with the request's log row.
+    ticket: Ticket | None = None
 
 
 @dataclass
@@ -107,8 +112,10 @@ class Forwarder:
         monotonic: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
         refresher: TokenRefresher | None = None,
+        prices: Mapping[str, Price] = PRICES,
     ) -> None:
         self._pool = pool
+        self._costing = Costing(prices)
         self._transport = transport
         self._log_sink = log_sink
         self.active_streams = 0
@@ -146,23 +153,33 @@ class Forwarder:
     def record(self, call: Call, *, status: int, error_type: str | None = None,
                attempts: list[Attempt] | tuple[Attempt, ...] = (), account_id: int | None = None,
                summary: MessageSummary | None = None, ttfb_ms: float | None = None) -> None:
-        """Hand one finished request to the log writer (never blocks, never raises)."""
-        usage = summary.usage if summary else None
+        """Hand one finished request to the log writer and close its admission (never
+        blocks, never raises)."""
+        row = None
         try:
-            self._log_sink(RequestLog(
-                ts=call.received_at, request_id=call.request_id, route=call.route,
-                status=status, key_id=call.key_id, account_id=account_id,
-                model=(summary.model if summary and summary.model else call.model),
-                stream=call.stream, error_type=error_type,
-                input_tokens=usage.input_tokens if usage else 0,
-                output_tokens=usage.output_tokens if usage else 0,
-                cache_read_tokens=usage.cache_read_input_tokens if usage else 0,
-                cache_creation_tokens=usage.cache_creation_input_tokens if usage else 0,
-                latency_ms=(self._monotonic() - call.received) * 1000, ttfb_ms=ttfb_ms,
-                client=call.client, user_agent=call.user_agent, attempts=tuple(attempts),
-            ))
+            row = self._log_row(call, status=status, error_type=error_type, attempts=attempts,
+                                account_id=account_id, summary=summary, ttfb_ms=ttfb_ms)
+            self._log_sink(row)
         except Exception:
             log.exception("could not queue the request log")
+        finally:
+            if call.ticket is not None:
+                call.ticket.close(row)
+
+    def _log_row(self, call: Call, *, status: int, error_type: str | None,
+                 attempts: list[Attempt] | tuple[Attempt, ...], account_id: int | None,
+                 summary: MessageSummary | None, ttfb_ms: float | None) -> RequestLog:
+        model = summary.model if summary and summary.model else call.model
+        tokens, spent = self._costing(model, summary.usage if summary else None)
+        return RequestLog(
+            ts=call.received_at, request_id=call.request_id, route=call.route,
+            status=status, key_id=call.key_id, account_id=account_id, model=model,
+            stream=call.stream, error_type=error_type, input_tokens=tokens.input,
+            output_tokens=tokens.output, cache_read_tokens=tokens.cache_read,
+            cache_creation_tokens=tokens.cache_write, cost_usd=spent.usd, priced=spent.priced,
+            latency_ms=(self._monotonic() - call.received) * 1000, ttfb_ms=ttfb_ms,
+            client=call.client, user_agent=call.user_agent, attempts=tuple(attempts),
+        )
 
     async def _attempt(self, call: Call, account: Account, attempts: list[Attempt]) -> Relay:
         started = self._monotonic()

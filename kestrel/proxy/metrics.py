@@ -68,12 +68,15 @@ def _format(labels: Labels) -> str:
     return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}"
 
 
-_COUNTERS = ("requests", "attempts", "retries", "tokens", "refused")
+_COUNTERS = ("requests", "attempts", "retries", "tokens", "refused", "cost")
+# Cost is counted in whole nano-dollars: counters travel between workers as integers, and a
+# sum of floats would drift.
+NANO = 1_000_000_000
 _HISTOGRAMS = ("latency", "ttfb")
 # Bumped when the JSON a worker hands its siblings changes shape: during a rolling restart
 # old and new code run side by side, and a snapshot in a shape this code does not know is
 # left out of the sum rather than misread.
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
 
 
 class Metrics:
@@ -84,6 +87,7 @@ class Metrics:
         self.tokens: defaultdict[Labels, int] = defaultdict(int)
         # Requests Kestrel answered itself, before any upstream attempt, by reason.
         self.refused: defaultdict[Labels, int] = defaultdict(int)
+        self.cost: defaultdict[Labels, int] = defaultdict(int)  # nano-dollars by model
         self.latency: defaultdict[Labels, Histogram] = defaultdict(Histogram)
         self.ttfb: defaultdict[Labels, Histogram] = defaultdict(Histogram)
 
@@ -106,6 +110,8 @@ class Metrics:
                             ("cache_creation", row.cache_creation_tokens)):
             if count:
                 self.tokens[(("account_id", account), ("model", model), ("kind", kind))] += count
+        if row.cost_usd:
+            self.cost[(("model", model),)] += round(row.cost_usd * NANO)
         route = (("route", row.route),)
         self.latency[route].observe(row.latency_ms / 1000)
         if row.ttfb_ms is not None:
@@ -227,6 +233,9 @@ def render(snapshot: Snapshot, accounts: Iterable[Account], workers: Workers, no
            "Attempts beyond the first, moved to another account.", counted.retries.items())
     family("kestrel_tokens_total", "counter", "Tokens by account, model and kind.",
            counted.tokens.items())
+    family("kestrel_cost_usd_total", "counter",
+           "Dollars spent by model, at the price table's rates.",
+           [(labels, value / NANO) for labels, value in counted.cost.items()])
     family("kestrel_refused_total", "counter",
            "Requests Kestrel answered itself before any upstream attempt, by reason (a key's "
            "controls, an invalid body, no account to serve).", counted.refused.items())

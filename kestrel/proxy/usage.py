@@ -44,6 +44,9 @@ class Usage:
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    # The part of the cache writes kept for an hour (`cache_creation.ephemeral_1h_input_tokens`),
+    # billed at a higher rate than the default five minutes.
+    cache_creation_1h_tokens: int = 0
 
     def update(self, raw: object) -> bool:
         """Take every non-null integer field of a `usage` object; False if `raw` is malformed."""
@@ -51,14 +54,22 @@ class Usage:
             return False
         ok = True
         for name in USAGE_FIELDS:
-            value = raw.get(name)
-            if value is None:
-                continue
-            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-                setattr(self, name, value)
-            else:
-                ok = False
+            ok = self._take(name, raw.get(name)) and ok
+        split = raw.get("cache_creation")
+        if isinstance(split, dict):
+            ok = self._take("cache_creation_1h_tokens",
+                            split.get("ephemeral_1h_input_tokens")) and ok
+        elif split is not None:
+            ok = False
         return ok
+
+    def _take(self, name: str, value: object) -> bool:
+        if value is None:
+            return True
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            setattr(self, name, value)
+            return True
+        return False
 
 
 @dataclass

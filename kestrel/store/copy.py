@@ -17,8 +17,9 @@ from kestrel.store.session import Session
 
 # Parents before children, in case a future schema adds foreign keys between them. The schema
 # version is each database's own, written by its migrations.
+# key_in_flight is left out: it describes the source's running processes, not the deployment.
 TABLES = ("meta", "accounts", "api_keys", "oauth_states", "changes", "admin_failures",
-          "request_logs")
+          "request_logs", "usage_days", "key_minutes")
 # Tables whose `id` the database hands out: copied in id order, in slices, and the target's
 # counter moved past the copied ids.
 WITH_IDS = ("accounts", "api_keys", "changes", "request_logs")

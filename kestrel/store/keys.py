@@ -26,10 +26,11 @@ KEY_RANDOM_BYTES = 32
 # the remaining 35 characters from.
 DISPLAY_PREFIX_LENGTH = 12
 
-_COLUMNS = ("id, name, prefix, created_at, last_used_at, revoked_at, models, expires_at, "
-            "allowed_ips, owner, note")
 # The controls an operator sets on a key (KeyControls' fields), as columns.
-_CONTROLS = ("models", "expires_at", "allowed_ips", "owner", "note")
+_CONTROLS = ("models", "expires_at", "allowed_ips", "owner", "note", "rpm", "tpm",
+             "max_concurrency", "daily_tokens", "daily_budget_usd", "monthly_budget_usd")
+_COLUMNS = ", ".join(("id", "name", "prefix", "created_at", "last_used_at", "revoked_at",
+                      *_CONTROLS))
 _LISTS = ("models", "allowed_ips")  # stored as JSON arrays
 
 
@@ -43,6 +44,12 @@ class KeyControls:
     allowed_ips: tuple[str, ...] | None | Unset = UNSET
     owner: str | None | Unset = UNSET
     note: str | None | Unset = UNSET
+    rpm: int | None | Unset = UNSET
+    tpm: int | None | Unset = UNSET
+    max_concurrency: int | None | Unset = UNSET
+    daily_tokens: int | None | Unset = UNSET
+    daily_budget_usd: float | None | Unset = UNSET
+    monthly_budget_usd: float | None | Unset = UNSET
 
     def columns(self) -> dict[str, Any]:
         """The given fields as column values."""
@@ -59,14 +66,13 @@ def _hash(key: str) -> bytes:
 
 
 def _api_key(row: tuple[Any, ...]) -> ApiKey:
-    (id_, name, prefix, created_at, last_used_at, revoked_at, models, expires_at, allowed_ips,
-     owner, note) = row
+    id_, name, prefix, created_at, last_used_at, revoked_at, *controls = row
+    given = dict(zip(_CONTROLS, controls, strict=True))
+    for column in _LISTS:
+        if given[column] is not None:
+            given[column] = tuple(json.loads(given[column]))
     return ApiKey(id=id_, name=name, prefix=prefix, created_at=created_at,
-                  last_used_at=last_used_at, revoked_at=revoked_at,
-                  models=None if models is None else tuple(json.loads(models)),
-                  expires_at=expires_at,
-                  allowed_ips=None if allowed_ips is None else tuple(json.loads(allowed_ips)),
-                  owner=owner, note=note)
+                  last_used_at=last_used_at, revoked_at=revoked_at, **given)
 
 
 def _fetch(conn: Session, key_id: int) -> ApiKey:

@@ -29,7 +29,7 @@ MAX_BUCKETS = 10_000
 _COLUMN_NAMES = ("ts", "request_id", "route", "status", "key_id", "account_id", "model",
                  "stream", "error_type", "input_tokens", "output_tokens", "cache_read_tokens",
                  "cache_creation_tokens", "latency_ms", "ttfb_ms", "client", "user_agent",
-                 "attempts", "instance")
+                 "attempts", "instance", "cost_usd", "priced")
 _COLUMNS = ", ".join(_COLUMN_NAMES)
 
 TOKEN_KINDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens")
@@ -58,20 +58,21 @@ def _row_values(row: RequestLog, instance: str | None) -> tuple[Any, ...]:
     return (row.ts, row.request_id, row.route, row.status, row.key_id, row.account_id, row.model,
             int(row.stream), row.error_type, row.input_tokens, row.output_tokens,
             row.cache_read_tokens, row.cache_creation_tokens, row.latency_ms, row.ttfb_ms,
-            row.client, row.user_agent, _attempts_json(row.attempts), instance)
+            row.client, row.user_agent, _attempts_json(row.attempts), instance, row.cost_usd,
+            int(row.priced))
 
 
 def _stored_log(row: tuple[Any, ...]) -> StoredLog:
     (id_, ts, request_id, route, status, key_id, account_id, model, stream, error_type,
      input_tokens, output_tokens, cache_read, cache_creation, latency_ms, ttfb_ms, client,
-     user_agent, attempts, instance) = row
+     user_agent, attempts, instance, cost_usd, priced) = row
     return StoredLog(
         id=id_, ts=ts, request_id=request_id, route=route, status=status, key_id=key_id,
         account_id=account_id, model=model, stream=bool(stream), error_type=error_type,
         input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cache_read,
         cache_creation_tokens=cache_creation, latency_ms=latency_ms, ttfb_ms=ttfb_ms,
-        client=client, user_agent=user_agent, instance=instance,
-        attempts=tuple(Attempt(account_id=a["account_id"], status=a["status"],
+        client=client, user_agent=user_agent, instance=instance, cost_usd=cost_usd,
+        priced=bool(priced), attempts=tuple(Attempt(account_id=a["account_id"], status=a["status"],
                                error_type=a["error_type"], duration_ms=a["duration_ms"])
                        for a in json.loads(attempts)))
 
@@ -138,12 +139,14 @@ class _Group:
     errors: int = 0
     errors_by_type: dict[str, int] = field(default_factory=dict)
     tokens: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    cost_usd: float = 0.0
     latencies: list[float] = field(default_factory=list)
     ttfbs: list[float] = field(default_factory=list)
 
     def add(self, status: int, error_type: str | None, tokens: Sequence[int],
-            latency_ms: float, ttfb_ms: float | None) -> None:
+            latency_ms: float, ttfb_ms: float | None, cost_usd: float) -> None:
         self.requests += 1
+        self.cost_usd += cost_usd
         if is_error(status, error_type):
             self.errors += 1
             kind = error_kind(status, error_type)
@@ -154,8 +157,9 @@ class _Group:
         if ttfb_ms is not None:
             self.ttfbs.append(ttfb_ms)
 
-    def _tokens(self) -> dict[str, int]:
-        return dict(zip(TOKEN_KINDS, self.tokens, strict=True))
+    def _tokens(self) -> dict[str, Any]:
+        return {**dict(zip(TOKEN_KINDS, self.tokens, strict=True)),
+                "cost_usd": round(self.cost_usd, 6)}
 
     def summary(self) -> dict[str, Any]:
         self.latencies.sort()
@@ -192,7 +196,7 @@ def _ranked(groups: dict[Any, _Group], name: str) -> list[dict[str, Any]]:
 def summarize(rows: Iterable[Sequence[Any]], *, since: float, until: float,
               bucket_seconds: int) -> dict[str, Any]:
     """Aggregate rows of (ts, account_id, key_id, model, status, error_type, input, output,
-    cache_read, cache_creation, latency_ms, ttfb_ms) that lie in [since, until).
+    cache_read, cache_creation, latency_ms, ttfb_ms, cost_usd) that lie in [since, until).
 
     The series covers the whole window, empty buckets included, so a chart needs no gap logic:
     bucket i starts at `since + i * bucket_seconds`, the last one may end past `until`. An empty
@@ -210,13 +214,14 @@ def summarize(rows: Iterable[Sequence[Any]], *, since: float, until: float,
     keys: dict[int | None, _Group] = {}
     models: dict[str | None, _Group] = {}
     buckets = [_Group() for _ in range(count)]
-    for (ts, account_id, key_id, model, status, error_type, *tokens, latency, ttfb) in rows:
+    for (ts, account_id, key_id, model, status, error_type, *tokens, latency, ttfb,
+         cost_usd) in rows:
         # min(): a ts a rounding error below `until` must not index past the last bucket.
         slot = buckets[min(int((ts - since) // bucket_seconds), count - 1)]
         for group in (totals, accounts.setdefault(account_id, _Group()),
                       keys.setdefault(key_id, _Group()), models.setdefault(model, _Group()),
                       slot):
-            group.add(status, error_type, tokens, latency, ttfb)
+            group.add(status, error_type, tokens, latency, ttfb, cost_usd)
     return {
         "since": since,
         "until": until,
@@ -332,8 +337,8 @@ class RequestLogStore:
         def run(conn: Session) -> dict[str, Any]:
             rows = conn.execute(
                 "SELECT ts, account_id, key_id, model, status, error_type, input_tokens, "
-                "output_tokens, cache_read_tokens, cache_creation_tokens, latency_ms, ttfb_ms "
-                "FROM request_logs WHERE ts >= ? AND ts < ?", (since, until))
+                "output_tokens, cache_read_tokens, cache_creation_tokens, latency_ms, ttfb_ms, "
+                "cost_usd FROM request_logs WHERE ts >= ? AND ts < ?", (since, until))
             return summarize(rows, since=since, until=until, bucket_seconds=bucket_seconds)
         return await self._db.read(run)
 

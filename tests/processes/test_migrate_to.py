@@ -31,7 +31,7 @@ def test_a_sqlite_deployment_moves_to_postgresql_whole_and_a_second_run_is_safe(
         env = stack.kestrel.env
     copied = run_kestrel(tmp_path, ["migrate-to"], env={**env, "DATABASE_URL": url})
     assert copied.returncode == 0, copied.stderr
-    counts = dict(line.split() for line in copied.stdout.splitlines()[:7])
+    counts = dict(line.split() for line in copied.stdout.splitlines()[:9])
     assert (counts["accounts"], counts["api_keys"], counts["request_logs"]) == ("2", "2", "5")
     assert "every table counted the same" in copied.stdout
     assert PASSWORD not in copied.stdout + copied.stderr

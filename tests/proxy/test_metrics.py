@@ -34,7 +34,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 SERVED = RequestLog(ts=NOW, request_id="r1", route="/v1/messages", status=200, account_id=2,
                     model="claude-sonnet-4-6", input_tokens=10, output_tokens=5,
-                    cache_read_tokens=3, latency_ms=120.0, ttfb_ms=40.0,
+                    cache_read_tokens=3, cost_usd=0.0001234, latency_ms=120.0, ttfb_ms=40.0,
                     attempts=(Attempt(1, 429, "rate_limit_error", 5.0),
                               Attempt(2, 200, None, 100.0)))
 REFUSED = RequestLog(ts=NOW, request_id="r2", route="/v1/messages", status=429,
@@ -68,6 +68,8 @@ def test_counts_add_up_to_the_rows_observed() -> None:
     tokens = "kestrel_tokens_total"
     key = (("account_id", "2"), ("kind", "input"), ("model", "claude-sonnet-4-6"))
     assert got[(tokens, key)] == 20
+    cost = got[("kestrel_cost_usd_total", (("model", "claude-sonnet-4-6"),))]
+    assert abs(cost - 0.0002468) < 1e-12
     assert got[("kestrel_account_up", (("account", "one"), ("account_id", "1"),
                                        ("status", "cooldown")))] == 0
     assert got[("kestrel_account_up", (("account", "two"), ("account_id", "2"),

@@ -284,9 +284,9 @@ def stats_rows() -> list[RequestLog]:
         entry(1000.0, account_id=1, key_id=5, model="opus", latency_ms=100, ttfb_ms=10,
               input_tokens=1, output_tokens=2, cache_read_tokens=3, cache_creation_tokens=4),
         entry(1001.0, account_id=1, key_id=5, model="opus", latency_ms=200, ttfb_ms=20,
-              input_tokens=10, output_tokens=20),
+              input_tokens=10, output_tokens=20, cost_usd=0.5),
         entry(1005.0, account_id=2, key_id=5, model="haiku", latency_ms=300, ttfb_ms=30,
-              input_tokens=100),
+              input_tokens=100, cost_usd=0.125),
         entry(1019.9, account_id=2, key_id=6, model="haiku", latency_ms=400, ttfb_ms=None,
               status=529, error_type="overloaded_error"),
         entry(1020.0, account_id=None, key_id=6, model="opus", latency_ms=5, status=503,
@@ -299,7 +299,7 @@ def stats_rows() -> list[RequestLog]:
         entry(1059.999, account_id=1, key_id=5, model="opus", latency_ms=900, ttfb_ms=90,
               cache_read_tokens=1000),
     ]
-    outside = [entry(999.999, account_id=1, latency_ms=5000),  # before since
+    outside = [entry(999.999, account_id=1, latency_ms=5000, cost_usd=7.0),  # before since
                entry(1060.0, account_id=1, latency_ms=5000)]  # `until` is exclusive
     return rows + outside
 
@@ -316,7 +316,7 @@ def test_stats_totals_groups_percentiles_and_series(db_target: str) -> None:
         "errors_by_type": {"http_401": 1, "no_account_available": 1, "overloaded_error": 1,
                            "stream_interrupted": 1},
         "input_tokens": 111, "output_tokens": 29, "cache_read_tokens": 1003,
-        "cache_creation_tokens": 4,
+        "cache_creation_tokens": 4, "cost_usd": 0.625,
         # latencies sorted: 1 5 100 200 300 400 600 700 800 900 → rank 5 and rank 10
         "p50_latency_ms": 300.0, "p95_latency_ms": 900.0,
         # ttfbs (7 of them): 10 20 30 60 70 80 90 → rank 4 and rank 7
@@ -336,8 +336,9 @@ def test_stats_totals_groups_percentiles_and_series(db_target: str) -> None:
     assert models["opus"]["cache_read_tokens"] == 1003
     for name in ("accounts", "keys", "models"):
         for field in ("requests", "errors", "input_tokens", "output_tokens",
-                      "cache_read_tokens", "cache_creation_tokens"):
+                      "cache_read_tokens", "cache_creation_tokens", "cost_usd"):
             assert sum(g[field] for g in stats[name]) == stats["totals"][field], (name, field)
+    assert (models["opus"]["cost_usd"], models["haiku"]["cost_usd"]) == (0.5, 0.125)
 
     series = stats["series"]
     assert [b["start"] for b in series] == [1000.0, 1020.0, 1040.0]
@@ -346,7 +347,7 @@ def test_stats_totals_groups_percentiles_and_series(db_target: str) -> None:
     assert [(b["p50_latency_ms"], b["p95_latency_ms"]) for b in series] == [
         (200.0, 400.0), (5.0, 600.0), (800.0, 900.0)]
     for field in ("requests", "errors", "input_tokens", "output_tokens", "cache_read_tokens",
-                  "cache_creation_tokens"):
+                  "cache_creation_tokens", "cost_usd"):
         assert sum(b[field] for b in series) == stats["totals"][field], field
 
 
@@ -360,7 +361,7 @@ def test_stats_of_an_empty_window_has_every_bucket_with_zeros(db_target: str) ->
     empty_db, elsewhere = with_store(db_target, body)
 
     zeros = {"requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0,
-             "cache_read_tokens": 0, "cache_creation_tokens": 0,
+             "cache_read_tokens": 0, "cache_creation_tokens": 0, "cost_usd": 0.0,
              "p50_latency_ms": None, "p95_latency_ms": None}
     assert empty_db["totals"] == {**zeros, "errors_by_type": {}, "p50_ttfb_ms": None,
                                   "p95_ttfb_ms": None}
