@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from support import figures, postgres, zipapp
+from support import figures, postgres, shifted_clock, zipapp
 from support.process import KestrelProcess
 from support.stack import Stack, running_stack
 
@@ -36,6 +36,17 @@ def ranked_stack(tmp_path: Path) -> Iterator[Stack]:
         stack.add_account("a", priority=10)
         stack.add_account("b")
         yield stack
+
+
+@pytest.fixture
+def shifted(tmp_path: Path) -> shifted_clock.ShiftedClock:
+    """A clock a test moves for the Kestrel process it starts with `shifted.env`."""
+    try:
+        return shifted_clock.ShiftedClock(tmp_path)
+    except shifted_clock.Unavailable as exc:
+        if shifted_clock.REQUIRED:
+            pytest.fail(f"{shifted_clock.SKIPPED}: {exc} (REQUIRE_FAKETIME=1)")
+        pytest.skip(f"{shifted_clock.SKIPPED}: {exc}")
 
 
 @pytest.fixture(scope="session")
@@ -97,13 +108,15 @@ def built_matrix(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Print the figures hardening tests measured (fault matrix, fuzzing, leak scan)."""
-    skipped = [_skip_reason(report) for report in terminalreporter.stats.get("skipped", [])]
-    skipped = [reason for reason in skipped if reason.startswith(POSTGRES_SKIPPED)]
-    if skipped:
-        terminalreporter.section("POSTGRESQL NOT TESTED", sep="!", red=True, bold=True)
-        terminalreporter.write_line(f"{len(skipped)} tests did not run. "
-                                    f"{skipped[0].removeprefix(POSTGRES_SKIPPED + ': ')}",
-                                    red=True, bold=True)
+    reasons = [_skip_reason(report) for report in terminalreporter.stats.get("skipped", [])]
+    for prefix, title in ((POSTGRES_SKIPPED, "POSTGRESQL NOT TESTED"),
+                          (shifted_clock.SKIPPED, "LIMIT RESETS NOT TESTED")):
+        skipped = [reason for reason in reasons if reason.startswith(prefix)]
+        if skipped:
+            terminalreporter.section(title, sep="!", red=True, bold=True)
+            terminalreporter.write_line(f"{len(skipped)} tests did not run. "
+                                        f"{skipped[0].removeprefix(prefix + ': ')}",
+                                        red=True, bold=True)
     lines = figures.rendered()
     if lines:
         terminalreporter.section("figures")

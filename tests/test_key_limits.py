@@ -26,6 +26,7 @@ from kestrel.store.database import Database
 from kestrel.store.usage import UsageStore
 
 from fake_upstream import success
+from support.shifted_clock import ShiftedClock
 from support.stack import MODEL, Stack, account_key, running_stack
 
 # 2026-12-04 20:30:15 UTC, a Friday.
@@ -391,8 +392,8 @@ def test_usage_by_key_account_and_model_counts_what_was_spent(stack: Stack) -> N
 
 
 def test_an_admission_is_freed_when_the_request_fails_before_upstream(stack: Stack) -> None:
-    """A refused body (not JSON) is never admitted; a request every account fails is admitted
-    and freed: max_concurrency 1 lets the next one in."""
+    """A request no account can serve is admitted, then freed when it is refused:
+    max_concurrency 1 lets the next one in."""
     limited = new_key(stack, max_concurrency=1)
     with stack.admin() as admin:
         assert admin.put(f"/admin/accounts/{stack.accounts['a']}",
@@ -402,3 +403,45 @@ def test_an_admission_is_freed_when_the_request_fails_before_upstream(stack: Sta
             answer = client.post("/v1/messages", json={"model": MODEL, "max_tokens": 5,
                                                        "messages": []})
             assert answer.status_code == 503, answer.text
+
+
+# --- resets, through a real Kestrel whose clock the test moves ------------------------------------
+
+
+def test_limits_reset_when_their_window_ends(tmp_path: Path, shifted: ShiftedClock) -> None:
+    """rpm at the next minute, daily tokens at midnight, a monthly budget on the first, each
+    refused through an official SDK before and served again after."""
+    with running_stack(tmp_path, accounts=("a",), env=shifted.env) as stack:
+        per_minute, per_day, per_month = (new_key(stack, **limits) for limits in (
+            {"rpm": 1}, {"daily_tokens": 1}, {"monthly_budget_usd": 0.0001}))
+        anthropic_minute = claude(stack, per_minute["key"])
+        anthropic_month = claude(stack, per_month["key"])
+        chat_day = stack.closed_with_stack(openai.OpenAI(
+            base_url=stack.url + "/v1", api_key=per_day["key"], max_retries=0))
+
+        def chat() -> Any:
+            return chat_day.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "hi"}])
+
+        shifted.set(datetime(2026, 12, 31, 23, 58, 20, tzinfo=UTC).timestamp())
+        for ask_once in (lambda: ask(anthropic_minute), chat, lambda: ask(anthropic_month)):
+            ask_once()  # each starts under its limit and uses it up
+        with pytest.raises(anthropic.RateLimitError, match=r"\(rpm\); it resets in 4\d s"):
+            ask(anthropic_minute)
+        with pytest.raises(openai.RateLimitError, match=r"\(daily_tokens\); it resets at "
+                           r"2027-01-01 00:00 UTC \(in 2 min\)"):
+            chat()
+        with pytest.raises(anthropic.RateLimitError, match=r"\(monthly_budget_usd\); it resets "
+                           r"at 2027-01-01 00:00 UTC \(in 2 min\)"):
+            ask(anthropic_month)
+
+        shifted.set(datetime(2026, 12, 31, 23, 59, 10, tzinfo=UTC).timestamp())
+        assert ask(anthropic_minute).content  # a new minute
+        with pytest.raises(openai.RateLimitError):
+            chat()  # still the same day
+        shifted.set(datetime(2027, 1, 1, 0, 0, 10, tzinfo=UTC).timestamp())
+        assert chat().choices  # a new day
+        assert ask(anthropic_month).content  # and a new month
+        rows = stack.logs(expect=10)
+        assert sorted(r["error_type"] for r in rows if r["status"] == 429) == [
+            "daily_tokens", "daily_tokens", "monthly_budget_usd", "rpm"]

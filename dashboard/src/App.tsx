@@ -2,12 +2,13 @@ import { useCallback, useEffect, useMemo, useState } from "react";
 import { Layout } from "./components/Layout";
 import { SessionContext } from "./context";
 import { Client, type Features } from "./lib/api";
-import { pageOf, useLocation } from "./lib/router";
+import { pageOf, PAGES, useLocation } from "./lib/router";
 import { loadKey, saveKey } from "./lib/session";
 import { Accounts } from "./pages/Accounts";
 import { Keys } from "./pages/Keys";
 import { Logs } from "./pages/Logs";
 import { Overview } from "./pages/Overview";
+import { Usage } from "./pages/Usage";
 import { SignIn } from "./pages/SignIn";
 
 export function App() {
@@ -36,8 +37,8 @@ export function App() {
 
   const page = pageOf(location.pathname);
   useEffect(() => {
-    const titles = { overview: "Overview", accounts: "Accounts", keys: "Keys", logs: "Logs" };
-    document.title = client ? `${titles[page]} · Kestrel` : "Sign in · Kestrel";
+    const label = PAGES.find((p) => p.page === page)?.label;
+    document.title = client ? `${label} · Kestrel` : "Sign in · Kestrel";
   }, [page, client]);
 
   if (!client) {
@@ -60,6 +61,7 @@ export function App() {
         {page === "accounts" && <Accounts />}
         {page === "keys" && <Keys />}
         {page === "logs" && <Logs />}
+        {page === "usage" && <Usage />}
       </Layout>
     </SessionContext.Provider>
   );

@@ -34,6 +34,8 @@ describe("the admin client", () => {
     expect(fetch.mock.calls[0][0]).toBe("/admin/logs?account_id=2&status=429&cursor=abc&limit=50");
     await client.stats("7d");
     expect(fetch.mock.calls[1][0]).toBe("/admin/stats?window=7d");
+    await client.usage({ group_by: "account", period: "month", from: "2026-01", to: undefined });
+    expect(fetch.mock.calls[2][0]).toBe("/admin/usage?group_by=account&period=month&from=2026-01");
   });
 
   it("returns nothing for 204", async () => {

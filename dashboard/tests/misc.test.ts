@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { SeriesPoint } from "../src/lib/api";
 import { hrefOf, pageOf } from "../src/lib/router";
-import { chartPoints, errorRate, niceMax } from "../src/lib/series";
+import { chartPoints, costPoints, DAYS, errorRate, niceMax, pointLabel, tickLabel } from "../src/lib/series";
 import { snippets } from "../src/lib/snippets";
 
 describe("snippets", () => {
@@ -23,13 +23,15 @@ describe("routes", () => {
     expect(pageOf("/app/nope")).toBe("overview");
     expect(hrefOf("overview")).toBe("/app/");
     expect(hrefOf("keys")).toBe("/app/keys");
+    expect(pageOf("/app/usage")).toBe("usage");
+    expect(hrefOf("usage")).toBe("/app/usage");
   });
 });
 
 describe("chart data", () => {
   const point = (requests: number, errors: number): SeriesPoint => ({
     start: "2026-03-01T12:00:00.000Z", requests, errors, input_tokens: 10, output_tokens: 5,
-    cache_read_tokens: 2, cache_creation_tokens: 1, p50_latency_ms: requests ? 100 : null,
+    cache_read_tokens: 2, cache_creation_tokens: 1, cost_usd: 0.01, p50_latency_ms: requests ? 100 : null,
     p95_latency_ms: requests ? 200 : null,
   });
 
@@ -58,6 +60,17 @@ describe("chart data", () => {
     expect(niceMax(230, true)).toBe(400);
     expect(niceMax(4_700, true)).toBe(5_000);
     for (const v of [1, 7, 13, 26, 99, 120, 333, 6_100]) expect(Number.isInteger(niceMax(v, true) / 2)).toBe(true);
+  });
+
+  it("turns a report by day into one point a day, gaps at zero", () => {
+    const row = (period: string, cost_usd: number) => ({
+      period, requests: 1, input_tokens: 0, output_tokens: 0, cache_read_tokens: 0, cache_creation_tokens: 0, unpriced: 0, cost_usd,
+    });
+    const points = costPoints([row("2026-11-30", 0.25), row("2026-12-02", 1), row("2026-12-02", 0.5)], "2026-11-30", "2026-12-02");
+    expect(points.map((p) => p.values.cost)).toEqual([0.25, 0, 1.5]);
+    expect(points.map((p) => p.t)).toEqual([new Date(2026, 10, 30).getTime(), new Date(2026, 11, 1).getTime(), new Date(2026, 11, 2).getTime()]);
+    expect(tickLabel(points[2].t, DAYS)).toBe("Dec 2");
+    expect(pointLabel(points[2].t, DAYS)).toBe("Wed, Dec 2");
   });
 
   it("computes the error rate of a window", () => {

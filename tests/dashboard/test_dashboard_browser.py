@@ -28,6 +28,7 @@ pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import (  # noqa: E402
     Browser,
     ConsoleMessage,
+    Locator,
     Page,
     Route,
     expect,
@@ -106,6 +107,14 @@ def add_account(page: Page, stack: Stack, name: str, priority: int) -> None:
     stack.accounts[name] = next(a["id"] for a in _admin_accounts(stack) if a["name"] == name)
 
 
+def fill_and_save(dialog: Locator, values: dict[str, str]) -> None:
+    """Fill the form's inputs, by label, and save it: the dialog closes."""
+    for label, value in values.items():
+        dialog.get_by_label(label).fill(value)
+    dialog.get_by_role("button", name="Save changes").click()
+    expect(dialog).to_be_hidden()
+
+
 def _admin_accounts(stack: Stack) -> list[dict[str, object]]:
     with stack.admin() as client:
         data: list[dict[str, object]] = client.get("/admin/accounts").json()["data"]
@@ -164,9 +173,7 @@ def test_operator_journey(browser: Browser, stack: Stack) -> None:
     page.get_by_role("button", name="Edit beta").click()
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_label("New API key")).to_have_value("")
-    dialog.get_by_label("Priority").fill("5")
-    dialog.get_by_role("button", name="Save changes").click()
-    expect(dialog).to_be_hidden()
+    fill_and_save(dialog, {"Priority": "5"})
     expect(page.get_by_test_id("account-row-beta")).to_contain_text("5")
     assert stack.account("beta")["priority"] == 5
 
@@ -197,15 +204,37 @@ def test_operator_journey(browser: Browser, stack: Stack) -> None:
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_label("Owner")).to_have_value("ana@example.com")
     expect(dialog.get_by_label("Allowed models")).to_have_value("claude-haiku-*")
-    dialog.get_by_label("Note").fill("Ana's work laptop")
-    dialog.get_by_label("Allowed models").fill("")
-    dialog.get_by_role("button", name="Save changes").click()
-    expect(dialog).to_be_hidden()
+    fill_and_save(dialog, {"Note": "Ana's work laptop", "Allowed models": ""})
     expect(row).to_contain_text("Ana's work laptop")
     expect(row).to_contain_text("No limits")
     saved = next(k for k in _admin_keys(stack) if k["name"] == "e2e-laptop")
     assert (saved["note"], saved["owner"], saved["models"]) == (
         "Ana's work laptop", "ana@example.com", None)
+    # Limits: the form checks what it can (a count of 0), shows the server's 422 under the
+    # input it names (a budget over the maximum), and saves a rate and a daily budget.
+    row.get_by_role("button", name="Edit e2e-laptop").click()
+    expect(dialog.get_by_label("Requests per minute")).to_have_value("")
+    dialog.get_by_label("Requests per minute").fill("0")
+    dialog.get_by_role("button", name="Save changes").click()
+    expect(dialog).to_contain_text("A whole number, 1 or more")
+    dialog.get_by_label("Requests per minute").fill("60")
+    dialog.get_by_label("Monthly budget ($)").fill("5000000000")
+    dialog.get_by_role("button", name="Save changes").click()
+    expect(dialog).to_contain_text("monthly_budget_usd must be at most")
+    fill_and_save(dialog, {"Monthly budget ($)": "", "Daily budget ($)": "0.50"})
+    expect(row).to_contain_text("60 rpm")
+    expect(row).to_contain_text("$0.50/day")
+    spend = page.get_by_test_id("key-spend-e2e-laptop").locator("visible=true")
+    expect(spend).to_contain_text(re.compile(r"Today\s*\$0\.00\s*/\s*\$0\.50"))
+    expect(spend.get_by_role("progressbar")).to_have_count(1)  # no monthly budget: no bar
+    saved = next(k for k in _admin_keys(stack) if k["name"] == "e2e-laptop")
+    assert (saved["rpm"], saved["daily_budget_usd"], saved["monthly_budget_usd"]) == (60, 0.5, None)
+    row.get_by_role("button", name="Edit e2e-laptop").click()
+    expect(dialog.get_by_label("Requests per minute")).to_have_value("60")
+    expect(dialog.get_by_label("Daily budget ($)")).to_have_value("0.5")
+    shoot(page, "key-limits-light")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
 
     # The first choice (alpha, priority 10) is rate-limited: Kestrel cools it down and serves
     # the request from beta, invisibly to the client.
@@ -227,6 +256,10 @@ def test_operator_journey(browser: Browser, stack: Stack) -> None:
     assert reply.content and stack.served_by() == "beta"
     stack.logs(expect=1)
     expect(row).not_to_contain_text("never", timeout=8000)  # last use shows up on refresh
+    # What it cost shows up too, against the daily budget.
+    cost = stack.logs(expect=1)[0]["cost_usd"]
+    assert cost > 0
+    expect(spend).to_contain_text(re.compile(r"Today\s*\$0\.000\d+\s*/\s*\$0\.50"), timeout=8000)
 
     # Logs: the request, with both attempts.
     go(page, "Logs")
@@ -234,6 +267,8 @@ def test_operator_journey(browser: Browser, stack: Stack) -> None:
     expect(log_row).to_contain_text("200")
     expect(log_row).to_contain_text(MODEL)
     expect(log_row).to_contain_text("beta")
+    expect(page.get_by_role("columnheader", name="Cost")).to_be_visible()
+    expect(log_row).to_contain_text(re.compile(r"\$0\.000\d+"))
     shoot(page, "logs-light")
     log_row.click()
     attempts = page.get_by_test_id("attempts").get_by_role("listitem")
@@ -242,6 +277,7 @@ def test_operator_journey(browser: Browser, stack: Stack) -> None:
     expect(attempts.nth(0)).to_contain_text("429")
     expect(attempts.nth(1)).to_contain_text("beta")
     expect(attempts.nth(1)).to_contain_text("200")
+    expect(page.get_by_role("dialog")).to_contain_text(re.compile(r"Cost\$0\.000\d+"))
     # The instance that served it (INSTANCE_NAME's default: host name and the --port given).
     expect(page.get_by_role("dialog")).to_contain_text(f"Instance{socket.gethostname()}:0")
     shoot(page, "log-detail-light")
@@ -266,6 +302,8 @@ def test_operator_journey(browser: Browser, stack: Stack) -> None:
     countdown = re.compile(r"Cooling down\s*(0|1)m \d\ds|Cooling down\s*\d+s")
     expect(cards).to_contain_text(countdown)
     expect(page.get_by_role("img", name="Requests")).to_be_visible()
+    expect(page.get_by_role("img", name="Cost by day, last 30 days")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"total \$0\.000\d+"))).to_be_visible()
     if "usage_windows" in stack.account("beta"):  # the servers that track subscription windows
         bars = cards.get_by_role("progressbar")
         expect(bars).to_have_count(2)
@@ -273,6 +311,35 @@ def test_operator_journey(browser: Browser, stack: Stack) -> None:
         expect(cards).to_contain_text(re.compile(r"42%\s*used · resets in (1h 59m|2h 00m)"))
         expect(bars.nth(1)).to_have_attribute("aria-valuenow", "93")
     shoot(page, "overview-light")
+
+    # Usage: this month by key, each key's requests and cost, and the total; then by model,
+    # a request for a model the price table lacks counted as unpriced.
+    go(page, "Usage")
+    usage_rows = page.get_by_test_id("usage-row")
+    laptop = usage_rows.filter(has_text="e2e-laptop")
+    expect(laptop).to_have_count(1)
+    expect(laptop.locator("td").nth(1)).to_have_text("1")
+    expect(laptop).to_contain_text(re.compile(r"\$0\.000\d+"))
+    expect(usage_rows.filter(has_text="tests")).to_have_count(1)
+    expect(page.get_by_test_id("usage-totals").locator("td").first).to_have_text("2")
+    shoot(page, "usage-light")
+    stack.sdk().messages.create(model="kestrel-unpriced-model", max_tokens=32,
+                                messages=[{"role": "user", "content": "unpriced"}])
+    stack.logs(expect=3)
+    page.get_by_role("radio", name="Model").click()
+    page.get_by_role("button", name="Refresh").click()
+    unpriced = usage_rows.filter(has_text="kestrel-unpriced-model")
+    expect(unpriced).to_contain_text("$0.00")
+    expect(unpriced.locator("td").last).to_have_text("1")
+    expect(usage_rows.filter(has_text=MODEL).locator("td").last).to_have_text("0")
+    expect(page.get_by_text("1 unpriced request not counted")).to_be_visible()
+    # By month: the same rows under this month's heading ("December 2026").
+    page.get_by_role("radio", name="Month").click()
+    month = re.compile(r"^[A-Z][a-z]+ \d{4}\b")
+    expect(page.get_by_role("columnheader", name=month)).to_have_count(1)
+    expect(unpriced.locator("td").last).to_have_text("1")
+    go(page, "Logs")
+    expect(page.get_by_test_id("log-row").first).to_contain_text("unpriced")
 
     # Accounts: the cooldown, then reset it.
     go(page, "Accounts")
@@ -287,7 +354,7 @@ def test_operator_journey(browser: Browser, stack: Stack) -> None:
 
     # Dark theme, every page.
     set_theme(page, "dark")
-    for label in ("Overview", "Accounts", "Keys", "Logs"):
+    for label in ("Overview", "Accounts", "Keys", "Logs", "Usage"):
         go(page, label)
         page.wait_for_load_state("networkidle")
         shoot(page, f"{label.lower()}-dark")
@@ -316,7 +383,7 @@ def test_operator_journey(browser: Browser, stack: Stack) -> None:
     small.get_by_role("button", name="Sign in").click()
     expect(small.get_by_role("heading", level=1, name="Logs")).to_be_visible()
     assert small.url == origin + "/app/logs"  # the deep link survives signing in
-    for label in ("Overview", "Accounts", "Keys", "Logs"):
+    for label in ("Overview", "Accounts", "Keys", "Logs", "Usage"):
         go(small, label)
         small.wait_for_load_state("networkidle")
         width = small.evaluate("document.documentElement.scrollWidth")

@@ -1,9 +1,9 @@
 // Pieces that show an account: status badge with countdown, usage window bars, the card.
 
 import type { Account, StatsGroup } from "../lib/api";
-import { accountTone, compact, formatSpan, percent, relativeTime, secondsUntil, usageTone, type Tone } from "../lib/format";
+import { accountTone, compact, formatSpan, percent, relativeTime, secondsUntil, usageTone } from "../lib/format";
 import { usageSummary, usageWindows } from "../lib/usage";
-import { Badge, Card, cx } from "./ui";
+import { Badge, Card, cx, Meter, toneText } from "./ui";
 
 const LABELS: Record<string, string> = {
   active: "Active",
@@ -33,14 +33,6 @@ export function TypeBadge({ type }: { type: Account["type"] }) {
   );
 }
 
-const BAR: Record<Tone, string> = {
-  good: "bg-emerald-500",
-  warn: "bg-amber-500",
-  bad: "bg-red-500",
-  muted: "bg-zinc-400",
-  info: "bg-sky-500",
-};
-
 /** One line per window for a table cell: label, bar, percentage; the reset time below. */
 export function UsageCompact({ account, now }: { account: Account; now: number }) {
   const windows = usageWindows(account);
@@ -54,11 +46,8 @@ export function UsageCompact({ account, now }: { account: Account; now: number }
           <div key={w.name} title={left !== null ? `${w.label} window resets in ${formatSpan(left)}` : undefined}>
             <div className="grid grid-cols-[2.75rem_1fr_2.5rem] items-center gap-2 text-xs">
               <span className="whitespace-nowrap text-zinc-500 dark:text-zinc-400">{w.label}</span>
-              <div className="h-1.5 overflow-hidden rounded-full bg-zinc-200 dark:bg-zinc-800" role="progressbar"
-                aria-label={`${w.label} window used`} aria-valuemin={0} aria-valuemax={100} aria-valuenow={Math.round(w.utilization * 100)}>
-                <div className={cx("h-full rounded-full", BAR[tone])} style={{ width: `${Math.max(w.utilization * 100, w.utilization > 0 ? 2 : 0)}%` }} />
-              </div>
-              <span className={cx("text-right tabular font-medium", tone === "bad" ? "text-red-600 dark:text-red-400" : tone === "warn" ? "text-amber-600 dark:text-amber-400" : "text-zinc-700 dark:text-zinc-300")}>
+              <Meter fraction={w.utilization} tone={tone} label={`${w.label} window used`} />
+              <span className={cx("text-right tabular font-medium", toneText(tone, "text-zinc-700 dark:text-zinc-300"))}>
                 {percent(w.utilization, 0)}
               </span>
             </div>
@@ -87,22 +76,13 @@ export function UsageBars({ account, now }: { account: Account; now: number }) {
             <div className="mb-1 flex items-baseline justify-between gap-2 text-xs">
               <span className="font-medium text-zinc-700 dark:text-zinc-300">{w.label} window</span>
               <span className="tabular text-zinc-500 dark:text-zinc-400">
-                <span className={cx("font-semibold", tone === "bad" ? "text-red-600 dark:text-red-400" : tone === "warn" ? "text-amber-600 dark:text-amber-400" : "text-zinc-800 dark:text-zinc-200")}>
+                <span className={cx("font-semibold", toneText(tone, "text-zinc-800 dark:text-zinc-200"))}>
                   {percent(w.utilization, 0)}
                 </span>{" "}
                 used{left !== null && <> · resets in {formatSpan(left)}</>}
               </span>
             </div>
-            <div
-              className="h-1.5 overflow-hidden rounded-full bg-zinc-200 dark:bg-zinc-800"
-              role="progressbar"
-              aria-label={`${w.label} window used`}
-              aria-valuemin={0}
-              aria-valuemax={100}
-              aria-valuenow={Math.round(w.utilization * 100)}
-            >
-              <div className={cx("h-full rounded-full transition-[width] duration-500", BAR[tone])} style={{ width: `${Math.max(w.utilization * 100, w.utilization > 0 ? 2 : 0)}%` }} />
-            </div>
+            <Meter fraction={w.utilization} tone={tone} label={`${w.label} window used`} />
           </div>
         );
       })}

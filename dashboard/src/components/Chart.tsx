@@ -4,8 +4,7 @@
 import { useMemo, useState } from "react";
 import { useWidth } from "../lib/hooks";
 import type { ChartPoint } from "../lib/series";
-import { niceMax, tickLabel } from "../lib/series";
-import { formatClock } from "../lib/format";
+import { niceMax, pointLabel, tickLabel } from "../lib/series";
 import { cx } from "./ui";
 
 export interface SeriesDef {
@@ -18,7 +17,7 @@ export interface SeriesDef {
 
 const MARGIN = { left: 46, right: 10, top: 10, bottom: 22 };
 
-export function TimeChart({ title, summary, points, series, kind, format, window, height = 150, max, minTop = 0 }: {
+export function TimeChart({ title, summary, points, series, kind, format, window, height = 150, max, minTop = 0, emptyText = "No requests in this window" }: {
   title: string;
   summary?: React.ReactNode;
   points: ChartPoint[];
@@ -30,6 +29,8 @@ export function TimeChart({ title, summary, points, series, kind, format, window
   max?: number;
   /** Smallest axis top; set for counts, whose gridlines must fall on whole numbers. */
   minTop?: number;
+  /** Said over the plot when there is nothing to draw. */
+  emptyText?: string;
 }) {
   const [ref, width] = useWidth<HTMLDivElement>();
   const [hover, setHover] = useState<number | null>(null);
@@ -109,7 +110,7 @@ export function TimeChart({ title, summary, points, series, kind, format, window
         )}
         {empty && width > 0 && (
           <div className="pointer-events-none absolute inset-0 flex items-center justify-center pl-10 text-xs text-zinc-400 dark:text-zinc-500">
-            No requests in this window
+            {emptyText}
           </div>
         )}
         {hovered && hover !== null && (
@@ -119,7 +120,7 @@ export function TimeChart({ title, summary, points, series, kind, format, window
               left: Math.min(Math.max(0, xCenter(hover) + 12), Math.max(0, width - 160)),
             }}
           >
-            <p className="mb-1 font-medium text-zinc-700 dark:text-zinc-200">{formatClock(hovered.t, hovered.t)}</p>
+            <p className="mb-1 font-medium text-zinc-700 dark:text-zinc-200">{pointLabel(hovered.t, window)}</p>
             {series.map((s) => (
               <p key={s.key} className="flex items-center justify-between gap-4 text-zinc-600 dark:text-zinc-300">
                 <span className="inline-flex items-center gap-1.5"><span className={cx("size-2 rounded-sm", s.dot)} />{s.label}</span>

@@ -2,7 +2,7 @@ import { useState, type ReactNode } from "react";
 import { useSession } from "../context";
 import { hrefOf, navigate, PAGES, type Page } from "../lib/router";
 import { applyTheme, type Theme } from "../lib/session";
-import { IconAccounts, IconKey, IconLogout, IconLogs, IconMoon, IconOverview, IconSun, Logo } from "./icons";
+import { IconAccounts, IconKey, IconLogout, IconLogs, IconMoon, IconOverview, IconSun, IconUsage, Logo } from "./icons";
 import { cx } from "./ui";
 
 const ICONS: Record<Page, (p: { size?: number }) => React.ReactElement> = {
@@ -10,6 +10,7 @@ const ICONS: Record<Page, (p: { size?: number }) => React.ReactElement> = {
   accounts: IconAccounts,
   keys: IconKey,
   logs: IconLogs,
+  usage: IconUsage,
 };
 
 export function NavLink({ page, current, compact = false }: { page: Page; current: Page; compact?: boolean }) {

@@ -34,6 +34,9 @@ export const IconKey = (p: IconProps) => (
 export const IconLogs = (p: IconProps) => (
   <Icon {...p}><path d="M4 4h12M4 8h12M4 12h8M4 16h6" /></Icon>
 );
+export const IconUsage = (p: IconProps) => (
+  <Icon {...p}><circle cx="10" cy="10" r="7.5" /><path d="M10 2.5V10h7.5" /></Icon>
+);
 export const IconSun = (p: IconProps) => (
   <Icon {...p}><circle cx="10" cy="10" r="3.5" /><path d="M10 1.5v2M10 16.5v2M1.5 10h2M16.5 10h2M4 4l1.4 1.4M14.6 14.6 16 16M4 16l1.4-1.4M14.6 5.4 16 4" /></Icon>
 );

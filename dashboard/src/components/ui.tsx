@@ -62,6 +62,31 @@ export const DOT: Record<Tone, string> = {
   info: "bg-sky-500",
 };
 
+/** A figure's colour by tone: red when bad, amber as a warning, else `fallback`. */
+export function toneText(tone: Tone | undefined, fallback = "text-zinc-900 dark:text-white"): string {
+  if (tone === "bad") return "text-red-600 dark:text-red-400";
+  if (tone === "warn") return "text-amber-600 dark:text-amber-400";
+  return fallback;
+}
+
+/** A thin bar filled to `fraction` (over 1 stays full), coloured by tone. */
+export function Meter({ fraction, tone, label, className }: { fraction: number; tone: Tone; label: string; className?: string }) {
+  const filled = Math.min(1, Math.max(0, fraction));
+  return (
+    <div
+      className={cx("h-1.5 overflow-hidden rounded-full bg-zinc-200 dark:bg-zinc-800", className)}
+      role="progressbar"
+      aria-label={label}
+      aria-valuemin={0}
+      aria-valuemax={100}
+      aria-valuenow={Math.round(filled * 100)}
+      aria-valuetext={fraction > 1 ? `${Math.round(fraction * 100)}%` : undefined}
+    >
+      <div className={cx("h-full rounded-full transition-[width] duration-500", DOT[tone])} style={{ width: `${Math.max(filled * 100, filled > 0 ? 2 : 0)}%` }} />
+    </div>
+  );
+}
+
 export function Badge({ tone = "muted", dot = false, children, className }: {
   tone?: Tone; dot?: boolean; children: ReactNode; className?: string;
 }) {
@@ -316,8 +341,7 @@ export function Stat({ label, value, sub, tone, className }: { label: string; va
   return (
     <Card className={cx("px-4 py-3.5", className)}>
       <p className="text-xs font-medium tracking-wide text-zinc-500 uppercase dark:text-zinc-400">{label}</p>
-      <p className={cx("mt-1 text-2xl font-semibold tabular tracking-tight",
-        tone === "bad" ? "text-red-600 dark:text-red-400" : tone === "warn" ? "text-amber-600 dark:text-amber-400" : "text-zinc-900 dark:text-white")}>
+      <p className={cx("mt-1 text-2xl font-semibold tabular tracking-tight", toneText(tone))}>
         {value}
       </p>
       {sub && <p className="mt-0.5 truncate text-xs text-zinc-500 dark:text-zinc-400">{sub}</p>}

@@ -66,10 +66,34 @@ export interface ApiKey {
   allowed_ips: string[] | null;
   owner: string | null;
   note: string | null;
+  /** Requests per calendar minute; null: no limit (as for every limit below). */
+  rpm: number | null;
+  /** Tokens (input, cache writes and output) per calendar minute. */
+  tpm: number | null;
+  /** Requests in flight at once. */
+  max_concurrency: number | null;
+  /** Tokens per calendar day in the server's TIME_ZONE. */
+  daily_tokens: number | null;
+  daily_budget_usd: number | null;
+  monthly_budget_usd: number | null;
+  /** What the daily and monthly limits count so far (read-only). */
+  tokens_today: number;
+  spent_today_usd: number;
+  spent_this_month_usd: number;
+}
+
+/** The numeric limits of a key: whole counts ≥ 1 and dollar budgets ≥ 0; null: no limit. */
+export interface KeyLimits {
+  rpm?: number | null;
+  tpm?: number | null;
+  max_concurrency?: number | null;
+  daily_tokens?: number | null;
+  daily_budget_usd?: number | null;
+  monthly_budget_usd?: number | null;
 }
 
 /** The limits and labels an operator sets on a key: a field left out stays, null clears it. */
-export interface KeyControls {
+export interface KeyControls extends KeyLimits {
   models?: string[] | null;
   /** RFC 3339 with an offset (the server refuses a time without one). */
   expires_at?: string | null;
@@ -108,6 +132,10 @@ export interface LogRow {
   output_tokens: number;
   cache_read_tokens: number;
   cache_creation_tokens: number;
+  /** What it cost at the price table's rates; 0 when `priced` is false. */
+  cost_usd: number;
+  /** False: the model is not in the price table, so `cost_usd` (0) is not its cost. */
+  priced: boolean;
   latency_ms: number;
   ttfb_ms: number | null;
   client: string | null;
@@ -141,6 +169,7 @@ export interface StatsGroup {
   output_tokens: number;
   cache_read_tokens: number;
   cache_creation_tokens: number;
+  cost_usd: number;
   p50_latency_ms: number | null;
   p95_latency_ms: number | null;
   p50_ttfb_ms: number | null;
@@ -155,6 +184,7 @@ export interface SeriesPoint {
   output_tokens: number;
   cache_read_tokens: number;
   cache_creation_tokens: number;
+  cost_usd: number;
   p50_latency_ms: number | null;
   p95_latency_ms: number | null;
 }
@@ -169,6 +199,47 @@ export interface Stats {
   keys: (StatsGroup & { key_id: number | null })[];
   models: (StatsGroup & { model: string | null })[];
   series: SeriesPoint[];
+}
+
+export type UsageGroup = "key" | "account" | "model";
+export type UsagePeriod = "day" | "month";
+
+export interface UsageQuery {
+  group_by: UsageGroup;
+  period: UsagePeriod;
+  /** YYYY-MM-DD or YYYY-MM, in the server's TIME_ZONE; left out: the server's default. */
+  from?: string;
+  to?: string;
+}
+
+export interface UsageCounts {
+  requests: number;
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_tokens: number;
+  cache_creation_tokens: number;
+  /** Requests for models not in the price table (costed at 0). */
+  unpriced: number;
+  cost_usd: number;
+}
+
+export interface UsageRow extends UsageCounts {
+  /** "2026-12-04", or "2026-12" by month. */
+  period: string;
+  /** The group, by `group_by`: a key or account id, a model name; null: none. */
+  key?: number | null;
+  account?: number | null;
+  model?: string | null;
+}
+
+export interface UsageReport {
+  group_by: UsageGroup;
+  period: UsagePeriod;
+  from: string;
+  to: string;
+  time_zone: string;
+  data: UsageRow[];
+  totals: UsageCounts;
 }
 
 export interface Features {
@@ -286,6 +357,7 @@ export class Client {
   logs = (filters: LogFilters, cursor: string | null, limit = 50) =>
     this.request<LogPage>("GET", `/admin/logs${query({ ...filters, cursor, limit })}`);
   stats = (window: Window) => this.request<Stats>("GET", `/admin/stats${query({ window })}`);
+  usage = (q: UsageQuery) => this.request<UsageReport>("GET", `/admin/usage${query({ ...q })}`);
 
   oauthStart = (name: string) => this.request<OAuthStart>("POST", "/admin/oauth/start", { name });
   oauthExchange = (state: string, code: string) =>

@@ -1,8 +1,9 @@
 // A client key's controls as the key forms edit them (text in, the admin API's values out) and
 // as the keys list summarises them. Pure: `now` is always passed in.
 
-import type { ApiKey, KeyChanges, KeyControls } from "./api";
-import { parseTime, relativeTime, type Tone } from "./format";
+import type { ApiKey, KeyChanges, KeyControls, KeyLimits } from "./api";
+import { compact, parseTime, relativeTime, type Tone } from "./format";
+import { formatUsd } from "./money";
 
 /** "a, b\nc" → ["a", "b", "c"]: split on commas and line breaks, blanks dropped. */
 export function splitList(text: string): string[] {
@@ -51,8 +52,20 @@ export function isoToLocal(value: string | null | undefined): string {
   return d.getSeconds() ? `${base}:${pad(d.getSeconds())}` : base;
 }
 
+/** The numeric limits: each input, the API's field, and whether it is a count or dollars. */
+export const LIMITS = [
+  { field: "rpm", api: "rpm", usd: false },
+  { field: "tpm", api: "tpm", usd: false },
+  { field: "maxConcurrency", api: "max_concurrency", usd: false },
+  { field: "dailyTokens", api: "daily_tokens", usd: false },
+  { field: "dailyBudget", api: "daily_budget_usd", usd: true },
+  { field: "monthlyBudget", api: "monthly_budget_usd", usd: true },
+] as const satisfies readonly { field: string; api: keyof KeyLimits; usd: boolean }[];
+
+export type LimitField = (typeof LIMITS)[number]["field"];
+
 /** The key form's inputs, as typed. */
-export interface KeyFormValues {
+export interface KeyFormValues extends Record<LimitField, string> {
   name: string;
   owner: string;
   models: string;
@@ -64,6 +77,10 @@ export interface KeyFormValues {
 export type KeyField = keyof KeyFormValues;
 
 export function formValues(key?: ApiKey | null): KeyFormValues {
+  const limits = Object.fromEntries(LIMITS.map(({ field, api }) => {
+    const value = key?.[api];
+    return [field, value === null || value === undefined ? "" : String(value)];
+  })) as Record<LimitField, string>;
   return {
     name: key?.name ?? "",
     owner: key?.owner ?? "",
@@ -71,7 +88,45 @@ export function formValues(key?: ApiKey | null): KeyFormValues {
     allowedIps: joinList(key?.allowed_ips),
     expires: isoToLocal(key?.expires_at),
     note: key?.note ?? "",
+    ...limits,
   };
+}
+
+/**
+ * A limit as typed: a whole count of 1 or more ("1,000" and "1 000" read as 1000), or dollars,
+ * 0 or more ("$5", "0.50"); "" → null (no limit). Throws a RangeError saying what to type.
+ */
+export function parseLimit(text: string, usd: boolean): number | null {
+  if (usd) {
+    const amount = text.trim().replace(/^\$\s*/, "");
+    if (!amount) return null;
+    if (!/^(\d+(\.\d*)?|\.\d+)$/.test(amount)) throw new RangeError("Dollars, e.g. 5 or 0.50; empty for no limit.");
+    return Number(amount);
+  }
+  const count = text.replace(/[\s,_]/g, "");
+  if (!count) return null;
+  if (!/^\d+$/.test(count) || Number(count) < 1) throw new RangeError("A whole number, 1 or more; empty for no limit.");
+  if (!Number.isSafeInteger(Number(count))) throw new RangeError("Too large; empty for no limit.");
+  return Number(count);
+}
+
+/** What is wrong with the inputs before anything is sent, by input. */
+export function formErrors(values: KeyFormValues): Partial<Record<KeyField, string>> {
+  const errors: Partial<Record<KeyField, string>> = {};
+  if (!values.name.trim()) errors.name = "Name the key after who or what uses it.";
+  try {
+    localToIso(values.expires);
+  } catch {
+    errors.expires = "A date and time, or empty for never.";
+  }
+  for (const { field, usd } of LIMITS) {
+    try {
+      parseLimit(values[field], usd);
+    } catch (exc) {
+      errors[field] = (exc as Error).message;
+    }
+  }
+  return errors;
 }
 
 const listOrNull = (text: string) => {
@@ -80,14 +135,17 @@ const listOrNull = (text: string) => {
 };
 const textOrNull = (text: string) => text.trim() || null;
 
-/** Each control from its input; an empty input is null (no limit). Throws for a bad expiry. */
+/** Each control from its input; an empty input is null (no limit). Throws for a bad expiry or
+ * limit (`formErrors` says which). */
 export function controlsOf(values: KeyFormValues): Required<KeyControls> {
+  const limits = Object.fromEntries(LIMITS.map(({ field, api, usd }) => [api, parseLimit(values[field], usd)]));
   return {
     owner: textOrNull(values.owner),
     models: listOrNull(values.models),
     allowed_ips: listOrNull(values.allowedIps),
     expires_at: localToIso(values.expires),
     note: textOrNull(values.note),
+    ...(limits as Required<KeyLimits>),
   };
 }
 
@@ -113,6 +171,9 @@ export function keyChanges(initial: KeyFormValues, current: KeyFormValues): KeyC
   if (!same("allowedIps", true)) changes.allowed_ips = next.allowed_ips;
   if (!same("expires")) changes.expires_at = next.expires_at;
   if (!same("note")) changes.note = next.note;
+  for (const { field, api } of LIMITS) {
+    if (!same(field)) changes[api] = next[api];
+  }
   return changes;
 }
 
@@ -121,6 +182,7 @@ export function formField(field: string | null | undefined): KeyField | null {
   const head = (field ?? "").replace(/\[.*$/, "").split(".")[0];
   const fields: Record<string, KeyField> = {
     name: "name", owner: "owner", models: "models", allowed_ips: "allowedIps", expires_at: "expires", note: "note",
+    ...Object.fromEntries(LIMITS.map(({ field, api }) => [api, field])),
   };
   return fields[head] ?? null;
 }
@@ -131,13 +193,36 @@ export function isExpired(key: Pick<ApiKey, "expires_at">, now: number): boolean
 }
 
 export interface Limit {
-  kind: "models" | "expires" | "ips";
+  kind: "models" | "expires" | "ips" | "rates" | "budgets";
   text: string;
   tone: Tone;
 }
 
-/** The key's limits in a few words each: "models: claude-haiku-*", "expires in 3 d", "IPs: …". */
-export function limitsOf(key: Pick<ApiKey, "models" | "expires_at" | "allowed_ips">, now: number): Limit[] {
+const present = (value: number | null | undefined): value is number => value !== null && value !== undefined;
+
+/** The key's rates and daily tokens in one line: "60 rpm · 100k tpm · 5 concurrent · 1M tokens/day". */
+export function ratesOf(key: KeyLimits): string | null {
+  const parts = [
+    present(key.rpm) && `${compact(key.rpm)} rpm`,
+    present(key.tpm) && `${compact(key.tpm)} tpm`,
+    present(key.max_concurrency) && `${compact(key.max_concurrency)} concurrent`,
+    present(key.daily_tokens) && `${compact(key.daily_tokens)} tokens/day`,
+  ].filter(Boolean);
+  return parts.length ? parts.join(" · ") : null;
+}
+
+/** The key's budgets in one line: "$5.00/day · $100.00/month". */
+export function budgetsOf(key: KeyLimits): string | null {
+  const parts = [
+    present(key.daily_budget_usd) && `${formatUsd(key.daily_budget_usd)}/day`,
+    present(key.monthly_budget_usd) && `${formatUsd(key.monthly_budget_usd)}/month`,
+  ].filter(Boolean);
+  return parts.length ? parts.join(" · ") : null;
+}
+
+/** The key's limits in a few words each: "models: claude-haiku-*", "expires in 3 d", "IPs: …",
+ * "60 rpm · 5 concurrent", "$5.00/day". */
+export function limitsOf(key: Pick<ApiKey, "models" | "expires_at" | "allowed_ips"> & KeyLimits, now: number): Limit[] {
   const limits: Limit[] = [];
   if (key.models) {
     limits.push(key.models.length
@@ -154,5 +239,9 @@ export function limitsOf(key: Pick<ApiKey, "models" | "expires_at" | "allowed_ip
       ? { kind: "ips", text: `IPs: ${key.allowed_ips.join(", ")}`, tone: "muted" }
       : { kind: "ips", text: "IPs: none", tone: "warn" });
   }
+  const rates = ratesOf(key);
+  if (rates) limits.push({ kind: "rates", text: rates, tone: "muted" });
+  const budgets = budgetsOf(key);
+  if (budgets) limits.push({ kind: "budgets", text: budgets, tone: "muted" });
   return limits;
 }

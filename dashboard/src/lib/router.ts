@@ -1,16 +1,17 @@
-// A router of four pages does not need a library: the History API and one hook.
+// A router of five pages does not need a library: the History API and one hook.
 
 import { useEffect, useState } from "react";
 
 export const BASE = "/app";
 
-export type Page = "overview" | "accounts" | "keys" | "logs";
+export type Page = "overview" | "accounts" | "keys" | "logs" | "usage";
 
 export const PAGES: { page: Page; path: string; label: string }[] = [
   { page: "overview", path: "/", label: "Overview" },
   { page: "accounts", path: "/accounts", label: "Accounts" },
   { page: "keys", path: "/keys", label: "Keys" },
   { page: "logs", path: "/logs", label: "Logs" },
+  { page: "usage", path: "/usage", label: "Usage" },
 ];
 
 /** The page a location path shows; unknown paths show the overview. */

@@ -1,7 +1,8 @@
-// /admin/stats series → what the charts draw.
+// /admin/stats series and /admin/usage days → what the charts draw.
 
-import type { SeriesPoint, Stats } from "./api";
-import { parseTime } from "./format";
+import type { SeriesPoint, Stats, UsageRow } from "./api";
+import { formatClock, parseTime } from "./format";
+import { costPerDay, dayStart } from "./report";
 
 export interface ChartPoint {
   t: number;
@@ -25,6 +26,12 @@ export function chartPoints(series: SeriesPoint[]): ChartPoint[] {
   }));
 }
 
+/** One point a day from `from` to `to`, valued at the day's cost over all groups (0 when none):
+ * the chart of a `period=day` report. */
+export function costPoints(rows: UsageRow[], from: string, to: string): ChartPoint[] {
+  return costPerDay(rows, from, to).map(({ day, cost }) => ({ t: dayStart(day) ?? 0, values: { cost } }));
+}
+
 export function errorRate(stats: Pick<Stats, "totals">): number | null {
   const { requests, errors } = stats.totals;
   return requests > 0 ? errors / requests : null;
@@ -45,11 +52,22 @@ export function niceMax(value: number, integer = false): number {
   return 10 * power;
 }
 
-/** Tick label for a bucket start, by window: minutes for an hour, hours for a day, days for a week. */
+/** The window of a chart of whole days (one point a day), as `tickLabel` and `pointLabel` know it. */
+export const DAYS = "days";
+
+/** Tick label for a bucket start, by window: minutes for an hour, hours for a day, days for a
+ * week, dates for a chart of days. */
 export function tickLabel(t: number, window: string): string {
   const d = new Date(t);
   const hh = String(d.getHours()).padStart(2, "0");
   const mm = String(d.getMinutes()).padStart(2, "0");
+  if (window === DAYS) return d.toLocaleDateString("en-US", { month: "short", day: "numeric" });
   if (window === "7d") return d.toLocaleDateString("en-US", { weekday: "short", day: "numeric" });
   return `${hh}:${mm}`;
+}
+
+/** Heading of a point's tooltip: the bucket's time, or its date in a chart of days. */
+export function pointLabel(t: number, window: string): string {
+  if (window === DAYS) return new Date(t).toLocaleDateString("en-US", { weekday: "short", month: "short", day: "numeric" });
+  return formatClock(t, t);
 }

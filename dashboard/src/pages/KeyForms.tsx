@@ -2,9 +2,18 @@ import { useEffect, useState } from "react";
 import { Field, FormModal, inputClass } from "../components/ui";
 import { useSession } from "../context";
 import { ApiError, describeError, type ApiKey, type CreatedKey } from "../lib/api";
-import { createBody, formField, formValues, keyChanges, localToIso, type KeyField, type KeyFormValues } from "../lib/keys";
+import { createBody, formErrors, formField, formValues, keyChanges, LIMITS, type KeyField, type KeyFormValues, type LimitField } from "../lib/keys";
 
 type Errors = Partial<Record<KeyField | "form", string>>;
+
+const LIMIT_LABELS: Record<LimitField, string> = {
+  rpm: "Requests per minute",
+  tpm: "Tokens per minute",
+  maxConcurrency: "Concurrent requests",
+  dailyTokens: "Tokens per day",
+  dailyBudget: "Daily budget ($)",
+  monthlyBudget: "Monthly budget ($)",
+};
 
 function fieldErrors(exc: unknown): Errors {
   const field = exc instanceof ApiError ? formField(exc.field) : null;
@@ -42,13 +51,7 @@ export function KeyForm({ open, apiKey, onClose, onCreated, onSaved }: {
 
   const submit = async (e: React.FormEvent) => {
     e.preventDefault();
-    const next: Errors = {};
-    if (!values.name.trim()) next.name = "Name the key after who or what uses it.";
-    try {
-      localToIso(values.expires);
-    } catch {
-      next.expires = "A date and time, or empty for never.";
-    }
+    const next: Errors = formErrors(values);
     setErrors(next);
     if (Object.keys(next).length) return;
 
@@ -82,8 +85,21 @@ export function KeyForm({ open, apiKey, onClose, onCreated, onSaved }: {
 
       <div className="border-t border-zinc-200 pt-3 dark:border-zinc-800">
         <p className="text-sm font-medium text-zinc-800 dark:text-zinc-200">Limits</p>
-        <p className="text-xs text-zinc-500 dark:text-zinc-400">Optional; a request outside them is refused with 403. Empty: no limit.</p>
+        <p className="text-xs text-zinc-500 dark:text-zinc-400">Optional; a request outside them is refused (429 for the rates and budgets below, 403 for the rest). Empty: no limit.</p>
       </div>
+      <div className="grid grid-cols-2 items-start gap-x-3 gap-y-4">
+        {LIMITS.map(({ field, usd }) => (
+          <Field key={field} label={LIMIT_LABELS[field]} error={errors[field]}>
+            {(id) => (
+              <input id={id} className={inputClass + " tabular"} value={values[field]} onChange={set(field)}
+                inputMode={usd ? "decimal" : "numeric"} autoComplete="off" placeholder="no limit" />
+            )}
+          </Field>
+        ))}
+      </div>
+      <p className="-mt-2 text-xs text-zinc-500 dark:text-zinc-400">
+        Tokens count input, cache writes and output. Days and months are the server&apos;s (its TIME_ZONE); dollars at its price table&apos;s rates.
+      </p>
       <Field label="Allowed models" error={errors.models}
         hint={<>Separated by commas or lines; <span className="font-mono">*</span> matches anything, e.g. <span className="font-mono">claude-haiku-*</span>.</>}>
         {(id) => (

@@ -1,12 +1,13 @@
 import { useState } from "react";
 import { IconEdit, IconKey, IconPlus } from "../components/icons";
 import { useNotice } from "../components/Notice";
-import { Badge, Button, Card, Confirm, CopyButton, cx, Empty, ErrorBanner, Loading, Modal, PageHeader } from "../components/ui";
+import { Badge, Button, Card, Confirm, CopyButton, cx, Empty, ErrorBanner, Loading, Meter, Modal, PageHeader, toneText } from "../components/ui";
 import { useSession } from "../context";
 import { describeError, type ApiKey, type CreatedKey } from "../lib/api";
-import { formatDateTime, relativeTime } from "../lib/format";
+import { compact, formatDateTime, percent, relativeTime } from "../lib/format";
 import { useNow, usePoll } from "../lib/hooks";
 import { isExpired, limitsOf } from "../lib/keys";
+import { formatUsd, limitTone, usedFraction } from "../lib/money";
 import { snippets } from "../lib/snippets";
 import { KeyForm } from "./KeyForms";
 
@@ -102,8 +103,9 @@ export function Keys() {
                   <th className="px-3 py-2.5 font-medium">Key</th>
                   <th className="px-3 py-2.5 font-medium">Owner</th>
                   <th className="px-3 py-2.5 font-medium">Limits</th>
+                  <th className="px-3 py-2.5 font-medium">Spend</th>
                   <th className="px-3 py-2.5 font-medium">Status</th>
-                  <th className="px-3 py-2.5 font-medium">Created</th>
+                  <th className="hidden px-3 py-2.5 font-medium xl:table-cell">Created</th>
                   <th className="px-3 py-2.5 font-medium whitespace-nowrap">Last used</th>
                   <th className="px-4 py-2.5"><span className="sr-only">Actions</span></th>
                 </tr>
@@ -117,8 +119,9 @@ export function Keys() {
                       <div className={cx("max-w-40 truncate", !k.owner && "text-zinc-400 dark:text-zinc-500")} title={k.owner ?? undefined}>{k.owner ?? "—"}</div>
                     </td>
                     <td className="px-3 py-3"><div className="max-w-64">{limits(k)}</div></td>
+                    <td className="px-3 py-3"><KeySpend apiKey={k} className="w-40 lg:w-44" /></td>
                     <td className="px-3 py-3">{status(k)}</td>
-                    <td className="px-3 py-3 whitespace-nowrap text-zinc-600 dark:text-zinc-400" title={formatDateTime(k.created_at)}>{relativeTime(k.created_at, now)}</td>
+                    <td className="hidden px-3 py-3 whitespace-nowrap text-zinc-600 xl:table-cell dark:text-zinc-400" title={formatDateTime(k.created_at)}>{relativeTime(k.created_at, now)}</td>
                     <td className="px-3 py-3 whitespace-nowrap text-zinc-600 dark:text-zinc-400" title={k.last_used_at ? formatDateTime(k.last_used_at) : undefined}>{relativeTime(k.last_used_at, now)}</td>
                     <td className="px-4 py-2 text-right">{actions(k, true)}</td>
                   </tr>
@@ -135,6 +138,7 @@ export function Keys() {
                     </div>
                     {note(k)}
                     {limitsOf(k, now).length > 0 && <div className="mt-1.5">{limits(k)}</div>}
+                    <KeySpend apiKey={k} className="mt-2 w-56 max-w-full" />
                   </div>
                   {actions(k, false)}
                 </li>
@@ -156,6 +160,39 @@ export function Keys() {
       </Confirm>
       {notice}
     </>
+  );
+}
+
+/** What a key has spent today and this month, each with a bar against its budget when it has
+ * one; and its tokens today against a daily token limit. */
+function KeySpend({ apiKey: k, className }: { apiKey: ApiKey; className?: string }) {
+  return (
+    <div className={cx("space-y-1.5", className)} data-testid={`key-spend-${k.name}`}>
+      <Used label="Today" used={k.spent_today_usd ?? 0} limit={k.daily_budget_usd} format={formatUsd} what="daily budget" />
+      <Used label="This month" used={k.spent_this_month_usd ?? 0} limit={k.monthly_budget_usd} format={formatUsd} what="monthly budget" />
+      {k.daily_tokens != null && (
+        <Used label="Tokens today" used={k.tokens_today ?? 0} limit={k.daily_tokens} format={compact} what="daily token limit" />
+      )}
+    </div>
+  );
+}
+
+function Used({ label, used, limit, format, what }: {
+  label: string; used: number; limit: number | null | undefined; format: (n: number) => string; what: string;
+}) {
+  const fraction = usedFraction(used, limit);
+  const tone = fraction === null ? undefined : limitTone(fraction);
+  return (
+    <div className="text-xs" title={fraction === null ? undefined : `${percent(fraction, 0)} of the ${what}`}>
+      <div className="flex items-baseline justify-between gap-2 whitespace-nowrap">
+        <span className="text-zinc-500 dark:text-zinc-400">{label}</span>
+        <span className="tabular">
+          <span className={cx("font-medium", toneText(tone, "text-zinc-800 dark:text-zinc-200"))}>{format(used)}</span>
+          {limit != null && <span className="text-zinc-500 dark:text-zinc-400"> / {format(limit)}</span>}
+        </span>
+      </div>
+      {fraction !== null && tone && <Meter className="mt-1" fraction={fraction} tone={tone} label={`${label}: share of the ${what} used`} />}
+    </div>
   );
 }
 

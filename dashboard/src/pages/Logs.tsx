@@ -5,6 +5,7 @@ import { useSession } from "../context";
 import { describeError, type Account, type ApiKey, type LogFilters, type LogRow } from "../lib/api";
 import { compact, formatClock, formatDateTime, formatInt, formatMs, httpTone, relativeTime } from "../lib/format";
 import { useDebounced, useNow, usePoll } from "../lib/hooks";
+import { logCost } from "../lib/money";
 import { appendOlder, mergeNewer } from "../lib/paging";
 
 const PAGE_SIZE = 50;
@@ -183,6 +184,7 @@ export function Logs() {
                   <th className="hidden px-3 py-2.5 font-medium sm:table-cell">Account</th>
                   <th className="hidden px-3 py-2.5 font-medium lg:table-cell">Key</th>
                   <th className="hidden px-3 py-2.5 text-right font-medium md:table-cell">Tokens in / out</th>
+                  <th className="hidden px-3 py-2.5 text-right font-medium sm:table-cell">Cost</th>
                   <th className="px-3 py-2.5 text-right font-medium sm:px-3">Latency</th>
                   <th className="hidden px-4 py-2.5 text-right font-medium sm:table-cell">Tries</th>
                 </tr>
@@ -204,6 +206,7 @@ export function Logs() {
                     <td className="hidden px-3 py-2.5 whitespace-nowrap sm:table-cell">{accountName(r.account_id)}</td>
                     <td className="hidden px-3 py-2.5 whitespace-nowrap text-zinc-600 lg:table-cell dark:text-zinc-400">{keyName(r.key_id)}</td>
                     <td className="hidden px-3 py-2.5 text-right whitespace-nowrap tabular text-zinc-600 md:table-cell dark:text-zinc-400">{compact(r.input_tokens)} / {compact(r.output_tokens)}</td>
+                    <td className="hidden px-3 py-2.5 text-right whitespace-nowrap tabular sm:table-cell"><Cost row={r} /></td>
                     <td className="px-3 py-2.5 text-right whitespace-nowrap tabular">{formatMs(r.latency_ms)}</td>
                     <td className="hidden px-4 py-2.5 text-right sm:table-cell">
                       <span className={cx("tabular", r.attempts.length > 1 ? "font-semibold text-amber-600 dark:text-amber-400" : "text-zinc-500")}>{r.attempts.length}</span>
@@ -261,6 +264,7 @@ function LogDetail({ row, onClose, accountName, keyName, now }: {
             <Item label="Input tokens">{formatInt(row.input_tokens)}</Item>
             <Item label="Output tokens">{formatInt(row.output_tokens)}</Item>
             <Item label="Cache read / write">{formatInt(row.cache_read_tokens)} / {formatInt(row.cache_creation_tokens)}</Item>
+            <Item label="Cost"><Cost row={row} explain /></Item>
           </dl>
           {row.user_agent && <dl><Item label="User agent"><span className="font-mono text-xs break-all">{row.user_agent}</span></Item></dl>}
           {row.instance && <dl><Item label="Instance"><span className="font-mono text-xs break-all">{row.instance}</span></Item></dl>}
@@ -291,6 +295,17 @@ function LogDetail({ row, onClose, accountName, keyName, now }: {
         </div>
       )}
     </Modal>
+  );
+}
+
+/** The request's cost; for a model the price table lacks, "unpriced" in amber, why on hover (or
+ * said, with `explain`). */
+function Cost({ row, explain = false }: { row: LogRow; explain?: boolean }) {
+  const cost = logCost(row);
+  return (
+    <span title={cost.title} className={cost.unpriced ? "text-amber-600 dark:text-amber-400" : undefined}>
+      {cost.text}{explain && cost.unpriced && ": not in the price table"}
+    </span>
   );
 }
 

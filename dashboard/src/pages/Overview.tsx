@@ -6,8 +6,10 @@ import { useSession } from "../context";
 import { describeError, type Window } from "../lib/api";
 import { compact, formatMs, percent } from "../lib/format";
 import { useNow, usePoll } from "../lib/hooks";
+import { formatUsd, usdAxis } from "../lib/money";
+import { addDays, localDay } from "../lib/report";
 import { hrefOf, navigate } from "../lib/router";
-import { chartPoints, errorRate } from "../lib/series";
+import { chartPoints, costPoints, DAYS, errorRate } from "../lib/series";
 
 const REQUESTS: SeriesDef[] = [
   { key: "ok", label: "Succeeded", fill: "fill-teal-500", stroke: "stroke-teal-500", dot: "bg-teal-500" },
@@ -27,6 +29,14 @@ const LATENCY: SeriesDef[] = [
   { key: "p95", label: "p95", fill: "fill-orange-500", stroke: "stroke-orange-500", dot: "bg-orange-500" },
 ];
 
+const COST: SeriesDef[] = [
+  { key: "cost", label: "Cost", fill: "fill-teal-500", stroke: "stroke-teal-500", dot: "bg-teal-500" },
+];
+/** Days in the cost chart, today included. */
+const COST_DAYS = 30;
+
+const WINDOW_LABELS: Record<Window, string> = { "1h": "the last hour", "24h": "the last 24 h", "7d": "the last 7 days" };
+
 const WINDOWS: { value: Window; label: string }[] = [
   { value: "1h", label: "1 h" },
   { value: "24h", label: "24 h" },
@@ -38,6 +48,9 @@ export function Overview() {
   const [window, setWindow] = useState<Window>("24h");
   const stats = usePoll(() => client.stats(window), [client, window], 5000);
   const accounts = usePoll(() => client.accounts(), [client], 3000);
+  // Cost by day: the server's days (its TIME_ZONE), from about 30 days ago to its today.
+  const costFrom = addDays(localDay(Date.now()), 1 - COST_DAYS);
+  const daily = usePoll(() => client.usage({ group_by: "model", period: "day", from: costFrom }), [client, costFrom], 60_000);
   const now = useNow(1000);
 
   const s = stats.data;
@@ -48,6 +61,8 @@ export function Overview() {
   const broken = list.filter((a) => a.status === "invalid" || a.status === "exhausted").length;
   const rate = s ? errorRate(s) : null;
   const tokens = s ? s.totals.input_tokens + s.totals.output_tokens : 0;
+  const d = daily.data;
+  const costs = d ? costPoints(d.data, d.from, d.to) : [];
 
   return (
     <>
@@ -59,14 +74,15 @@ export function Overview() {
 
       {stats.error != null && <ErrorBanner className="mb-4" error={`Could not load statistics: ${describeError(stats.error)}`} onRetry={stats.refresh} />}
 
-      <div className="grid grid-cols-2 gap-3 md:grid-cols-3 xl:grid-cols-5">
+      <div className="grid grid-cols-2 gap-3 md:grid-cols-3 xl:grid-cols-6">
         <Stat label="Requests" value={s ? compact(s.totals.requests) : "—"} sub={s ? `${compact(s.totals.errors)} failed` : " "} />
         <Stat label="Error rate" value={rate === null ? "—" : percent(rate)} tone={rate !== null && rate > 0.05 ? "bad" : rate ? "warn" : undefined}
           sub={s ? topError(s.totals.errors_by_type) : " "} />
         <Stat label="Tokens" value={s ? compact(tokens) : "—"}
           sub={s ? `${compact(s.totals.input_tokens)} in · ${compact(s.totals.output_tokens)} out · ${compact(s.totals.cache_read_tokens)} cached` : " "} />
+        <Stat label="Cost" value={s ? formatUsd(s.totals.cost_usd) : "—"} sub={WINDOW_LABELS[window]} />
         <Stat label="Latency p50" value={s ? formatMs(s.totals.p50_latency_ms) : "—"} sub={s ? `p95 ${formatMs(s.totals.p95_latency_ms)}` : " "} />
-        <Stat className="col-span-2 md:col-span-1" label="Accounts serving" value={accounts.data ? `${serving} / ${list.length}` : "—"}
+        <Stat label="Accounts serving" value={accounts.data ? `${serving} / ${list.length}` : "—"}
           tone={accounts.data && list.length > 0 && serving === 0 ? "bad" : cooling || broken ? "warn" : undefined}
           sub={accounts.data ? [cooling && `${cooling} cooling down`, broken && `${broken} need attention`].filter(Boolean).join(" · ") || "all healthy" : " "} />
       </div>
@@ -78,6 +94,11 @@ export function Overview() {
             <TimeChart title="Error rate" window={window} points={points} series={ERROR_RATE} kind="lines" format={(v) => percent(v, 0)} max={Math.max(0.05, ...points.map((p) => p.values.error_rate ?? 0)) > 0.5 ? 1 : undefined} />
             <TimeChart title="Tokens" window={window} points={points} series={TOKENS} kind="bars" format={(v) => compact(v)} minTop={2} />
             <TimeChart title="Latency" window={window} points={points} series={LATENCY} kind="lines" format={(v) => formatMs(v)} />
+            <div className="lg:col-span-2">
+              {daily.error != null && <ErrorBanner className="mb-3" error={`Could not load cost by day: ${describeError(daily.error)}`} onRetry={daily.refresh} />}
+              <TimeChart title={`Cost by day, last ${COST_DAYS} days`} window={DAYS} points={costs} series={COST} kind="bars" format={usdAxis}
+                emptyText="Nothing spent in these days" summary={d && <span className="tabular">total {formatUsd(d.totals.cost_usd)}{d.totals.unpriced > 0 && `, ${compact(d.totals.unpriced)} unpriced`}</span>} />
+            </div>
           </div>
         )}
       </Card>
