@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from support import figures, postgres, shifted_clock, zipapp
+from support import claude_code, figures, postgres, shifted_clock, zipapp
 from support.process import KestrelProcess
 from support.stack import Stack, running_stack
 
@@ -47,6 +47,17 @@ def shifted(tmp_path: Path) -> shifted_clock.ShiftedClock:
         if shifted_clock.REQUIRED:
             pytest.fail(f"{shifted_clock.SKIPPED}: {exc} (REQUIRE_FAKETIME=1)")
         pytest.skip(f"{shifted_clock.SKIPPED}: {exc}")
+
+
+@pytest.fixture(scope="session")
+def claude_cli() -> str:
+    """The real Claude Code CLI's executable (see support/claude_code.py)."""
+    try:
+        return claude_code.find()
+    except claude_code.Unavailable as exc:
+        if claude_code.REQUIRED:
+            pytest.fail(f"{claude_code.SKIPPED}: {exc} (REQUIRE_CLAUDE_CODE=1)")
+        pytest.skip(f"{claude_code.SKIPPED}: {exc}")
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +121,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Print the figures hardening tests measured (fault matrix, fuzzing, leak scan)."""
     reasons = [_skip_reason(report) for report in terminalreporter.stats.get("skipped", [])]
     for prefix, title in ((POSTGRES_SKIPPED, "POSTGRESQL NOT TESTED"),
-                          (shifted_clock.SKIPPED, "LIMIT RESETS NOT TESTED")):
+                          (shifted_clock.SKIPPED, "LIMIT RESETS NOT TESTED"),
+                          (claude_code.SKIPPED, "CLAUDE CODE NOT TESTED")):
         skipped = [reason for reason in reasons if reason.startswith(prefix)]
         if skipped:
             terminalreporter.section(title, sep="!", red=True, bold=True)

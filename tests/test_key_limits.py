@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from kestrel.store.database import Database
 from kestrel.store.usage import UsageStore
 
 from fake_upstream import success
+from support.claude_code import run_claude
 from support.shifted_clock import ShiftedClock
 from support.stack import MODEL, Stack, account_key, running_stack
 
@@ -445,3 +447,26 @@ def test_limits_reset_when_their_window_ends(tmp_path: Path, shifted: ShiftedClo
         rows = stack.logs(expect=10)
         assert sorted(r["error_type"] for r in rows if r["status"] == 429) == [
             "daily_tokens", "daily_tokens", "monthly_budget_usd", "rpm"]
+
+
+# --- what the person at the keyboard sees -------------------------------------------------------
+
+
+def test_claude_code_shows_a_spent_budget_at_once(stack: Stack, claude_cli: str) -> None:
+    """The real CLI: a first prompt served, the next refused with Kestrel's own message, shown
+    at once (x-should-retry: false), and nothing but 200s on the upstream side (the CLI hides
+    some upstream 400s by retrying with fewer features)."""
+    limited = new_key(stack, daily_budget_usd=0.0001)
+    first = run_claude(claude_cli, stack.url, limited["key"], "say hi")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Hello from the fake Anthropic upstream" in first.stdout
+    served = len(stack.up.requests)
+    started = time.monotonic()
+    second = run_claude(claude_cli, stack.url, limited["key"], "say hi again")
+    assert second.returncode == 1
+    assert time.monotonic() - started < 30  # no minutes of backoff
+    shown = second.stdout + second.stderr
+    assert "429" in shown and "(daily_budget_usd); it resets at " in shown, shown
+    assert re.search(r"this API key spent \$0\.\d{4} today, its daily budget is \$0\.0001", shown)
+    assert len(stack.up.requests) == served  # refused before upstream
+    assert {r.status for r in stack.up.requests} == {200}
