@@ -7,6 +7,7 @@ OpenAI, admin JSON) renders these into its own wire shape in exactly one place.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -162,6 +163,14 @@ class ApiKey:
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+    @functools.cached_property
+    def limited(self) -> bool:
+        """It has a usage limit, which each of its requests must be counted against (worked out
+        once: the key cache hands the same object to every request)."""
+        return any(limit is not None for limit in (
+            self.rpm, self.tpm, self.max_concurrency, self.daily_tokens, self.daily_budget_usd,
+            self.monthly_budget_usd))
 
 
 def mask_secret(secret: str) -> str:

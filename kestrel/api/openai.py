@@ -115,7 +115,7 @@ class OpenAIApi:
             stream=translation.stream,
             conversation=conversation_key(request.headers.get("x-claude-code-session-id"),
                                           body, key.id))
-        call = admit(self._forwarder, self._meter, key, call, now=self._clock())
+        admit(self._forwarder, self._meter, key, call, now=self._clock())
         relay = await forward_admitted(self._forwarder, call)
         if not 200 <= relay.status < 300:
             raise _relayed_error(relay)

@@ -12,7 +12,6 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -106,14 +105,14 @@ def client_of(request: Request) -> str:
 
 
 def admit(forwarder: Forwarder, meter: KeyMeter, key: ApiKey, call: Call, *,
-          now: float) -> Call:
-    """`call` with its admission, or raises why `key` may not make it (a 403 for what the key
+          now: float) -> None:
+    """Give `call` its admission, or raise why `key` may not make it (a 403 for what the key
     may never do, a 429 for a limit reached), logged and recorded first."""
     try:
         refused = refusal(key, model=call.model, now=now, client=call.client)
         if refused is not None:
             raise refused
-        return replace(call, ticket=meter.admit(key))
+        call.ticket = meter.admit(key)
     except (KeyRefused, KeyOverLimit) as exc:
         log.info("key %d (%s) refused: %s", key.id, key.name, exc.reason,
                  extra={"event": {"name": "key_refused", "key_id": key.id,
@@ -193,7 +192,7 @@ class ProxyApi:
             stream=parsed.get("stream") is True and route == "/v1/messages",
             conversation=conversation_key(headers.get("x-claude-code-session-id"), parsed,
                                           key.id))
-        forwarded = admit(self._forwarder, self._meter, key, forwarded, now=received_at)
+        admit(self._forwarder, self._meter, key, forwarded, now=received_at)
         return _response(await forward_admitted(self._forwarder, forwarded), request)
 
     async def models(self, request: Request) -> Response:

@@ -62,9 +62,10 @@ LogSink = Callable[[RequestLog], None]
 _UNIFIED_PREFIX = USAGE_HEADER_PREFIX.encode("ascii")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Call:
-    """What the proxy needs to know about one client request."""
+    """What the proxy needs to know about one client request. Not frozen so that admission can
+    attach its ticket without copying every field; nothing else changes a call once made."""
 
     route: str
     method: str

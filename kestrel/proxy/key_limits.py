@@ -80,13 +80,6 @@ class Standing:
     in_flight: int
 
 
-def limited(key: ApiKey) -> bool:
-    """The key has a limit the meter must decide on."""
-    return any(limit is not None for limit in (
-        key.rpm, key.tpm, key.max_concurrency, key.daily_tokens, key.daily_budget_usd,
-        key.monthly_budget_usd))
-
-
 def over_limit(key: ApiKey, standing: Standing, at: Periods, now: float) -> KeyOverLimit | None:
     """Why `key` may not start one more request now, or None. Budgets are checked against what
     was spent: a request that starts under budget may end above it; the next one is refused."""

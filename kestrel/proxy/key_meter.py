@@ -29,7 +29,7 @@ from collections.abc import Callable
 from datetime import UTC, tzinfo
 
 from kestrel.domain import ApiKey, RequestLog
-from kestrel.proxy.key_limits import Periods, Standing, Tally, limited, over_limit, periods
+from kestrel.proxy.key_limits import Periods, Standing, Tally, over_limit, periods
 from kestrel.store.usage import Changes, DayCounts, Totals, UsageStore, Window
 
 log = logging.getLogger("kestrel.limits")
@@ -37,44 +37,41 @@ log = logging.getLogger("kestrel.limits")
 SYNC_SECONDS = 0.25
 PRUNE_SECONDS = 60.0
 
-_Period = tuple[str, int, object]  # ("minute" | "day" | "month", key_id, which one)
+# (key_id, "day" | "month", which one) → [tokens, dollars] not yet in the shared totals.
+_Spent = dict[tuple[int, str, str], list[float]]
 
 
 class _Counted:
-    """Counts not yet in the shared totals: the rows to add, and per key and period the sums
-    admission decides on."""
+    """Counts not yet in the shared totals: the rows to add, and for limited keys the day's and
+    month's sums admission decides on (their minutes are `changes.minutes` itself)."""
 
     def __init__(self) -> None:
         self.changes = Changes()
-        self.per_key: dict[_Period, Tally] = {}
-
-    def tally(self, period: _Period) -> Tally:
-        found = self.per_key.get(period)
-        if found is None:
-            found = self.per_key[period] = Tally()
-        return found
+        self.spent: _Spent = {}
 
     def absorb(self, other: _Counted) -> None:
         self.changes.absorb(other.changes)
-        for period, counts in other.per_key.items():
-            self.tally(period).add(counts)
+        for period, (tokens, cost) in other.spent.items():
+            mine = self.spent.setdefault(period, [0, 0.0])
+            mine[0] += tokens
+            mine[1] += cost
 
 
 class Ticket:
     """One admitted request: closed exactly once, when it ends (its usage counted then)."""
 
-    __slots__ = ("_meter", "_key_id", "_open")
+    __slots__ = ("_meter", "_key", "_open")
 
-    def __init__(self, meter: KeyMeter, key_id: int) -> None:
+    def __init__(self, meter: KeyMeter, key: ApiKey) -> None:
         self._meter = meter
-        self._key_id = key_id
+        self._key = key
         self._open = True
 
     def close(self, row: RequestLog | None = None) -> None:
         """Count `row`'s usage (None: the request ended without one) and free its slot."""
         if self._open:
             self._open = False
-            self._meter.finished(self._key_id, row)
+            self._meter.finished(self._key, row)
 
 
 class KeyMeter:
@@ -90,6 +87,7 @@ class KeyMeter:
         self._sending: _Counted | None = None
         self._shared = Totals()
         self._shared_window: Window | None = None
+        # Requests in flight per limited key, here; and as last written for the others.
         self._in_flight: dict[int, int] = {}
         self._published: dict[int, int] = {}
         self._periods: Periods | None = None
@@ -105,20 +103,22 @@ class KeyMeter:
         return current
 
     def admit(self, key: ApiKey) -> Ticket:
-        """A ticket for one more request of `key`, or raises `KeyOverLimit`."""
-        now = self._clock()
-        at = self.periods(now)
-        if limited(key):
+        """A ticket for one more request of `key`, or raises `KeyOverLimit`. A key without
+        limits is only counted when its request ends (for its spend and /admin/usage)."""
+        if key.limited:
+            now = self._clock()
+            at = self.periods(now)
             refused = over_limit(key, self.standing(key.id, at), at, now)
             if refused is not None:
                 raise refused
-        self._pending.tally(("minute", key.id, at.minute)).requests += 1
-        counts = self._pending.changes.minutes.get((key.id, at.minute))
-        if counts is None:
-            counts = self._pending.changes.minutes[(key.id, at.minute)] = [0, 0]
-        counts[0] += 1
-        self._in_flight[key.id] = self._in_flight.get(key.id, 0) + 1
-        return Ticket(self, key.id)
+            minutes = self._pending.changes.minutes
+            counts = minutes.get((key.id, at.minute))
+            if counts is None:
+                minutes[(key.id, at.minute)] = [1, 0]
+            else:
+                counts[0] += 1
+            self._in_flight[key.id] = self._in_flight.get(key.id, 0) + 1
+        return Ticket(self, key)
 
     def standing(self, key_id: int, at: Periods) -> Standing:
         """What `key_id` used in the windows of `at`, as this process knows it."""
@@ -126,8 +126,7 @@ class KeyMeter:
         shared = self._shared
         minute, day, month = Tally(), Tally(), Tally()
         if window is not None and window.minute == at.minute:
-            requests, tokens = shared.minute.get(key_id, (0, 0))
-            minute.requests, minute.tokens = requests, tokens
+            minute.requests, minute.tokens = shared.minute.get(key_id, (0, 0))
         if window is not None and window.day == at.day:
             day.tokens, day.cost_usd = shared.day.get(key_id, (0, 0.0))
         if window is not None and window.month_first[:7] == at.month:
@@ -135,44 +134,48 @@ class KeyMeter:
         for counted in (self._sending, self._pending):
             if counted is None:
                 continue
-            for total, period in ((minute, ("minute", key_id, at.minute)),
-                                  (day, ("day", key_id, at.day)),
-                                  (month, ("month", key_id, at.month))):
-                if (local := counted.per_key.get(period)) is not None:
-                    total.add(local)
+            if (counts := counted.changes.minutes.get((key_id, at.minute))) is not None:
+                minute.requests += counts[0]
+                minute.tokens += counts[1]
+            for total, period in ((day, (key_id, "day", at.day)),
+                                  (month, (key_id, "month", at.month))):
+                if (spent := counted.spent.get(period)) is not None:
+                    total.tokens += int(spent[0])
+                    total.cost_usd += spent[1]
         in_flight = (self._in_flight.get(key_id, 0)
                      + shared.in_flight_elsewhere.get(key_id, 0))
         return Standing(minute=minute, day=day, month=month, in_flight=in_flight)
 
-    def finished(self, key_id: int, row: RequestLog | None) -> None:
-        """A request of `key_id` ended: free its slot and count what it used."""
-        self._in_flight[key_id] = self._in_flight.get(key_id, 1) - 1
+    def finished(self, key: ApiKey, row: RequestLog | None) -> None:
+        """A request of `key` ended: free its slot and count what it used."""
+        if key.limited:
+            self._in_flight[key.id] = self._in_flight.get(key.id, 1) - 1
         if row is None:
             return
         at = self.periods(self._clock())
-        counts = DayCounts(requests=1, input_tokens=row.input_tokens,
-                           output_tokens=row.output_tokens,
-                           cache_read_tokens=row.cache_read_tokens,
-                           cache_creation_tokens=row.cache_creation_tokens,
-                           cost_usd=row.cost_usd, unpriced=0 if row.priced else 1)
         pending = self._pending
-        day_key = (at.day, key_id, row.account_id or 0, row.model or "")
-        existing = pending.changes.days.get(day_key)
-        if existing is None:
-            pending.changes.days[day_key] = counts
-        else:
-            existing.add(counts)
-        tokens = counts.tokens
-        if tokens:
-            minute = pending.changes.minutes.get((key_id, at.minute))
-            if minute is None:
-                minute = pending.changes.minutes[(key_id, at.minute)] = [0, 0]
-            minute[1] += tokens
-            pending.tally(("minute", key_id, at.minute)).tokens += tokens
-        for period in (("day", key_id, at.day), ("month", key_id, at.month)):
-            tally = pending.tally(period)
-            tally.tokens += tokens
-            tally.cost_usd += row.cost_usd
+        days = pending.changes.days
+        day_key = (at.day, key.id, row.account_id or 0, row.model or "")
+        counts = days.get(day_key)
+        if counts is None:
+            counts = days[day_key] = DayCounts()
+        counts.requests += 1
+        counts.input_tokens += row.input_tokens
+        counts.output_tokens += row.output_tokens
+        counts.cache_read_tokens += row.cache_read_tokens
+        counts.cache_creation_tokens += row.cache_creation_tokens
+        counts.cost_usd += row.cost_usd
+        if not row.priced:
+            counts.unpriced += 1
+        if not key.limited:
+            return
+        tokens = row.input_tokens + row.cache_creation_tokens + row.output_tokens
+        minute = pending.changes.minutes.setdefault((key.id, at.minute), [0, 0])
+        minute[1] += tokens
+        for period in ((key.id, "day", at.day), (key.id, "month", at.month)):
+            spent = pending.spent.setdefault(period, [0, 0.0])
+            spent[0] += tokens
+            spent[1] += row.cost_usd
 
     # --- sharing with the other processes ---------------------------------------------------
 

@@ -54,18 +54,19 @@ class Usage:
             return False
         ok = True
         for name in USAGE_FIELDS:
-            ok = self._take(name, raw.get(name)) and ok
+            value = raw.get(name)
+            if value is not None:
+                ok = self._take(name, value) and ok
         split = raw.get("cache_creation")
         if isinstance(split, dict):
-            ok = self._take("cache_creation_1h_tokens",
-                            split.get("ephemeral_1h_input_tokens")) and ok
+            value = split.get("ephemeral_1h_input_tokens")
+            if value is not None:
+                ok = self._take("cache_creation_1h_tokens", value) and ok
         elif split is not None:
             ok = False
         return ok
 
     def _take(self, name: str, value: object) -> bool:
-        if value is None:
-            return True
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             setattr(self, name, value)
             return True

@@ -25,7 +25,7 @@ DAY_COUNTS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens",
 GROUPS = {"key": "key_id", "account": "account_id", "model": "model"}
 
 
-@dataclass
+@dataclass(slots=True)
 class DayCounts:
     """Increments of one usage_days row (day, key, account, model)."""
 
@@ -40,11 +40,6 @@ class DayCounts:
     def add(self, other: DayCounts) -> None:
         for name in DAY_COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
-
-    @property
-    def tokens(self) -> int:
-        """What limits count: input (uncached and cache writes) and output, not cache reads."""
-        return self.input_tokens + self.cache_creation_tokens + self.output_tokens
 
 
 DayKey = tuple[str, int, int, str]  # day, key_id, account_id, model
@@ -119,7 +114,7 @@ _UPSERT_IN_FLIGHT = (
     "INSERT INTO key_in_flight (key_id, holder, requests, seen_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (key_id, holder) DO UPDATE SET requests = excluded.requests, "
     "seen_at = excluded.seen_at")
-# Tokens as limits count them; see DayCounts.tokens.
+# Tokens as limits count them: input (uncached and cache writes) and output, not cache reads.
 _TOKENS = "SUM(input_tokens + cache_creation_tokens + output_tokens)"
 
 
