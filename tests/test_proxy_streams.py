@@ -70,6 +70,8 @@ def test_client_disconnect_closes_the_upstream_stream(stack: Stack) -> None:
     assert stack.up.wait_for_disconnects(1, timeout=3)
     (row,) = stack.logs(expect=1)
     assert row["status"] == 499 and row["error_type"] == "client_disconnected"
+    # What was generated is paid for: the input, and the output the stream had reported.
+    assert row["input_tokens"] > 0 and row["cost_usd"] > 0
 
 
 def test_two_hundred_concurrent_streams_complete_intact(stack: Stack) -> None:
