@@ -103,18 +103,16 @@ def over_limit(key: ApiKey, standing: Standing, at: Periods, now: float) -> KeyO
             f"this API key used {standing.day.tokens:,} tokens today, its daily limit is "
             f"{key.daily_tokens:,} (daily_tokens); it resets {_at(at.next_day, at, now)}",
             reason="daily_tokens", retry_after=at.next_day - now, final=True)
-    if key.daily_budget_usd is not None and standing.day.cost_usd >= key.daily_budget_usd:
-        return KeyOverLimit(
-            f"this API key spent {_usd(standing.day.cost_usd)} today, its daily budget is "
-            f"{_usd(key.daily_budget_usd)} (daily_budget_usd); it resets "
-            f"{_at(at.next_day, at, now)}",
-            reason="daily_budget_usd", retry_after=at.next_day - now, final=True)
-    if key.monthly_budget_usd is not None and standing.month.cost_usd >= key.monthly_budget_usd:
-        return KeyOverLimit(
-            f"this API key spent {_usd(standing.month.cost_usd)} this month, its monthly budget "
-            f"is {_usd(key.monthly_budget_usd)} (monthly_budget_usd); it resets "
-            f"{_at(at.next_month, at, now)}",
-            reason="monthly_budget_usd", retry_after=at.next_month - now, final=True)
+    for spent, budget, name, (span, adjective), reset in (
+            (standing.day.cost_usd, key.daily_budget_usd, "daily_budget_usd",
+             ("today", "daily"), at.next_day),
+            (standing.month.cost_usd, key.monthly_budget_usd, "monthly_budget_usd",
+             ("this month", "monthly"), at.next_month)):
+        if budget is not None and spent >= budget:
+            return KeyOverLimit(
+                f"this API key spent {_usd(spent)} {span}, its {adjective} budget is "
+                f"{_usd(budget)} ({name}); it resets {_at(reset, at, now)}",
+                reason=name, retry_after=reset - now, final=True)
     return None
 
 
