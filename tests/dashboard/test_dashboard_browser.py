@@ -278,6 +278,7 @@ def test_operator_journey(browser: Browser, stack: Stack) -> None:
     expect(attempts.nth(1)).to_contain_text("beta")
     expect(attempts.nth(1)).to_contain_text("200")
     expect(page.get_by_role("dialog")).to_contain_text(re.compile(r"Cost\$0\.000\d+"))
+    expect(page.get_by_role("dialog")).to_contain_text("e2e-laptop · ana@example.com")  # owner
     # The instance that served it (INSTANCE_NAME's default: host name and the --port given).
     expect(page.get_by_role("dialog")).to_contain_text(f"Instance{socket.gethostname()}:0")
     shoot(page, "log-detail-light")

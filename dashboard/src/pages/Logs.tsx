@@ -127,6 +127,7 @@ export function Logs() {
 
   const accountName = (id: number | null) => nameOf(accounts.data, id);
   const keyName = (id: number | null) => nameOf(keys.data, id);
+  const keyOwner = (id: number | null) => keys.data?.find((k) => k.id === id)?.owner ?? null;
   const set = (patch: Partial<FilterState>) => setFilters((f) => ({ ...f, ...patch }));
   const filtered = JSON.stringify(filters) !== JSON.stringify(NO_FILTERS);
 
@@ -229,7 +230,7 @@ export function Logs() {
         )}
       </Card>
 
-      <LogDetail row={selected} onClose={() => setSelected(null)} accountName={accountName} keyName={keyName} now={now} />
+      <LogDetail row={selected} onClose={() => setSelected(null)} accountName={accountName} keyName={keyName} keyOwner={keyOwner} now={now} />
     </>
   );
 }
@@ -239,8 +240,9 @@ function nameOf(list: (Account | ApiKey)[] | undefined, id: number | null): stri
   return list?.find((x) => x.id === id)?.name ?? `#${id}`;
 }
 
-function LogDetail({ row, onClose, accountName, keyName, now }: {
-  row: LogRow | null; onClose: () => void; accountName: (id: number | null) => string; keyName: (id: number | null) => string; now: number;
+function LogDetail({ row, onClose, accountName, keyName, keyOwner, now }: {
+  row: LogRow | null; onClose: () => void; accountName: (id: number | null) => string; keyName: (id: number | null) => string;
+  keyOwner: (id: number | null) => string | null; now: number;
 }) {
   return (
     <Modal open={row !== null} title="Request" onClose={onClose} wide>
@@ -257,7 +259,7 @@ function LogDetail({ row, onClose, accountName, keyName, now }: {
           <dl className="grid grid-cols-2 gap-x-6 gap-y-3 sm:grid-cols-3">
             <Item label="Model">{row.model ?? "—"}</Item>
             <Item label="Account">{accountName(row.account_id)}</Item>
-            <Item label="Key">{keyName(row.key_id)}</Item>
+            <Item label="Key">{keyName(row.key_id)}{keyOwner(row.key_id) && <span className="text-zinc-500 dark:text-zinc-400"> · {keyOwner(row.key_id)}</span>}</Item>
             <Item label="Latency">{formatMs(row.latency_ms)}</Item>
             <Item label="First byte">{formatMs(row.ttfb_ms)}</Item>
             <Item label="Client">{row.client ?? "—"}</Item>
