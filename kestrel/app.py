@@ -87,7 +87,8 @@ class App:
         self.log_writer = LogWriter(request_logs, retention_days=settings.log_retention_days,
                                     clock=clock)
         self.upstream = UpstreamTransport(connect_timeout=settings.upstream_connect_timeout,
-                                          read_timeout=settings.upstream_read_timeout)
+                                          read_timeout=settings.upstream_read_timeout,
+                                          egress=settings.egress, ca_bundle=settings.ca_bundle)
         # The OAuth token endpoint is called rarely and wants httpx's conveniences (JSON
         # bodies, per-call timeouts); it shares the proxy's connections.
         self.token_http = httpx.AsyncClient(transport=self.upstream)

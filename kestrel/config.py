@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import socket
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
@@ -25,6 +26,7 @@ from kestrel.crypto import encode_key, generate_key, parse_key
 from kestrel.database_url import PostgresUrl, is_postgres_url
 from kestrel.domain import ConfigError
 from kestrel.prices import PRICES, Price, parse_prices
+from kestrel.proxy.egress import EnvProxies, env_proxies
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -112,6 +114,11 @@ class Settings:
     time_zone: tzinfo = UTC
     # The price table: the shipped one, with a PRICES file's models over it.
     prices: Mapping[str, Price] = field(default_factory=lambda: dict(PRICES))
+    # The environment's egress proxies (none with PROXY_FROM_ENV=off); repr=False: they may
+    # hold passwords.
+    egress: EnvProxies = field(default_factory=EnvProxies, repr=False)
+    # CA_BUNDLE: certificates trusted besides the default ones (a company CA that re-signs TLS).
+    ca_bundle: str | None = None
 
     @property
     def database(self) -> str:
@@ -226,6 +233,16 @@ def load_settings(
         workers_value = _check_workers("WORKERS", get("WORKERS"), problems)
 
     time_zone = _parse_time_zone(get("TIME_ZONE") or "UTC", problems)
+    egress = EnvProxies()
+    if _one_of("PROXY_FROM_ENV", get("PROXY_FROM_ENV") or "on", SWITCHES, problems) == "on":
+        egress, proxy_problems = env_proxies(environ)
+        problems.extend(proxy_problems)
+    ca_bundle = get("CA_BUNDLE")
+    if ca_bundle is not None:
+        ca_bundle = str(Path(ca_bundle).expanduser())
+        if not _readable_certificates(ca_bundle):
+            problems.append(f"CA_BUNDLE: {ca_bundle!r} is not a readable PEM file of "
+                            "certificates")
     prices = _load_prices(get("PRICES"), problems)
 
     instance_name = get("INSTANCE_NAME") or f"{socket.gethostname()}:{port_value}"
@@ -277,6 +294,8 @@ def load_settings(
         trusted_proxies=trusted_proxies,
         time_zone=time_zone,
         prices=prices,
+        egress=egress,
+        ca_bundle=ca_bundle,
     )
 
 
@@ -321,6 +340,14 @@ def _parse_networks(name: str, value: str, problems: list[str]
         except ValueError:
             problems.append(f"{name}: {item!r} is not an address or a network (CIDR)")
     return tuple(networks)
+
+
+def _readable_certificates(path: str) -> bool:
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError):
+        return False
+    return True
 
 
 def _parse_time_zone(name: str, problems: list[str]) -> tzinfo:

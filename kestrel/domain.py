@@ -108,7 +108,10 @@ class Account:
     version: int = 0
     """The id of the change that last wrote the row: of two copies, the higher is newer."""
     credential_version: int = 0
-    """Likewise for the credential alone, so a cached opened credential outlives a cooldown."""
+    """Likewise for the credential (and the proxy) alone, so a cached opened credential
+    outlives a cooldown."""
+    proxy_hint: str | None = None
+    """The account's own egress proxy, its password masked; None: the environment's, if any."""
 
     def status(self, now: float) -> AccountStatus:
         """Disabled beats everything; a hard state (invalid, exhausted) beats a cooldown."""
@@ -338,6 +341,8 @@ class Attempt:
     status: int | None  # None: no HTTP answer (connect error, timeout, reset)
     error_type: str | None
     duration_ms: float
+    proxy: str | None = None
+    """The proxy that failed (`proxy_*` error types), by scheme, host and port."""
 
 
 @dataclass(frozen=True)

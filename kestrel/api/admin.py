@@ -26,9 +26,10 @@ from kestrel.domain import (
     ValidationError,
 )
 from kestrel.http import Request, Response
+from kestrel.proxy.egress import parse_proxy
 from kestrel.proxy.key_limits import periods
 from kestrel.proxy.pool import AccountPool
-from kestrel.store.accounts import AccountStore
+from kestrel.store.accounts import AccountProxy, AccountStore
 from kestrel.store.keys import KeyControls, KeyStore
 from kestrel.store.usage import KeySpend, UsageStore, Window
 
@@ -83,16 +84,23 @@ ACCOUNT: Schema = {
                   "description": "OAuth accounts: who signed in."},
         "organization": {"type": ["string", "null"], "readOnly": True},
         "usage_windows": USAGE_WINDOWS,
+        "proxy_url": {"type": ["string", "null"], "maxLength": 2048,
+                      "description": "This account's own egress proxy: http://, https://, "
+                                     "socks5:// or socks5h:// (the proxy resolves names), with "
+                                     "an optional user:password@. Sealed at rest; answers show "
+                                     "it with the password masked. null: the environment's "
+                                     "proxy (HTTPS_PROXY...), if any."},
     },
     "required": ["id", "name", "type", "base_url", "priority", "enabled", "status",
                  "cooldown_until", "consecutive_failures", "last_error", "last_used_at",
                  "created_at", "updated_at", "credential_hint", "email", "organization",
-                 "usage_windows"],
+                 "usage_windows", "proxy_url"],
 }
 
 _WRITABLE = {"name": _NAME, "api_key": _SECRET, "base_url": ACCOUNT["properties"]["base_url"],
              "priority": ACCOUNT["properties"]["priority"],
-             "enabled": ACCOUNT["properties"]["enabled"]}
+             "enabled": ACCOUNT["properties"]["enabled"],
+             "proxy_url": ACCOUNT["properties"]["proxy_url"]}
 
 ACCOUNT_CREATE: Schema = {
     "type": "object",
@@ -221,6 +229,7 @@ def account_json(account: Account, now: float) -> dict[str, Any]:
         "email": account.email,
         "organization": account.organization,
         "usage_windows": usage_json(account.usage_windows),
+        "proxy_url": account.proxy_hint,
     }
 
 
@@ -255,6 +264,18 @@ def key_json(key: ApiKey, spend: KeySpend) -> dict[str, Any]:
         "spent_today_usd": round(spend.today_usd, 6),
         "spent_this_month_usd": round(spend.month_usd, 6),
     }
+
+
+def account_proxy(url: str | None) -> AccountProxy | None:
+    """A validated `proxy_url` as the store keeps it; the error never quotes the URL, which may
+    hold a password."""
+    if url is None:
+        return None
+    try:
+        proxy = parse_proxy(url)
+    except ValueError as exc:
+        raise ValidationError(f"proxy_url {exc}", field="proxy_url") from None
+    return AccountProxy(url=url.strip(), hint=proxy.masked)
 
 
 def key_controls(body: dict[str, Any]) -> KeyControls:
@@ -373,6 +394,7 @@ class AdminApi:
             base_url=body.get("base_url"),
             priority=body.get("priority", 0),
             enabled=body.get("enabled", True),
+            proxy=account_proxy(body.get("proxy_url")),
             now=now,
         )
         self._pool.put(account)
@@ -391,6 +413,7 @@ class AdminApi:
             base_url=body.get("base_url", UNSET),
             priority=body.get("priority"),
             enabled=body.get("enabled"),
+            proxy=account_proxy(body["proxy_url"]) if "proxy_url" in body else UNSET,
         )
         self._pool.put(account)
         return json_response(account_json(account, now))

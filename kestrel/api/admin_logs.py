@@ -81,6 +81,9 @@ ATTEMPT = _object({
                               "timeout, reset)."},
     "error_type": {"type": ["string", "null"]},
     "duration_ms": {"type": "number", "minimum": 0},
+    "proxy": {"type": ["string", "null"],
+              "description": "The proxy that failed, for `proxy_unreachable`, `proxy_refused` "
+                             "and `proxy_auth` (scheme, host and port; never a password)."},
 }, "One try of one upstream account.")
 
 LOG = _object({
@@ -228,7 +231,8 @@ def log_json(row: StoredLog) -> dict[str, Any]:
         "client": row.client,
         "user_agent": row.user_agent,
         "attempts": [{"account_id": a.account_id, "status": a.status,
-                      "error_type": a.error_type, "duration_ms": a.duration_ms}
+                      "error_type": a.error_type, "duration_ms": a.duration_ms,
+                      "proxy": a.proxy}
                      for a in row.attempts],
         "instance": row.instance,
     }

@@ -158,6 +158,9 @@ def classify_transport_error(kind: str, *, now: float, failures: int, jitter: fl
         "connect": "connect error",
         "timeout": "timeout before the first byte",
         "protocol": "protocol error",
+        "proxy_unreachable": "its proxy cannot be reached",
+        "proxy_refused": "its proxy refused the connection",
+        "proxy_auth": "its proxy refused the login",
     }.get(kind, f"transport error ({_clean(kind)[:40]})")
     return _next(AccountState.OK, now + short_backoff(failures, jitter), failures + 1, label)
 

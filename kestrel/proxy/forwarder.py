@@ -46,7 +46,7 @@ from kestrel.proxy.costing import Costing
 from kestrel.proxy.headers import downstream_headers, upstream_headers
 from kestrel.proxy.key_meter import Ticket
 from kestrel.proxy.pool import AccountPool
-from kestrel.proxy.transport import UpstreamResponse, UpstreamTransport
+from kestrel.proxy.transport import ProxyFailed, UpstreamResponse, UpstreamTransport
 from kestrel.proxy.usage import MessageSummary, StreamUsageTracker, summarize_message
 
 log = logging.getLogger("kestrel.proxy")
@@ -262,7 +262,7 @@ class Forwarder:
                    for name, value in upstream_headers(call.headers, account.type, credential)]
         try:
             return await self._transport.send(call.method, self._url(base_url + call.target),
-                                              headers, call.body)
+                                              headers, call.body, self._pool.proxy(account.id))
         except httpx.HTTPError as exc:
             await self._transport_failure(account, exc, started, attempts)
             raise _Retry from None
@@ -285,14 +285,21 @@ class Forwarder:
 
     async def _transport_failure(self, account: Account, exc: Exception, started: float,
                                  attempts: list[Attempt]) -> None:
-        kind = ("timeout" if isinstance(exc, httpx.TimeoutException)
-                else "connect" if isinstance(exc, httpx.ConnectError) else "protocol")
-        log.warning("account %s: upstream %s error (%s)", account.name, kind,
-                    type(exc).__name__, extra={"account": {"id": account.id}})
+        proxy = None
+        if isinstance(exc, ProxyFailed):
+            # The account's route failed, not Anthropic: say which proxy (never its password).
+            kind, proxy = f"proxy_{exc.stage}", exc.proxy.label
+            log.warning("account %s: %s", account.name, exc,
+                        extra={"account": {"id": account.id}})
+        else:
+            kind = ("timeout" if isinstance(exc, httpx.TimeoutException)
+                    else "connect" if isinstance(exc, httpx.ConnectError) else "protocol")
+            log.warning("account %s: upstream %s error (%s)", account.name, kind,
+                        type(exc).__name__, extra={"account": {"id": account.id}})
         outcome = classify_transport_error(kind, now=self._clock(),
                                            failures=account.consecutive_failures,
                                            jitter=self._jitter())
-        attempts.append(Attempt(account.id, None, kind, self.elapsed_ms(started)))
+        attempts.append(Attempt(account.id, None, kind, self.elapsed_ms(started), proxy))
         await self._pool.report(account.id, outcome.update, self._clock())
 
     async def _upstream_error(self, call: Call, account: Account, response: UpstreamResponse,

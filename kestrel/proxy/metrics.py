@@ -68,7 +68,7 @@ def _format(labels: Labels) -> str:
     return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}"
 
 
-_COUNTERS = ("requests", "attempts", "retries", "tokens", "refused", "cost")
+_COUNTERS = ("requests", "attempts", "retries", "tokens", "refused", "cost", "proxy_failures")
 # Cost is counted in whole nano-dollars: counters travel between workers as integers, and a
 # sum of floats would drift.
 NANO = 1_000_000_000
@@ -88,6 +88,7 @@ class Metrics:
         # Requests Kestrel answered itself, before any upstream attempt, by reason.
         self.refused: defaultdict[Labels, int] = defaultdict(int)
         self.cost: defaultdict[Labels, int] = defaultdict(int)  # nano-dollars by model
+        self.proxy_failures: defaultdict[Labels, int] = defaultdict(int)
         self.latency: defaultdict[Labels, Histogram] = defaultdict(Histogram)
         self.ttfb: defaultdict[Labels, Histogram] = defaultdict(Histogram)
 
@@ -100,6 +101,8 @@ class Metrics:
             outcome = (str(attempt.status) if attempt.status is not None
                        else attempt.error_type or "error")
             self.attempts[(("account_id", str(attempt.account_id)), ("outcome", outcome))] += 1
+            if attempt.proxy is not None:
+                self.proxy_failures[(("proxy", attempt.proxy), ("kind", outcome))] += 1
         if len(row.attempts) > 1:
             self.retries[(("route", row.route),)] += len(row.attempts) - 1
         elif not row.attempts and row.error_type:
@@ -233,6 +236,9 @@ def render(snapshot: Snapshot, accounts: Iterable[Account], workers: Workers, no
            "Attempts beyond the first, moved to another account.", counted.retries.items())
     family("kestrel_tokens_total", "counter", "Tokens by account, model and kind.",
            counted.tokens.items())
+    family("kestrel_proxy_failures_total", "counter",
+           "Attempts an egress proxy failed, by proxy (scheme, host and port) and kind "
+           "(proxy_unreachable, proxy_refused, proxy_auth).", counted.proxy_failures.items())
     family("kestrel_cost_usd_total", "counter",
            "Dollars spent by model, at the price table's rates.",
            [(labels, value / NANO) for labels, value in counted.cost.items()])

@@ -31,6 +31,7 @@ from kestrel.domain import (
     UsageWindows,
 )
 from kestrel.proxy.cooldown import AccountUpdate
+from kestrel.proxy.egress import Proxy, parse_proxy
 from kestrel.proxy.selection import Rotation, attempt_order, headroom_band
 from kestrel.store.accounts import AccountStore
 
@@ -51,8 +52,9 @@ class AccountPool:
         self._store = store
         self._rotation = rotation
         self._accounts: dict[int, Account] = {}
-        # account id → (credential_version it was opened at, the opened credential)
-        self._credentials: dict[int, tuple[int, Credential]] = {}
+        # account id → (credential_version they were opened at, the opened credential, the
+        # account's own proxy or None)
+        self._credentials: dict[int, tuple[int, Credential, Proxy | None]] = {}
         self._last_chosen: dict[int, float] = {}
         self._usage_written: dict[int, float] = {}
 
@@ -113,19 +115,28 @@ class AccountPool:
         self._last_chosen[account_id] = now
 
     async def credential(self, account: Account) -> Credential:
+        """The account's opened credential; its proxy is opened with it (see `proxy`)."""
         cached = self._credentials.get(account.id)
         if cached is not None and cached[0] == account.credential_version:
             return cached[1]
-        credential = await self._store.credential(account.id)
-        self._credentials[account.id] = (account.credential_version, credential)
+        credential, proxy_url = await self._store.secrets(account.id)
+        proxy = None if proxy_url is None else parse_proxy(proxy_url)
+        self._credentials[account.id] = (account.credential_version, credential, proxy)
         return credential
+
+    def proxy(self, account_id: int) -> Proxy | None:
+        """The account's own proxy, as opened by the last `credential` call (None: none, and
+        the environment's applies)."""
+        cached = self._credentials.get(account_id)
+        return None if cached is None else cached[2]
 
     def refreshed(self, account_id: int, credential: Credential) -> None:
         """New OAuth tokens, already in the store: cache them for the account as it is (the
         change feed brings the new credential version, and one more read, shortly)."""
         account = self._accounts.get(account_id)
         if account is not None:
-            self._credentials[account_id] = (account.credential_version, credential)
+            self._credentials[account_id] = (account.credential_version, credential,
+                                             self.proxy(account_id))
 
     async def observe_usage(self, account_id: int, usage: UsageWindows, now: float) -> None:
         """Keep the latest usage windows of the account (see the module docstring)."""

@@ -13,13 +13,22 @@ and the body as it is read. httpx's `Request` and `Response` around the same byt
 objects built and decoded, two generators per chunk) were a sixth of a proxied request's CPU.
 
 Errors leave as httpx's own exception types, which the forwarder classifies: `ConnectError` /
-`ConnectTimeout` (no connection), `ReadTimeout`, `RemoteProtocolError` (the bytes were not a
-response, or the connection ended early) and `ReadError` / `WriteError` (the socket failed).
+`ConnectTimeout` (no connection), `ProxyFailed` (an `httpx.ProxyError`: the proxy could not be
+reached, refused the tunnel or the login), `ReadTimeout`, `RemoteProtocolError` (the bytes were
+not a response, or the connection ended early) and `ReadError` / `WriteError` (the socket
+failed).
+
+Through a proxy (kestrel/proxy/egress.py chooses which): an HTTP proxy gets CONNECT for an https
+origin, then TLS to the origin inside the tunnel, and absolute-form requests for a plain-http
+one; a SOCKS5 proxy gets its handshake (kestrel/proxy/socks5.py), then the same as a direct
+connection. Idle connections are pooled per origin and proxy, so accounts behind different
+proxies never share one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,7 +36,9 @@ from typing import Any
 
 import httpx
 
+from kestrel.proxy import socks5
 from kestrel.proxy.codings import ACCEPT_ENCODING, Decoder, UndecodableBody, content_decoder
+from kestrel.proxy.egress import EnvProxies, Proxy
 from kestrel.proxy.http1 import (
     MAX_HEAD_BYTES,
     ChunkedDecoder,
@@ -47,7 +58,10 @@ MAX_IDLE_PER_ORIGIN = 100
 # and a request sent just as the other side closes fails for no fault of the account.
 IDLE_SECONDS = 30.0
 
-Origin = tuple[bytes, bytes, int]
+# scheme, host, port, and the proxy the connection goes through (None: direct)
+Origin = tuple[bytes, bytes, int, Proxy | None]
+# No proxy from the environment: every origin is reached directly.
+DIRECT = EnvProxies()
 
 
 class _Connection:
@@ -127,25 +141,32 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
     """
 
     def __init__(self, *, connect_timeout: float, read_timeout: float,
-                 ssl_context: ssl.SSLContext | None = None,
+                 ssl_context: ssl.SSLContext | None = None, egress: EnvProxies = DIRECT,
+                 ca_bundle: str | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        """`egress`: the environment's proxies, for requests whose account has none of its
+        own; `ca_bundle`: a PEM file of certificates to trust besides the default ones."""
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._ssl_context = ssl_context
+        self._egress = egress
+        self._ca_bundle = ca_bundle
         self._clock = clock
         self._idle: dict[Origin, list[_Connection]] = {}
         self._closed = False
 
     async def send(self, method: str, url: httpx.URL, headers: list[tuple[bytes, bytes]],
-                   body: bytes) -> UpstreamResponse:
+                   body: bytes, proxy: Proxy | None = None) -> UpstreamResponse:
         """One request with the transport's timeouts; `headers` without `host`, framing or
-        `accept-encoding`, which are added here. Raises httpx's transport errors."""
+        `accept-encoding`, which are added here. `proxy`: the account's own (None: the
+        environment's, if any). Raises httpx's transport errors."""
         fields = [(b"host", url.netloc), *headers, (b"accept-encoding", ACCEPT_ENCODING)]
         if body or method != "GET":
             fields.append((b"content-length", b"%d" % len(body)))
-        payload = _request_bytes(method, url.raw_path, fields, body)
-        head, stream = await self._round_trip(url, method, payload, self._connect_timeout,
-                                              self._read_timeout)
+        route = proxy or self._egress.for_origin(url.scheme, url.host)
+        payload = _request_bytes(method, _target(url, route, fields), fields, body)
+        head, stream = await self._round_trip(url, route, method, payload,
+                                              self._connect_timeout, self._read_timeout)
         try:
             decoder = content_decoder(head.headers)
         except UndecodableBody as exc:
@@ -163,19 +184,21 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         body = await request.aread()
         if body and "content-length" not in request.headers:
             fields.append((b"content-length", b"%d" % len(body)))
-        payload = _request_bytes(request.method, request.url.raw_path, fields, body)
+        url = request.url
+        route = self._egress.for_origin(url.scheme, url.host)
+        payload = _request_bytes(request.method, _target(url, route, fields), fields, body)
         head, stream = await self._round_trip(
-            request.url, request.method, payload, timeouts.get("connect", self._connect_timeout),
+            url, route, request.method, payload, timeouts.get("connect", self._connect_timeout),
             timeouts.get("read", self._read_timeout))
         return httpx.Response(head.status, headers=head.headers, stream=stream,
                               extensions={"http_version": b"HTTP/1.1",
                                           "reason_phrase": head.reason})
 
-    async def _round_trip(self, url: httpx.URL, method: str, payload: bytes,
-                          connect_timeout: float | None, read_timeout: float | None
-                          ) -> tuple[ResponseHead, _Body]:
+    async def _round_trip(self, url: httpx.URL, route: Proxy | None, method: str,
+                          payload: bytes, connect_timeout: float | None,
+                          read_timeout: float | None) -> tuple[ResponseHead, _Body]:
         """Send `payload` on a pooled or new connection; the answer's head and its body."""
-        origin: Origin = (url.raw_scheme, url.raw_host, url.port or _default_port(url))
+        origin: Origin = (url.raw_scheme, url.raw_host, url.port or _default_port(url), route)
         connection = self._idle_connection(origin)
         if connection is not None:
             try:
@@ -221,9 +244,11 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         return None
 
     async def _connect(self, origin: Origin, patience: float | None) -> _Connection:
-        scheme, host, port = origin
+        scheme, host, port, route = origin
         tls = self._tls() if scheme == b"https" else None
         hostname = host.decode("ascii")
+        if route is not None:
+            return await self._connect_through(route, hostname, port, tls, patience)
         try:
             async with asyncio.timeout(patience):
                 reader, writer = await asyncio.open_connection(
@@ -236,10 +261,51 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
                                      f"{type(exc).__name__}") from None
         return _Connection(reader, writer)
 
+    async def _connect_through(self, proxy: Proxy, host: str, port: int,
+                               tls: ssl.SSLContext | None, patience: float | None
+                               ) -> _Connection:
+        """A connection to `host:port` through `proxy`, TLS to the origin inside the tunnel
+        when `tls`; the whole of it within `patience` seconds."""
+        stage = "unreachable"
+        try:
+            async with asyncio.timeout(patience):
+                outer = self._tls() if proxy.scheme == "https" else None
+                reader, writer = await asyncio.open_connection(
+                    proxy.host, proxy.port, ssl=outer,
+                    server_hostname=proxy.host if outer else None, limit=MAX_HEAD_BYTES)
+                stage = "refused"
+                try:
+                    if proxy.is_socks:
+                        await _socks_handshake(reader, writer, proxy, host, port)
+                    elif tls is not None:
+                        await _http_tunnel(reader, writer, proxy, host, port)
+                    stage = "tls"
+                    if tls is not None:
+                        await writer.start_tls(tls, server_hostname=host)
+                except BaseException:
+                    writer.close()
+                    raise
+        except TimeoutError:
+            raise ProxyFailed(proxy, stage, "no answer in time") from None
+        except socks5.SocksError as exc:
+            raise ProxyFailed(proxy, "auth" if exc.auth else "refused", str(exc)) from None
+        except _TunnelRefused as exc:
+            raise ProxyFailed(proxy, "auth" if exc.status == 407 else "refused",
+                              f"it answered {exc.status} to CONNECT") from None
+        except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+            if stage == "tls":  # the proxy did its part: the origin's TLS failed
+                raise httpx.ConnectError(f"cannot connect to {host}:{port} through "
+                                         f"{proxy.label}: {type(exc).__name__}") from None
+            raise ProxyFailed(proxy, stage, type(exc).__name__) from None
+        return _Connection(reader, writer)
+
     def _tls(self) -> ssl.SSLContext:
         # Loading the CA bundle takes tens of milliseconds: only when an https origin is used.
         if self._ssl_context is None:
-            self._ssl_context = httpx.create_ssl_context()
+            context = httpx.create_ssl_context()
+            if self._ca_bundle is not None:
+                context.load_verify_locations(cafile=self._ca_bundle)
+            self._ssl_context = context
         return self._ssl_context
 
     async def _exchange(self, connection: _Connection, payload: bytes, method: str,
@@ -290,6 +356,68 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
 
 class _NotAnswered(Exception):
     """The connection ended before a single byte of response: the request can be resent."""
+
+
+class ProxyFailed(httpx.ProxyError):
+    """The proxy, not the origin, failed: `stage` says how (`unreachable`, `refused`, `auth`).
+    The message names the proxy by scheme, host and port, never by its password."""
+
+    def __init__(self, proxy: Proxy, stage: str, detail: str) -> None:
+        super().__init__(f"proxy {proxy.label} {STAGES[stage]}: {detail}")
+        self.proxy = proxy
+        self.stage = stage
+
+
+STAGES = {"unreachable": "cannot be reached", "refused": "refused the connection",
+          "auth": "refused the login", "tls": "tunnel"}
+
+
+class _TunnelRefused(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+async def _http_tunnel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       proxy: Proxy, host: str, port: int) -> None:
+    """CONNECT host:port through an HTTP proxy; returns once it answered 2xx."""
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    lines = [f"CONNECT {authority} HTTP/1.1".encode("ascii"),
+             b"Host: " + authority.encode("ascii")]
+    if (authorization := proxy.authorization()) is not None:
+        lines.append(b"Proxy-Authorization: " + authorization)
+    writer.write(b"\r\n".join([*lines, b"", b""]))
+    await writer.drain()
+    try:
+        block = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.LimitOverrunError:
+        raise _TunnelRefused(0) from None
+    head = parse_head(block, method=b"CONNECT")
+    if not 200 <= head.status < 300:
+        raise _TunnelRefused(head.status)
+
+
+async def _socks_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                           proxy: Proxy, host: str, port: int) -> None:
+    """RFC 1928 CONNECT (and RFC 1929 login) to host:port through a SOCKS5 proxy."""
+    with_password = proxy.username is not None
+    writer.write(socks5.greeting(with_password))
+    await writer.drain()
+    if socks5.chosen_method(await reader.readexactly(2)) == socks5.USER_PASSWORD:
+        if not with_password:
+            raise socks5.SocksError("the proxy wants a user name and password", auth=True)
+        writer.write(socks5.password_request(proxy.username or "", proxy.password or ""))
+        await writer.drain()
+        socks5.check_password_answer(await reader.readexactly(2))
+    target = host
+    if proxy.scheme == "socks5":  # the name is resolved here, the proxy gets an address
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port,
+                                                             type=socket.SOCK_STREAM)
+        target = str(infos[0][4][0])
+    writer.write(socks5.connect_request(target, port, remote_dns=True))
+    await writer.drain()
+    head = await reader.readexactly(5)
+    await reader.readexactly(socks5.reply_length(head) - 5)
 
 
 class _Body(httpx.AsyncByteStream):
@@ -428,6 +556,16 @@ def _request_bytes(method: str, target: bytes, fields: list[tuple[bytes, bytes]]
     lines.append(b"")
     lines.append(body)
     return b"\r\n".join(lines)
+
+
+def _target(url: httpx.URL, route: Proxy | None, fields: list[tuple[bytes, bytes]]) -> bytes:
+    """The request target: absolute-form, with the proxy's login added to `fields`, for a
+    plain-http origin through an HTTP proxy (which reads the origin from it); else the path."""
+    if route is None or route.is_socks or url.raw_scheme != b"http":
+        return url.raw_path
+    if (authorization := route.authorization()) is not None:
+        fields.append((b"proxy-authorization", authorization))
+    return b"http://" + url.netloc + url.raw_path
 
 
 def _default_port(url: httpx.URL) -> int:

@@ -15,6 +15,7 @@ import builtins
 import dataclasses
 import hmac
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from kestrel.crypto import Sealer
@@ -38,20 +39,22 @@ from kestrel.store.session import Session
 
 _COLUMNS = ("id, name, type, base_url, priority, enabled, state, cooldown_until, "
             "consecutive_failures, last_error, last_used_at, created_at, updated_at, "
-            "credential_hint, email, organization, usage_windows, version, credential_version")
+            "credential_hint, email, organization, usage_windows, version, credential_version, "
+            "proxy_hint")
 
 
 def _account(row: tuple[Any, ...]) -> Account:
     (id_, name, type_, base_url, priority, enabled, state, cooldown_until, failures,
      last_error, last_used_at, created_at, updated_at, hint, email, organization,
-     usage, version, credential_version) = row
+     usage, version, credential_version, proxy_hint) = row
     return Account(id=id_, name=name, type=AccountType(type_), base_url=base_url,
                    priority=priority, enabled=bool(enabled), state=AccountState(state),
                    cooldown_until=cooldown_until, consecutive_failures=failures,
                    last_error=last_error, last_used_at=last_used_at, created_at=created_at,
                    updated_at=updated_at, credential_hint=hint, email=email,
                    organization=organization, usage_windows=usage_from_json(usage),
-                   version=version, credential_version=credential_version)
+                   version=version, credential_version=credential_version,
+                   proxy_hint=proxy_hint)
 
 
 def usage_to_json(usage: UsageWindows) -> str:
@@ -71,8 +74,8 @@ def usage_from_json(text: str | None) -> UsageWindows | None:
         return None
 
 
-def _aad(account_id: int) -> bytes:
-    return f"kestrel:account:{account_id}:credential".encode()
+def _aad(account_id: int, what: str = "credential") -> bytes:
+    return f"kestrel:account:{account_id}:{what}".encode()
 
 
 def credential_secret(type_: AccountType, credential: Credential) -> str:
@@ -116,6 +119,15 @@ CLEAR_REFRESH = ("refresh_owner = NULL, refresh_until = NULL, refresh_failures =
                  "refresh_error = NULL")
 
 
+@dataclass(frozen=True)
+class AccountProxy:
+    """An account's own proxy as stored: the URL, sealed (it may hold a password), and the hint
+    shown instead of it."""
+
+    url: str = field(repr=False)
+    hint: str
+
+
 def _check_name_free(conn: Session, name: str, account_id: int | None) -> None:
     # Checked inside the write transaction (which holds the write lock), so it cannot race.
     row = conn.execute("SELECT id FROM accounts WHERE name = ?", (name,)).fetchone()
@@ -154,7 +166,7 @@ class AccountStore:
 
     async def create(self, *, name: str, type: AccountType, credential: Credential,
                      base_url: str | None = None, priority: int = 0, enabled: bool = True,
-                     now: float) -> Account:
+                     proxy: AccountProxy | None = None, now: float) -> Account:
         """Insert the row, then seal with its id: the id is part of the seal's associated data,
         and both steps share one transaction so no row ever exists without its credential."""
         hint = mask_secret(credential_secret(type, credential))
@@ -165,20 +177,30 @@ class AccountStore:
                 "INSERT INTO accounts (name, type, credential, credential_hint, base_url, "
                 "priority, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, type.value, b"", hint, base_url, priority, int(enabled), now, now))
-            conn.execute("UPDATE accounts SET credential = ? WHERE id = ?",
-                         (self._seal(account_id, credential), account_id))
+            conn.execute("UPDATE accounts SET credential = ?, proxy = ?, proxy_hint = ? "
+                         "WHERE id = ?", (self._seal(account_id, credential),
+                                          *self._proxy_columns(account_id, proxy), account_id))
             touch(conn, account_id, now, credential=True)
             return _fetch(conn, account_id)
         return await self._db.write(run)
 
+    def _proxy_columns(self, account_id: int, proxy: AccountProxy | None
+                       ) -> tuple[bytes | None, str | None]:
+        if proxy is None:
+            return None, None
+        return (self._sealer.seal(proxy.url.encode(), aad=_aad(account_id, "proxy")),
+                proxy.hint)
+
     async def update(self, account_id: int, *, now: float, name: str | None = None,
                      credential: Credential | None = None,
                      base_url: str | None | Unset = UNSET, priority: int | None = None,
-                     enabled: bool | None = None) -> Account:
+                     enabled: bool | None = None,
+                     proxy: AccountProxy | None | Unset = UNSET) -> Account:
         """Change only the given fields.
 
-        A new credential also clears the account's failure state: an operator who fixes a key
-        expects the pool to try it again at once, not after the old cooldown.
+        A new credential, or a new proxy, also clears the account's failure state: an operator
+        who fixes a key or a route expects the pool to try it again at once, not after the old
+        cooldown.
         """
         def run(conn: Session) -> Account:
             current = _fetch(conn, account_id)
@@ -195,16 +217,21 @@ class AccountStore:
             if credential is not None:
                 changes.update(
                     credential=self._seal(account_id, credential),
-                    credential_hint=mask_secret(credential_secret(current.type, credential)),
-                    state=AccountState.OK.value, cooldown_until=None, consecutive_failures=0,
-                    last_error=None)
+                    credential_hint=mask_secret(credential_secret(current.type, credential)))
+            if not isinstance(proxy, Unset):
+                changes["proxy"], changes["proxy_hint"] = self._proxy_columns(account_id, proxy)
+            secrets_changed = credential is not None or not isinstance(proxy, Unset)
+            if secrets_changed:
+                changes.update(state=AccountState.OK.value, cooldown_until=None,
+                               consecutive_failures=0, last_error=None)
             # Column names come from the fixed keys above, never from the caller.
             assignments = ", ".join(f"{column} = ?" for column in changes)
             if credential is not None:
                 assignments += f", {CLEAR_REFRESH}"
             conn.execute(f"UPDATE accounts SET {assignments} WHERE id = ?",
                          (*changes.values(), account_id))
-            touch(conn, account_id, now, credential=credential is not None)
+            # The opened proxy is cached with the credential: a new one is a new version.
+            touch(conn, account_id, now, credential=secrets_changed)
             return _fetch(conn, account_id)
         return await self._db.write(run)
 
@@ -299,15 +326,19 @@ class AccountStore:
             return _fetch(conn, account_id)
         return await self._db.write(run)
 
-    async def credential(self, account_id: int) -> Credential:
-        """The opened credential; `CryptoError` if its blob does not open with our key."""
-        def run(conn: Session) -> bytes:
-            row = conn.execute("SELECT credential FROM accounts WHERE id = ?",
+    async def secrets(self, account_id: int) -> tuple[Credential, str | None]:
+        """The opened credential and proxy URL (None: the account has no proxy of its own);
+        `CryptoError` if a blob does not open with our key."""
+        def run(conn: Session) -> tuple[bytes, bytes | None]:
+            row = conn.execute("SELECT credential, proxy FROM accounts WHERE id = ?",
                                (account_id,)).fetchone()
             if row is None:
                 raise NotFound(f"account {account_id} not found")
-            return bytes(row[0])
-        return self._open(account_id, await self._db.read(run))
+            return bytes(row[0]), None if row[1] is None else bytes(row[1])
+        credential, proxy = await self._db.read(run)
+        return (self._open(account_id, credential),
+                None if proxy is None
+                else self._sealer.open(proxy, aad=_aad(account_id, "proxy")).decode())
 
     async def find_by_api_key(self, api_key: str) -> Account | None:
         """The api_key account holding exactly this key, if any.

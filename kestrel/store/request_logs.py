@@ -50,7 +50,8 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 def _attempts_json(attempts: Iterable[Attempt]) -> str:
     return _COMPACT.encode([{"account_id": a.account_id, "status": a.status,
-                             "error_type": a.error_type, "duration_ms": a.duration_ms}
+                             "error_type": a.error_type, "duration_ms": a.duration_ms,
+                             **({"proxy": a.proxy} if a.proxy else {})}
                             for a in attempts])
 
 
@@ -73,7 +74,8 @@ def _stored_log(row: tuple[Any, ...]) -> StoredLog:
         cache_creation_tokens=cache_creation, latency_ms=latency_ms, ttfb_ms=ttfb_ms,
         client=client, user_agent=user_agent, instance=instance, cost_usd=cost_usd,
         priced=bool(priced), attempts=tuple(Attempt(account_id=a["account_id"], status=a["status"],
-                               error_type=a["error_type"], duration_ms=a["duration_ms"])
+                               error_type=a["error_type"], duration_ms=a["duration_ms"],
+                               proxy=a.get("proxy"))
                        for a in json.loads(attempts)))
 
 

@@ -92,12 +92,12 @@ def run(tmp_path: Path, body: Body, *, refresh_delay: float = 0.0,
 def test_fifty_concurrent_callers_share_one_refresh(tmp_path: Path) -> None:
     async def body(rig: Rig) -> None:
         oauth, refresher, store, account = (rig.oauth, rig.refresher, rig.store, rig.account)
-        stale = await store.credential(account.id)
+        stale = (await store.secrets(account.id))[0]
         results = await asyncio.gather(*(refresher.refresh(account, stale, wait=True)
                                          for _ in range(50)))
         assert {r.access_token for r in results} == {oauth.access_tokens[-1]}
         assert len(oauth.refreshes()) == 1
-        assert await store.credential(account.id) == results[0]
+        assert (await store.secrets(account.id))[0] == results[0]
         # a caller still holding the old credential gets the stored one, without a new refresh
         assert await refresher.refresh(account, stale, wait=True) == results[0]
         assert len(oauth.refreshes()) == 1
@@ -108,7 +108,7 @@ def test_failures_back_off_and_retry_after_is_honoured(tmp_path: Path) -> None:
     async def body(rig: Rig) -> None:
         oauth, refresher, store, account, clock = (
             rig.oauth, rig.refresher, rig.store, rig.account, rig.clock)
-        stale = await store.credential(account.id)
+        stale = (await store.secrets(account.id))[0]
 
         async def failure() -> RefreshFailed:
             with pytest.raises(RefreshFailed) as raised:
@@ -131,14 +131,14 @@ def test_failures_back_off_and_retry_after_is_honoured(tmp_path: Path) -> None:
         fresh = await refresher.refresh(account, stale, wait=True)
         assert fresh.access_token == oauth.access_tokens[-1]
         assert [r.status for r in oauth.refreshes()] == [500, 500, 429, 200]
-        assert await store.credential(account.id) == fresh
+        assert (await store.secrets(account.id))[0] == fresh
     run(tmp_path, body, answers=(SERVER_ERROR, SERVER_ERROR, rate_limited(42)))
 
 
 def test_a_caller_that_goes_away_does_not_cancel_the_refresh(tmp_path: Path) -> None:
     async def body(rig: Rig) -> None:
         oauth, refresher, store, account = (rig.oauth, rig.refresher, rig.store, rig.account)
-        stale = await store.credential(account.id)
+        stale = (await store.secrets(account.id))[0]
         waiting = asyncio.create_task(refresher.refresh(account, stale, wait=True))
         await asyncio.sleep(0.05)
         waiting.cancel()
@@ -146,17 +146,17 @@ def test_a_caller_that_goes_away_does_not_cancel_the_refresh(tmp_path: Path) -> 
             await waiting
         # the refresh went on and its rotated tokens were kept
         for _ in range(100):
-            if (await store.credential(account.id)).access_token != stale.access_token:
+            if ((await store.secrets(account.id))[0]).access_token != stale.access_token:
                 break
             await asyncio.sleep(0.02)
-        assert (await store.credential(account.id)).access_token == oauth.access_tokens[-1]
+        assert ((await store.secrets(account.id))[0]).access_token == oauth.access_tokens[-1]
     run(tmp_path, body, refresh_delay=0.3)
 
 
 def test_a_login_during_a_refresh_wins(tmp_path: Path) -> None:
     async def body(rig: Rig) -> None:
         refresher, store, account, clock = (rig.refresher, rig.store, rig.account, rig.clock)
-        stale = await store.credential(account.id)
+        stale = (await store.secrets(account.id))[0]
         refreshing = asyncio.create_task(refresher.refresh(account, stale, wait=True))
         await asyncio.sleep(0.05)
         relogin = Credential(access_token="sk-ant-oat01-RELOGIN-0123456789",
@@ -164,7 +164,7 @@ def test_a_login_during_a_refresh_wins(tmp_path: Path) -> None:
         await store.save_oauth_login(name="sub", credential=relogin, email=None,
                                      organization=None, now=clock.now)
         assert await refreshing == relogin
-        assert await store.credential(account.id) == relogin
+        assert (await store.secrets(account.id))[0] == relogin
     run(tmp_path, body, refresh_delay=0.3)
 
 
@@ -173,19 +173,19 @@ def test_a_login_during_a_refresh_wins(tmp_path: Path) -> None:
 
 def test_two_processes_refresh_once_between_them(tmp_path: Path) -> None:
     async def body(rig: Rig) -> None:
-        stale = await rig.store.credential(rig.account.id)
+        stale = (await rig.store.secrets(rig.account.id))[0]
         results = await asyncio.gather(*(
             (rig.refresher if n % 2 else rig.other).refresh(rig.account, stale, wait=True)
             for n in range(40)))
         assert {r.access_token for r in results} == {rig.oauth.access_tokens[-1]}
         assert len(rig.oauth.refreshes()) == 1
-        assert await rig.store.credential(rig.account.id) == results[0]
+        assert (await rig.store.secrets(rig.account.id))[0] == results[0]
     run(tmp_path, body, refresh_delay=0.3)
 
 
 def test_a_process_with_a_good_token_does_not_wait_for_anothers_refresh(tmp_path: Path) -> None:
     async def body(rig: Rig) -> None:
-        stale = await rig.store.credential(rig.account.id)
+        stale = (await rig.store.secrets(rig.account.id))[0]
         refreshing = asyncio.create_task(rig.refresher.refresh(rig.account, stale, wait=True))
         await asyncio.sleep(0.1)
         started = asyncio.get_running_loop().time()
@@ -202,7 +202,7 @@ def test_a_process_with_a_good_token_does_not_wait_for_anothers_refresh(tmp_path
 
 def test_a_failed_refresh_backs_off_every_process(tmp_path: Path) -> None:
     async def body(rig: Rig) -> None:
-        stale = await rig.store.credential(rig.account.id)
+        stale = (await rig.store.secrets(rig.account.id))[0]
         with pytest.raises(RefreshFailed) as first:
             await rig.refresher.refresh(rig.account, stale, wait=True)
         with pytest.raises(RefreshFailed) as second:
@@ -219,7 +219,7 @@ def test_a_failed_refresh_backs_off_every_process(tmp_path: Path) -> None:
 
 def test_a_refused_refresh_token_is_spent_once(tmp_path: Path) -> None:
     async def body(rig: Rig) -> None:
-        stale = await rig.store.credential(rig.account.id)
+        stale = (await rig.store.secrets(rig.account.id))[0]
         for refresher in (rig.refresher, rig.other):
             with pytest.raises(RefreshFailed, match="invalid_grant") as raised:
                 await refresher.refresh(rig.account, stale, wait=True)
@@ -231,7 +231,7 @@ def test_a_refused_refresh_token_is_spent_once(tmp_path: Path) -> None:
 
 def test_a_lease_whose_process_died_is_taken_over_when_it_runs_out(tmp_path: Path) -> None:
     async def body(rig: Rig) -> None:
-        stale = await rig.store.credential(rig.account.id)
+        stale = (await rig.store.secrets(rig.account.id))[0]
         db = await Database.open(tmp_path / "k.db")  # a process that claims, then dies
         try:
             held = await RefreshLeases(db, Sealer(bytes(32))).claim(

@@ -75,7 +75,7 @@ def test_logins_create_then_reconnect_and_never_take_an_api_key_name(db_target: 
         assert created and account.type is AccountType.OAUTH
         assert (account.email, account.organization) == ("me@example.test", "Acme")
         assert account.credential_hint == "sk-ant-…" + ACCESS[-4:]
-        assert await store.credential(account.id) == first
+        assert (await store.secrets(account.id))[0] == first
         await store.record_outcome(account.id, now=101.0, state=AccountState.INVALID,
                                    cooldown_until=None, consecutive_failures=3,
                                    last_error="refresh token refused", used=False)
@@ -90,7 +90,7 @@ def test_logins_create_then_reconnect_and_never_take_an_api_key_name(db_target: 
         with pytest.raises(Conflict):
             await store.save_oauth_login(name="key", credential=first, email=None,
                                          organization=None, now=300.0)
-        assert (await store.credential((await store.list())[-1].id)).api_key
+        assert (await store.secrets((await store.list())[-1].id))[0].api_key
     with_db(db_target, body)
 
 
@@ -111,7 +111,7 @@ def test_refreshed_tokens_replace_only_the_login_they_came_from(db_target: str) 
         fresh = Credential(access_token=ACCESS + "2", refresh_token=REFRESH + "2")
         assert await leases.succeeded(account.id, fresh, replaces=REFRESH, owner="p1",
                                       now=4.0) == fresh
-        assert await store.credential(account.id) == fresh
+        assert (await store.secrets(account.id))[0] == fresh
         stored = await store.get(account.id)
         assert stored.updated_at == 1.0  # not an operator change
         # a new credential version, announced on the feed; the lease is free again
@@ -122,7 +122,7 @@ def test_refreshed_tokens_replace_only_the_login_they_came_from(db_target: str) 
         stale = Credential(access_token=ACCESS + "3", refresh_token=REFRESH + "3")
         assert await leases.succeeded(account.id, stale, replaces=REFRESH, owner="p2",
                                       now=6.0) == fresh
-        assert await store.credential(account.id) == fresh
+        assert (await store.secrets(account.id))[0] == fresh
         assert (await leases.claim(account.id, owner="p3", now=7.0, until=57.0,
                                    needed=lambda _: True)).lease is Lease.CLAIMED
     with_db(db_target, body)

@@ -57,11 +57,11 @@ def test_create_get_list_and_open_the_credential(db_target: str) -> None:
             "https://example.test", False, AccountStatus.DISABLED)
         assert await store.get(high.id) == high
         assert [a.name for a in await store.list()] == ["high", "low", "also-low"]
-        assert await store.credential(low.id) == Credential(api_key=API_KEY)
-        opened = await store.credential(high.id)
+        assert (await store.secrets(low.id))[0] == Credential(api_key=API_KEY)
+        opened = (await store.secrets(high.id))[0]
         assert (opened.access_token, opened.refresh_token, opened.expires_at) == (
             ACCESS_TOKEN, REFRESH_TOKEN, 2000.5)
-        assert API_KEY not in repr(low) + repr(await store.credential(low.id))
+        assert API_KEY not in repr(low) + repr((await store.secrets(low.id))[0])
         assert also_low.id > low.id
     with_store(db_target, body)
 
@@ -85,7 +85,7 @@ def test_duplicate_name_missing_secret_and_missing_rows_are_errors(db_target: st
             await store.get(77)
         for call in (store.delete(77, now=3.0), store.reset(77, now=3.0),
                      store.update(77, now=3.0),
-                     store.credential(77)):
+                     store.secrets(77)):
             with pytest.raises(NotFound):
                 await call
         assert [a.name for a in await store.list()] == ["a", "b"]  # failed calls left no trace
@@ -108,7 +108,7 @@ def test_update_changes_only_the_given_fields(db_target: str) -> None:
             "https://one.test", 9, False, 1.0)
         cleared = await store.update(a.id, base_url=None, now=4.0)
         assert cleared.base_url is None and cleared.name == "renamed"
-        assert await store.credential(a.id) == Credential(api_key=API_KEY)
+        assert (await store.secrets(a.id))[0] == Credential(api_key=API_KEY)
         same_name = await store.update(a.id, name="renamed", now=5.0)
         assert same_name.name == "renamed"
     with_store(db_target, body)
@@ -138,7 +138,7 @@ def test_outcomes_persist_and_a_new_credential_or_reset_clears_them(db_target: s
         assert (fixed.state, fixed.cooldown_until, fixed.consecutive_failures,
                 fixed.last_error) == (AccountState.OK, None, 0, None)
         assert fixed.credential_hint == "sk-ant-…last"
-        assert await store.credential(a.id) == Credential(api_key=OTHER_KEY)
+        assert (await store.secrets(a.id))[0] == Credential(api_key=OTHER_KEY)
 
         await store.record_outcome(a.id, now=40.0, state=AccountState.EXHAUSTED,
                                    cooldown_until=99.0, consecutive_failures=5,
@@ -208,8 +208,8 @@ def test_a_credential_copied_to_another_row_does_not_open(tmp_path: Path) -> Non
             conn.execute("UPDATE accounts SET credential = (SELECT credential FROM accounts "
                          "WHERE id = ?) WHERE id = ?", (victim.id, thief.id))
         with pytest.raises(CryptoError):
-            await store.credential(thief.id)
-        assert await store.credential(victim.id) == Credential(api_key=API_KEY)
+            (await store.secrets(thief.id))[0]
+        assert (await store.secrets(victim.id))[0] == Credential(api_key=API_KEY)
     with_store(tmp_path / "k.db", body)
 
 
@@ -225,7 +225,7 @@ def test_a_wrong_key_opens_no_credential(tmp_path: Path) -> None:
     async def open_with_wrong_key(store: AccountStore) -> None:
         assert (await store.get(account_id)).credential_hint == "sk-ant-…tail"
         with pytest.raises(CryptoError):
-            await store.credential(account_id)
+            (await store.secrets(account_id))[0]
     with_store(path, open_with_wrong_key, key=bytes(32))
 
 
