@@ -25,8 +25,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from kestrel.crypto import encode_key, generate_key, parse_key
 from kestrel.database_url import PostgresUrl, is_postgres_url
 from kestrel.domain import ConfigError
+from kestrel.egress import EnvProxies, env_proxies
 from kestrel.prices import PRICES, Price, parse_prices
-from kestrel.proxy.egress import EnvProxies, env_proxies
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080

@@ -25,8 +25,8 @@ from kestrel.domain import (
     UsageWindows,
     ValidationError,
 )
+from kestrel.egress import parse_proxy
 from kestrel.http import Request, Response
-from kestrel.proxy.egress import parse_proxy
 from kestrel.proxy.key_limits import periods
 from kestrel.proxy.pool import AccountPool
 from kestrel.store.accounts import AccountProxy, AccountStore

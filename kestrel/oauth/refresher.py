@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from kestrel.domain import Account, Credential
+from kestrel.egress import Proxy
 from kestrel.oauth.tokens import (
     TOKEN_TIMEOUT_SECONDS,
     InvalidGrant,
@@ -128,8 +129,9 @@ class TokenRefresher:
         self._in_flight: dict[int, asyncio.Task[Credential]] = {}
         self._notes: dict[int, _Note] = {}
 
-    async def refresh(self, account: Account, stale: Credential, *, wait: bool) -> Credential:
-        """A credential newer than `stale`, or `RefreshFailed`.
+    async def refresh(self, account: Account, stale: Credential, *, wait: bool,
+                      proxy: Proxy | None = None) -> Credential:
+        """A credential newer than `stale`, or `RefreshFailed`. `proxy`: the account's own.
 
         `wait`: `stale` cannot be used any more (expired, or refused upstream), so wait for
         another process's refresh to finish rather than fail at once. The refresh runs in its
@@ -144,7 +146,7 @@ class TokenRefresher:
                 raise RefreshFailed(note.message, invalid=False,
                                     retry_at=None if note.elsewhere else note.not_before)
             try:
-                return await asyncio.shield(self._join(account, stale))
+                return await asyncio.shield(self._join(account, stale, proxy))
             except _Elsewhere:
                 if not wait:
                     raise RefreshFailed(REFRESHING_ELSEWHERE, invalid=False) from None
@@ -153,10 +155,11 @@ class TokenRefresher:
                                     invalid=False, retry_at=self._clock() + BACKOFF_MIN_SECONDS)
             await self._sleep(RECHECK_SECONDS)
 
-    def _join(self, account: Account, stale: Credential) -> asyncio.Task[Credential]:
+    def _join(self, account: Account, stale: Credential,
+              proxy: Proxy | None) -> asyncio.Task[Credential]:
         task = self._in_flight.get(account.id)
         if task is None:
-            task = asyncio.create_task(self._refresh(account, stale))
+            task = asyncio.create_task(self._refresh(account, stale, proxy))
             self._in_flight[account.id] = task
             task.add_done_callback(lambda done: self._finished(account.id, done))
         return task
@@ -167,7 +170,8 @@ class TokenRefresher:
         if not task.cancelled():
             task.exception()  # retrieved here, so one nobody waited for is not reported as lost
 
-    async def _refresh(self, account: Account, stale: Credential) -> Credential:
+    async def _refresh(self, account: Account, stale: Credential,
+                       proxy: Proxy | None) -> Credential:
         now = self._clock()
         claim = await self._leases.claim(
             account.id, owner=self._owner, now=now, until=now + REFRESH_LEASE_SECONDS,
@@ -193,7 +197,8 @@ class TokenRefresher:
                                                 elsewhere=False)
                 raise RefreshFailed(message, invalid=False, retry_at=until)
         try:
-            return await self._spend(account, current.refresh_token, claim.failures, now)
+            return await self._spend(account, current.refresh_token, claim.failures, now,
+                                     proxy)
         except BaseException:
             # A lease still in our name is given up, so it does not block every process until
             # it runs out (no refresh token, tokens not stored, cancelled). A backoff has
@@ -203,13 +208,13 @@ class TokenRefresher:
             raise
 
     async def _spend(self, account: Account, refresh_token: str | None, failures: int,
-                     now: float) -> Credential:
+                     now: float, proxy: Proxy | None) -> Credential:
         """Spend the refresh token, holding the lease; record the outcome in the store."""
         if not refresh_token:
             raise RefreshFailed(f"this OAuth account has no refresh token; "
                                 f"{RECONNECT_HINT.format(name=account.name)}", invalid=True)
         try:
-            grant = await self._tokens.refresh(refresh_token, now=now)
+            grant = await self._tokens.refresh(refresh_token, now=now, proxy=proxy)
         except InvalidGrant:
             log.warning("account %s: the refresh token was refused (invalid_grant)",
                         account.name, extra={"account": {"id": account.id}})

@@ -25,6 +25,7 @@ import httpx
 
 from kestrel import __version__
 from kestrel.domain import Credential, UpstreamError
+from kestrel.egress import PROXY_EXTENSION, Proxy
 from kestrel.oauth.flow import OAuthConfig
 
 # The token endpoint answers in well under a second; a slow one must not hold a request (and
@@ -130,18 +131,23 @@ class TokenClient:
             "code_verifier": verifier,
         }, now)
 
-    async def refresh(self, refresh_token: str, *, now: float) -> TokenGrant:
+    async def refresh(self, refresh_token: str, *, now: float,
+                      proxy: Proxy | None = None) -> TokenGrant:
+        """`proxy`: the account's own, so its refreshes leave from the same address as its
+        requests (None: the environment's, if any)."""
         return await self._post({
             "grant_type": "refresh_token",
             "refresh_token": refresh_token,
             "client_id": self._config.client_id,
-        }, now)
+        }, now, proxy)
 
-    async def _post(self, body: dict[str, str], now: float) -> TokenGrant:
+    async def _post(self, body: dict[str, str], now: float,
+                    proxy: Proxy | None = None) -> TokenGrant:
         try:
             response = await self._http.post(
                 self._config.token_url, json=body, timeout=TOKEN_TIMEOUT_SECONDS,
-                headers={"accept": "application/json", "user-agent": f"kestrel/{__version__}"})
+                headers={"accept": "application/json", "user-agent": f"kestrel/{__version__}"},
+                extensions={PROXY_EXTENSION: proxy} if proxy is not None else None)
         except httpx.HTTPError as exc:
             raise TokenEndpointError(f"cannot reach the token endpoint "
                                      f"({type(exc).__name__})") from None

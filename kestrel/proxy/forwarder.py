@@ -239,7 +239,8 @@ class Forwarder:
         assert self._refresher is not None
         usable = keep_valid and not expired(stale, self._clock())
         try:
-            fresh = await self._refresher.refresh(account, stale, wait=not usable)
+            fresh = await self._refresher.refresh(account, stale, wait=not usable,
+                                                  proxy=self._pool.proxy(account.id))
         except RefreshFailed as failed:
             now = self._clock()
             if keep_valid and not failed.invalid and not expired(stale, now):

@@ -30,8 +30,8 @@ from kestrel.domain import (
     RateLimited,
     UsageWindows,
 )
+from kestrel.egress import Proxy, parse_proxy
 from kestrel.proxy.cooldown import AccountUpdate
-from kestrel.proxy.egress import Proxy, parse_proxy
 from kestrel.proxy.selection import Rotation, attempt_order, headroom_band
 from kestrel.store.accounts import AccountStore
 

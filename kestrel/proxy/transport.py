@@ -18,7 +18,7 @@ reached, refused the tunnel or the login), `ReadTimeout`, `RemoteProtocolError` 
 not a response, or the connection ended early) and `ReadError` / `WriteError` (the socket
 failed).
 
-Through a proxy (kestrel/proxy/egress.py chooses which): an HTTP proxy gets CONNECT for an https
+Through a proxy (kestrel/egress.py chooses which): an HTTP proxy gets CONNECT for an https
 origin, then TLS to the origin inside the tunnel, and absolute-form requests for a plain-http
 one; a SOCKS5 proxy gets its handshake (kestrel/proxy/socks5.py), then the same as a direct
 connection. Idle connections are pooled per origin and proxy, so accounts behind different
@@ -36,9 +36,9 @@ from typing import Any
 
 import httpx
 
+from kestrel.egress import PROXY_EXTENSION, EnvProxies, Proxy
 from kestrel.proxy import socks5
 from kestrel.proxy.codings import ACCEPT_ENCODING, Decoder, UndecodableBody, content_decoder
-from kestrel.proxy.egress import EnvProxies, Proxy
 from kestrel.proxy.http1 import (
     MAX_HEAD_BYTES,
     ChunkedDecoder,
@@ -185,7 +185,8 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         if body and "content-length" not in request.headers:
             fields.append((b"content-length", b"%d" % len(body)))
         url = request.url
-        route = self._egress.for_origin(url.scheme, url.host)
+        route = request.extensions.get(PROXY_EXTENSION) or self._egress.for_origin(url.scheme,
+                                                                                   url.host)
         payload = _request_bytes(request.method, _target(url, route, fields), fields, body)
         head, stream = await self._round_trip(
             url, route, request.method, payload, timeouts.get("connect", self._connect_timeout),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from kestrel.egress import EnvProxies, Proxy, bypassed, env_proxies, parse_proxy
 from kestrel.proxy import socks5
-from kestrel.proxy.egress import EnvProxies, Proxy, bypassed, env_proxies, parse_proxy
 
 
 def test_proxy_urls_parse_with_their_defaults_and_never_show_the_password() -> None:

@@ -6,6 +6,9 @@ exit address means it for every request of that account. Otherwise the environme
 curl and httpx read it: `https_proxy` / `HTTPS_PROXY` for https origins, `http_proxy` /
 `HTTP_PROXY` for http ones, `all_proxy` / `ALL_PROXY` for both, the lower-case name winning when
 both are set, and `no_proxy` / `NO_PROXY` naming the hosts reached directly.
+
+At the top of the package because the settings read the environment's proxies, the OAuth token
+client passes an account's proxy along, and the transport connects through them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from urllib.parse import unquote, urlsplit
 
 SCHEMES = ("http", "https", "socks5", "socks5h")
 DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
+# The httpx request extension that carries an account's own proxy to the transport (the OAuth
+# token client's requests for that account).
+PROXY_EXTENSION = "kestrel.proxy"
 
 
 @dataclass(frozen=True)
