@@ -287,11 +287,15 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
                     writer.close()
                     raise
         except TimeoutError:
+            if stage == "tls":
+                raise httpx.ConnectTimeout(f"no TLS connection to {host}:{port} through "
+                                           f"{proxy.label} in time") from None
             raise ProxyFailed(proxy, stage, "no answer in time") from None
         except socks5.SocksError as exc:
             raise ProxyFailed(proxy, "auth" if exc.auth else "refused", str(exc)) from None
         except _TunnelRefused as exc:
-            raise ProxyFailed(proxy, "auth" if exc.status == 407 else "refused",
+            # 407 is the proxy asking for a login; tinyproxy answers a CONNECT with 401.
+            raise ProxyFailed(proxy, "auth" if exc.status in (401, 407) else "refused",
                               f"it answered {exc.status} to CONNECT") from None
         except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
             if stage == "tls":  # the proxy did its part: the origin's TLS failed
@@ -370,7 +374,7 @@ class ProxyFailed(httpx.ProxyError):
 
 
 STAGES = {"unreachable": "cannot be reached", "refused": "refused the connection",
-          "auth": "refused the login", "tls": "tunnel"}
+          "auth": "refused the login"}
 
 
 class _TunnelRefused(Exception):
