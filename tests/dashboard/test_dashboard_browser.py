@@ -373,6 +373,73 @@ def test_operator_journey(browser: Browser, stack: Stack) -> None:
         sdk.messages.create(model=MODEL, max_tokens=32,
                             messages=[{"role": "user", "content": "again"}])
 
+    # An account with its own proxy: gamma, first in line, leaves through a dead one (nothing
+    # listens on the discard port). Added after every count above, so the one request it fails
+    # costs them nothing: alpha (reset) serves it.
+    proxy_url = "http://user:secret@127.0.0.1:9"
+    masked = "http://user:…@127.0.0.1:9"
+    go(page, "Accounts")
+    page.get_by_role("button", name="Add API-key account").first.click()
+    dialog = page.get_by_role("dialog")
+    proxy_field = dialog.get_by_label("Proxy", exact=True)
+    dialog.get_by_label("Name").fill("gamma")
+    dialog.get_by_label("API key").fill(account_key("gamma"))
+    dialog.get_by_label("Priority").fill("100")
+    # The form checks the scheme itself; the server's 422 (a port out of range) shows under
+    # the field too, and neither quotes the URL.
+    proxy_field.fill("ftp://user:secret@127.0.0.1:21")
+    dialog.get_by_role("button", name="Add account").click()
+    expect(dialog).to_contain_text("A URL starting with http://, https://, socks5://, socks5h://")
+    proxy_field.fill("http://user:secret@127.0.0.1:99999")
+    dialog.get_by_role("button", name="Add account").click()
+    expect(dialog).to_contain_text("proxy_url")
+    expect(dialog).not_to_contain_text("secret")
+    proxy_field.fill(proxy_url)
+    dialog.get_by_role("button", name="Add account").click()
+    expect(dialog).to_be_hidden()
+    gamma = page.get_by_test_id("account-row-gamma")
+    expect(gamma).to_contain_text(f"via {masked}")
+    stack.accounts["gamma"] = next(a["id"] for a in _admin_accounts(stack) if a["name"] == "gamma")
+    assert stack.account("gamma")["proxy_url"] == masked
+    assert "secret" not in page.content()
+    shoot(page, "accounts-proxy-light")
+    # The next request fails at gamma's proxy and alpha serves it; its detail names the proxy
+    # (scheme, host and port only).
+    stack.sdk().messages.create(model=MODEL, max_tokens=32,
+                                messages=[{"role": "user", "content": "via gamma"}])
+    (served,) = stack.logs(expect=1, account_id=stack.accounts["alpha"])
+    assert [a["error_type"] for a in served["attempts"]] == ["proxy_unreachable", None]
+    go(page, "Logs")
+    page.get_by_test_id("log-row").filter(has_text="alpha").first.click()
+    attempts = page.get_by_test_id("attempts").get_by_role("listitem")
+    expect(attempts).to_have_count(2)
+    expect(attempts.nth(0)).to_contain_text("gamma")
+    expect(attempts.nth(0)).to_contain_text("proxy http://127.0.0.1:9 could not be reached")
+    expect(attempts.nth(1)).to_contain_text("alpha")
+    shoot(page, "log-detail-proxy-light")
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    go(page, "Overview")
+    expect(page.get_by_test_id("account-cards")).to_contain_text(f"via {masked}")
+    # Edit: the proxy is write-only, like the key; saving with the field empty keeps it.
+    go(page, "Accounts")
+    gamma.get_by_role("button", name="Edit gamma").click()
+    expect(proxy_field).to_have_value("")
+    expect(dialog).to_contain_text(f"Leave empty to keep {masked}")
+    shoot(page, "account-edit-proxy-light")
+    fill_and_save(dialog, {"Priority": "90"})
+    expect(gamma).to_contain_text(f"via {masked}")
+    assert stack.account("gamma")["proxy_url"] == masked
+    # Remove it: gone from the page and from the account.
+    gamma.get_by_role("button", name="Edit gamma").click()
+    dialog.get_by_label("Remove proxy").check()
+    expect(proxy_field).to_be_disabled()
+    dialog.get_by_role("button", name="Save changes").click()
+    expect(dialog).to_be_hidden()
+    expect(gamma).not_to_contain_text("via ")
+    assert stack.account("gamma")["proxy_url"] is None
+    assert "secret" not in page.content()
+
     # Phone width: every page still works and reads.
     phone = browser.new_context(viewport=PHONE, color_scheme="dark", is_mobile=True,
                                 has_touch=True)

@@ -33,6 +33,17 @@ export function TypeBadge({ type }: { type: Account["type"] }) {
   );
 }
 
+/** The account's own egress proxy, masked as the server gives it; nothing without one. */
+export function ProxyVia({ account, className }: { account: Account; className?: string }) {
+  if (!account.proxy_url) return null;
+  return (
+    <p data-testid="account-proxy" title={`Connects through its own proxy, ${account.proxy_url}`}
+      className={cx("truncate text-xs text-zinc-500 dark:text-zinc-400", className)}>
+      via <span className="font-mono">{account.proxy_url}</span>
+    </p>
+  );
+}
+
 /** One line per window for a table cell: label, bar, percentage; the reset time below. */
 export function UsageCompact({ account, now }: { account: Account; now: number }) {
   const windows = usageWindows(account);
@@ -109,6 +120,7 @@ export function AccountCard({ account, stats, now }: { account: Account; stats?:
           {" · "}priority {account.priority}
           {!account.enabled && " · disabled"}
         </p>
+        <ProxyVia account={account} className="mt-0.5" />
       </div>
 
       <UsageBars account={account} now={now} />

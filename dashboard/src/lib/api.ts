@@ -41,6 +41,9 @@ export interface Account {
   email?: string | null;
   organization?: string | null;
   usage_windows?: UsageSummary | Record<string, UsageWindowRaw> | UsageWindowRaw[] | null;
+  /** The account's own egress proxy, password masked (`socks5h://alice:…@10.0.0.5:1080`); null:
+   * the server's environment proxy, if any. Absent on servers without per-account proxies. */
+  proxy_url?: string | null;
 }
 
 export interface AccountInput {
@@ -49,6 +52,8 @@ export interface AccountInput {
   base_url?: string | null;
   priority?: number;
   enabled?: boolean;
+  /** Write-only: a URL sets the proxy, null removes it, left out keeps it. */
+  proxy_url?: string | null;
 }
 
 export interface ApiKey {
@@ -115,6 +120,9 @@ export interface Attempt {
   status: number | null;
   error_type: string | null;
   duration_ms: number;
+  /** The proxy (`scheme://host:port`) when the attempt failed there: `proxy_unreachable`,
+   * `proxy_refused` or `proxy_auth`. Absent on older servers. */
+  proxy?: string | null;
 }
 
 export interface LogRow {

@@ -3,6 +3,7 @@ import { IconExternal } from "../components/icons";
 import { Button, CopyButton, ErrorBanner, Field, FormModal, inputClass, Modal, Segmented, Toggle } from "../components/ui";
 import { useSession } from "../context";
 import { ApiError, describeError, type Account, type AccountInput } from "../lib/api";
+import { proxyChange, proxyUrlProblem } from "../lib/proxy";
 
 interface Errors {
   form?: string;
@@ -10,10 +11,11 @@ interface Errors {
   api_key?: string;
   base_url?: string;
   priority?: string;
+  proxy_url?: string;
 }
 
 function fieldErrors(exc: unknown): Errors {
-  if (exc instanceof ApiError && exc.field && ["name", "api_key", "base_url", "priority"].includes(exc.field)) {
+  if (exc instanceof ApiError && exc.field && ["name", "api_key", "base_url", "priority", "proxy_url"].includes(exc.field)) {
     return { [exc.field]: exc.message };
   }
   return { form: describeError(exc) };
@@ -30,6 +32,9 @@ export function AccountForm({ open, account, onClose, onSaved }: {
   const [baseUrl, setBaseUrl] = useState("");
   const [priority, setPriority] = useState("0");
   const [enabled, setEnabled] = useState(true);
+  // Write-only, like the key: empty keeps the stored proxy, shown masked in the hint.
+  const [proxyUrl, setProxyUrl] = useState("");
+  const [removeProxy, setRemoveProxy] = useState(false);
   const [errors, setErrors] = useState<Errors>({});
   const [busy, setBusy] = useState(false);
 
@@ -40,6 +45,8 @@ export function AccountForm({ open, account, onClose, onSaved }: {
     setBaseUrl(account?.base_url ?? "");
     setPriority(String(account?.priority ?? 0));
     setEnabled(account?.enabled ?? true);
+    setProxyUrl("");
+    setRemoveProxy(false);
     setErrors({});
   }, [open, account]);
 
@@ -51,10 +58,14 @@ export function AccountForm({ open, account, onClose, onSaved }: {
     const prio = Number(priority);
     if (!/^-?\d+$/.test(priority.trim()) || prio < -1000 || prio > 1000) next.priority = "A whole number from -1000 to 1000.";
     if (baseUrl.trim() && !/^https?:\/\/\S+$/.test(baseUrl.trim())) next.base_url = "A URL starting with http:// or https://.";
+    const proxyProblem = removeProxy ? null : proxyUrlProblem(proxyUrl);
+    if (proxyProblem) next.proxy_url = proxyProblem;
     setErrors(next);
     if (Object.keys(next).length) return;
 
-    const input: AccountInput = { name: name.trim(), priority: prio, enabled, base_url: baseUrl.trim() || null };
+    const input: AccountInput = {
+      name: name.trim(), priority: prio, enabled, base_url: baseUrl.trim() || null, ...proxyChange(proxyUrl, removeProxy),
+    };
     if (apiKey.trim()) input.api_key = apiKey.trim();
     setBusy(true);
     try {
@@ -68,6 +79,7 @@ export function AccountForm({ open, account, onClose, onSaved }: {
   };
 
   const formId = editing ? "edit-account" : "add-account";
+  const stored = account?.proxy_url ?? null;
   return (
     <FormModal open={open} title={editing ? `Edit ${account.name}` : "Add an API-key account"} onClose={onClose} formId={formId}
       submitLabel={editing ? "Save changes" : "Add account"} busy={busy} onSubmit={submit} error={errors.form}>
@@ -100,6 +112,29 @@ export function AccountForm({ open, account, onClose, onSaved }: {
           {(id) => <input id={id} type="url" className={inputClass + " font-mono"} value={baseUrl} onChange={(e) => setBaseUrl(e.target.value)} placeholder="https://api.anthropic.com" />}
         </Field>
       </div>
+      <Field
+        label="Proxy"
+        error={errors.proxy_url}
+        hint={<>
+          {stored
+            ? <>Leave empty to keep <span className="font-mono break-all">{stored}</span>; a new proxy clears the failure state.</>
+            : <>Empty: the server's environment proxy (HTTPS_PROXY…), if any.</>}
+          {" "}The password is stored sealed and never shown again.
+        </>}
+      >
+        {(id) => (
+          <input id={id} type="text" autoComplete="off" spellCheck={false} className={inputClass + " font-mono"}
+            value={proxyUrl} disabled={removeProxy} onChange={(e) => setProxyUrl(e.target.value)}
+            placeholder={stored ? "unchanged" : "socks5h://user:password@host:1080"} />
+        )}
+      </Field>
+      {stored && (
+        <label className="-mt-2 flex items-center gap-2 text-sm">
+          <input type="checkbox" className="size-4 accent-teal-600" checked={removeProxy}
+            onChange={(e) => { setRemoveProxy(e.target.checked); if (e.target.checked) setProxyUrl(""); }} />
+          <span>Remove proxy <span className="text-zinc-500 dark:text-zinc-400">(the environment's applies, if any)</span></span>
+        </label>
+      )}
       <label className="flex items-center gap-3 text-sm">
         <Toggle label="Enabled" checked={enabled} onChange={setEnabled} />
         <span>Enabled — serves requests</span>

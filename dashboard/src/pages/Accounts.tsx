@@ -1,5 +1,5 @@
 import { useState } from "react";
-import { StatusBadge, TypeBadge, UsageBars, UsageCompact } from "../components/AccountBits";
+import { ProxyVia, StatusBadge, TypeBadge, UsageBars, UsageCompact } from "../components/AccountBits";
 import { IconEdit, IconLink, IconPlus, IconRefresh, IconTrash } from "../components/icons";
 import { useNotice } from "../components/Notice";
 import { Button, Card, Confirm, Empty, ErrorBanner, Loading, PageHeader, Toggle } from "../components/ui";
@@ -113,6 +113,7 @@ export function Accounts() {
                         <TypeBadge type={a.type} />
                         {a.email ? <>{a.email}{a.organization && <> · {a.organization}</>}</> : <span className="font-mono">{a.credential_hint}</span>}
                       </div>
+                      <ProxyVia account={a} className="mt-1 max-w-72" />
                     </td>
                     <td className="px-3 py-3">
                       <StatusBadge account={a} now={now} />
@@ -150,6 +151,7 @@ export function Accounts() {
                       <div className="mt-0.5 truncate text-xs text-zinc-500 dark:text-zinc-400">
                         {a.email ?? <span className="font-mono">{a.credential_hint}</span>} · priority {a.priority} · used {relativeTime(a.last_used_at, now)}
                       </div>
+                      <ProxyVia account={a} className="mt-0.5" />
                     </div>
                     <StatusBadge account={a} now={now} />
                   </div>

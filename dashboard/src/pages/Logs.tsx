@@ -7,6 +7,7 @@ import { compact, formatClock, formatDateTime, formatInt, formatMs, httpTone, re
 import { useDebounced, useNow, usePoll } from "../lib/hooks";
 import { logCost } from "../lib/money";
 import { appendOlder, mergeNewer } from "../lib/paging";
+import { proxyFailure } from "../lib/proxy";
 
 const PAGE_SIZE = 50;
 const TAIL_MS = 3000;
@@ -289,6 +290,9 @@ function LogDetail({ row, onClose, accountName, keyName, keyOwner, now }: {
                     <Badge tone={httpTone(a.status)}>{a.status ?? "no answer"}</Badge>
                     {a.error_type && <span className="text-xs text-zinc-600 dark:text-zinc-400">{a.error_type}</span>}
                     <span className="ml-auto tabular text-xs text-zinc-500 dark:text-zinc-400">{formatMs(a.duration_ms)}</span>
+                    {a.proxy && (
+                      <p className="basis-full pl-8 text-xs break-all text-red-700 dark:text-red-300">{proxyFailure(a.error_type, a.proxy)}</p>
+                    )}
                   </li>
                 ))}
               </ol>
