@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
-from support import claude_code, figures, postgres, shifted_clock, zipapp
+from fake_upstream import FakeAnthropic
+from support import claude_code, figures, postgres, proxies, shifted_clock, zipapp
+from support.ca import CaFiles, make_ca
 from support.process import KestrelProcess
 from support.stack import Stack, running_stack
 
@@ -98,6 +102,56 @@ def shared_database(request: pytest.FixtureRequest) -> dict[str, str]:
 
 POSTGRES_SKIPPED = "PostgreSQL tests skipped"
 
+ProxyKind = TypeVar("ProxyKind", bound=proxies.Proxy)
+
+
+def _proxy_starter(kind: type[ProxyKind], folder: Path) -> Iterator[proxies.Starter[ProxyKind]]:
+    """A factory of `kind` proxies in `folder`, each stopped when the test ends; skipped (or
+    failed, under REQUIRE_PROXIES=1) when the binary is missing."""
+    try:
+        proxies.find(kind.binary, kind.package)
+    except proxies.Unavailable as exc:
+        if proxies.REQUIRED:
+            pytest.fail(f"{proxies.SKIPPED}: {exc} (REQUIRE_PROXIES=1)")
+        pytest.skip(f"{proxies.SKIPPED}: {exc}")
+    numbers = itertools.count(1)
+    with contextlib.ExitStack() as running:
+
+        def start(*, user: str | None = None, password: str | None = None) -> ProxyKind:
+            proxy = kind(folder / f"{kind.binary}-{next(numbers)}", user=user, password=password)
+            running.callback(proxy.close)
+            return proxy.start()
+
+        yield start
+
+
+@pytest.fixture
+def http_proxy(tmp_path: Path) -> Iterator[proxies.Starter[proxies.TinyProxy]]:
+    """`http_proxy()` or `http_proxy(user=..., password=...)`: a running tinyproxy of the
+    test's own (see support/proxies.py); as many as the test asks for."""
+    yield from _proxy_starter(proxies.TinyProxy, tmp_path)
+
+
+@pytest.fixture
+def socks_proxy(tmp_path: Path) -> Iterator[proxies.Starter[proxies.MicroSocks]]:
+    """`socks_proxy()` or `socks_proxy(user=..., password=...)`: a running microsocks."""
+    yield from _proxy_starter(proxies.MicroSocks, tmp_path)
+
+
+@pytest.fixture(name="test_ca")
+def ca_files(tmp_path: Path) -> CaFiles:
+    """A throwaway CA and a server certificate for localhost it signed (support/test_ca.py)."""
+    return make_ca(tmp_path / "ca")
+
+
+@pytest.fixture
+def tls_upstream(test_ca: CaFiles) -> Iterator[FakeAnthropic]:
+    """A fake Anthropic serving HTTPS at `https://localhost:PORT` with `test_ca`'s server
+    certificate: a client trusts `test_ca.ca_cert` to reach it."""
+    with FakeAnthropic(tls=test_ca.server_context()) as server:
+        yield server
+    assert server.errors == []
+
 
 def _run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of this run that every xdist worker sees."""
@@ -122,7 +176,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     reasons = [_skip_reason(report) for report in terminalreporter.stats.get("skipped", [])]
     for prefix, title in ((POSTGRES_SKIPPED, "POSTGRESQL NOT TESTED"),
                           (shifted_clock.SKIPPED, "LIMIT RESETS NOT TESTED"),
-                          (claude_code.SKIPPED, "CLAUDE CODE NOT TESTED")):
+                          (claude_code.SKIPPED, "CLAUDE CODE NOT TESTED"),
+                          (proxies.SKIPPED, "EGRESS PROXIES NOT TESTED")):
         skipped = [reason for reason in reasons if reason.startswith(prefix)]
         if skipped:
             terminalreporter.section(title, sep="!", red=True, bold=True)

@@ -153,6 +153,7 @@ def test_an_expiry_refuses_the_key_and_clearing_it_lets_it_in_again(stack: Stack
 @pytest.mark.parametrize(("body", "field"), [
     ({"models": ["claude haiku"]}, "models"),
     ({"models": "claude-haiku-*"}, "models"),
+    ({"models": [f"m{n}" for n in range(101)]}, "models"),  # at most 100
     ({"expires_at": "2030-01-01T00:00:00"}, "expires_at"),  # no offset: whose clock?
     ({"expires_at": "soon"}, "expires_at"),
     ({"expires_at": "99999999999999"}, "expires_at"),  # past year 9999

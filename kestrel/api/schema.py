@@ -3,7 +3,7 @@
 One schema object serves `/openapi.json` and the handler's validation, so the two cannot drift.
 Supported keywords: type (incl. lists with "null"; `number` is finite), properties, required,
 additionalProperties (false only), minLength, maxLength, minimum, maximum, enum, pattern, items,
-format "uri" (http/https only, no user name or password), readOnly/writeOnly/description
+maxItems, format "uri" (http/https only, no user name or password), readOnly/writeOnly/description
 (documentation only).
 """
 
@@ -70,9 +70,13 @@ def validate(schema: Schema, value: Any, *, path: str = "") -> None:
             raise ValidationError(f"{where} must be at most {schema['maximum']}", field=path)
     elif isinstance(value, dict):
         _validate_object(schema, value, path)
-    elif isinstance(value, list) and "items" in schema:
+    elif isinstance(value, list):
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            raise ValidationError(f"{where} must have at most {schema['maxItems']} items",
+                                  field=path or None)
         for index, item in enumerate(value):
-            validate(schema["items"], item, path=f"{path}[{index}]")
+            if "items" in schema:
+                validate(schema["items"], item, path=f"{path}[{index}]")
 
 
 def _validate_string(schema: Schema, value: str, where: str, path: str) -> None:

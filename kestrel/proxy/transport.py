@@ -167,6 +167,10 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         payload = _request_bytes(method, _target(url, route, fields), fields, body)
         head, stream = await self._round_trip(url, route, method, payload,
                                               self._connect_timeout, self._read_timeout)
+        if head.status == 407 and route is not None and not route.is_socks:
+            # A plain-http origin through an HTTP proxy: the proxy, not the origin, answered.
+            await stream.aclose()
+            raise ProxyFailed(route, "auth", "it answered 407")
         try:
             decoder = content_decoder(head.headers)
         except UndecodableBody as exc:

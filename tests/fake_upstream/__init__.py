@@ -24,6 +24,9 @@ Canned replies are deterministic functions of the request (`replies.py`). Every 
 recorded with the usage it was answered with and the exact body bytes it was sent (`answer`),
 so tests can check that logs add up and that a client got the answer made for its request.
 
+`FakeAnthropic(tls=context)` serves HTTPS instead, at `https://localhost:PORT` (on 127.0.0.1
+and ::1), with a certificate from a test CA (`support/test_ca.py`): what egress proxies carry.
+
 The package: `server.py` (connections, scripts, records), `steps.py` (the behaviours),
 `answers.py` (planning an answer), `replies.py` (canned content), `wire.py` (sending it, or
 breaking off).

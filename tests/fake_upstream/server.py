@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import json
 import re
+import ssl
 import threading
 from collections import deque
 from collections.abc import Iterable
@@ -73,7 +74,11 @@ class FakeAnthropic:
         *,
         valid_credentials: Iterable[str] | None = None,
         models: Iterable[tuple[str, str, str]] = DEFAULT_MODELS,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """`tls`: a server context (support/test_ca.py): serve HTTPS, as the real API does,
+        under the certificate's name `localhost`, for tests of what an egress proxy carries."""
+        self.tls = tls
         self.valid_credentials = set(valid_credentials) if valid_credentials is not None else None
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -107,6 +112,8 @@ class FakeAnthropic:
 
     @property
     def base_url(self) -> str:
+        if self.tls is not None:
+            return f"https://localhost:{self.port}"
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> FakeAnthropic:
@@ -238,17 +245,26 @@ class FakeAnthropic:
         server = await asyncio.start_server(self._on_connection, "127.0.0.1", 0,
                                             backlog=LISTEN_BACKLOG)
         self.port = server.sockets[0].getsockname()[1]
+        servers = [server]
+        if self.tls is not None:
+            # `localhost` may resolve to ::1 first, and a client that tries one address only
+            # (microsocks resolving a socks5h name) would then miss us: listen there too.
+            with contextlib.suppress(OSError):
+                servers.append(await asyncio.start_server(
+                    self._on_connection, "::1", self.port, backlog=LISTEN_BACKLOG))
         self._ready.set()
         try:
             await self._stop.wait()
         finally:
-            server.close()
+            for each in servers:
+                each.close()
             # On 3.11 Server.close() leaves accepted connections open: cancel them ourselves.
             tasks = list(self._conn_tasks)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await server.wait_closed()
+            for each in servers:
+                await each.wait_closed()
 
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -256,6 +272,9 @@ class FakeAnthropic:
         task = asyncio.current_task()
         assert task is not None
         self._conn_tasks.add(task)
+        if self.tls is not None and not await self._handshake(writer):
+            self._conn_tasks.discard(task)
+            return
         conn = h11.Connection(h11.SERVER)
         try:
             while True:
@@ -281,6 +300,20 @@ class FakeAnthropic:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _handshake(self, writer: asyncio.StreamWriter) -> bool:
+        """TLS on an accepted connection. Done here rather than by start_server(ssl=...), so
+        that a handshake still running at shutdown is cancelled with its task instead of being
+        left to the garbage collector. False: the client left, did not trust us (not the
+        fake's fault) or we are shutting down; the connection is closed."""
+        assert self.tls is not None
+        try:
+            await writer.start_tls(self.tls)
+            return True
+        except (OSError, asyncio.CancelledError):  # ssl.SSLError is an OSError
+            # The stream never saw the connection made: closing it would wait forever.
+            writer.transport.abort()
+            return False
 
     async def _read_request(
         self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
