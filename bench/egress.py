@@ -1,10 +1,11 @@
 """What an egress proxy adds to a request, once the tunnel is open (issue 17).
 
-    python3 bench/egress.py [--requests 2000]
+    python3 bench/egress.py [--requests 2000] [--proxy tinyproxy|microsocks]
 
 Two Kestrel processes in front of one TLS fake Anthropic (the tests' `FakeAnthropic`, with a
 certificate from a throwaway CA given through CA_BUNDLE): one connects directly, the other
-through a real tinyproxy (HTTPS_PROXY, so CONNECT and TLS to the upstream inside the tunnel).
+through a real proxy: tinyproxy (HTTPS_PROXY, so CONNECT and TLS to the upstream inside the
+tunnel) or microsocks (SOCKS5).
 Requests go one at a time (concurrency 1), alternating between the two so that both see the
 same machine, each over a kept-alive client connection; the first 100 of each are warm-up
 (TLS handshakes, the tunnel). Prints the latency percentiles of each and the difference, with
@@ -27,10 +28,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from fake_upstream import FakeAnthropic  # noqa: E402
 from support.ca import make_ca  # noqa: E402
 from support.process import KestrelProcess  # noqa: E402
-from support.proxies import TinyProxy  # noqa: E402
+from support.proxies import MicroSocks, TinyProxy  # noqa: E402
 from support.stack import ADMIN_KEY, ENCRYPTION_KEY, MODEL, account_key  # noqa: E402
 
 WARM_UP = 100
+PROXIES = {"tinyproxy": TinyProxy, "microsocks": MicroSocks}
 BODY = {"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "hello"}]}
 
 
@@ -38,29 +40,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000,
                         help="measured requests through each Kestrel (default 2000)")
+    parser.add_argument("--proxy", choices=sorted(PROXIES), default="tinyproxy",
+                        help="the proxy software (default tinyproxy)")
     args = parser.parse_args()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="kestrel-egress-") as folder:
         work = Path(folder)
         ca = make_ca(work / "ca")
         with FakeAnthropic(tls=ca.server_context()) as upstream, \
-                TinyProxy(work / "tinyproxy") as proxy:
+                PROXIES[args.proxy](work / args.proxy) as proxy:
             common = {"ADMIN_KEY": ADMIN_KEY, "ENCRYPTION_KEY": ENCRYPTION_KEY,
-                      "CLAUDE_BASE_URL": upstream.base_url, "CA_BUNDLE": str(ca.ca_cert),
-                      "LOG_LEVEL": "warning"}
+                      "CLAUDE_BASE_URL": upstream.base_url, "CA_BUNDLE": str(ca.ca_cert)}
             (work / "direct").mkdir()
             (work / "proxied").mkdir()
             with KestrelProcess(work / "direct", env=common) as direct, \
                     KestrelProcess(work / "proxied",
                                    env={**common, "HTTPS_PROXY": proxy.url}) as proxied:
-                latencies = measure({"direct": direct, "through tinyproxy": proxied},
+                latencies = measure({"direct": direct, f"through {args.proxy}": proxied},
                                     args.requests)
             tunnels = len(proxy.destinations())
     print(f"# Egress proxy, concurrency 1, {args.requests} requests each "
           f"(after {WARM_UP} of warm-up), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"- Load average before: {', '.join(f'{x:.2f}' for x in load_before)}; after: "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"- CONNECT tunnels the proxy opened: {tunnels} (keep-alive through the tunnel)\n")
+    print(f"- Tunnels the proxy opened: {tunnels} (keep-alive through the tunnel)\n")
     print("| Kestrel | p50 ms | p90 ms | p99 ms | mean ms |")
     print("|---|--:|--:|--:|--:|")
     for name, values in latencies.items():
@@ -68,7 +71,7 @@ def main() -> None:
         print(f"| {name} | {pick(ordered, 50):.3f} | {pick(ordered, 90):.3f} | "
               f"{pick(ordered, 99):.3f} | {statistics.fmean(values):.3f} |")
     direct_p50 = pick(sorted(latencies["direct"]), 50)
-    proxied_p50 = pick(sorted(latencies["through tinyproxy"]), 50)
+    proxied_p50 = pick(sorted(latencies[f"through {args.proxy}"]), 50)
     print(f"\nAdded by the proxy at p50: {proxied_p50 - direct_p50:+.3f} ms")
 
 
