@@ -11,12 +11,14 @@ from typing import Any
 
 import anthropic
 import pytest
+from fake_oauth import FakeOAuth
 
 from fake_upstream import FakeAnthropic, success
 from support.ca import CaFiles
+from support.oauthkit import connect
 from support.process import KestrelProcess
 from support.proxies import MicroSocks, Starter, TinyProxy, free_port
-from support.stack import ADMIN_KEY, ENCRYPTION_KEY, MODEL, Stack, account_key
+from support.stack import ADMIN_KEY, ENCRYPTION_KEY, MODEL, Stack, account_key, running_stack
 
 SECRET = "pr0xy-S3CRET-pw"
 
@@ -171,3 +173,33 @@ def test_a_dead_proxy_and_a_refused_login_cool_their_accounts_and_the_next_one_s
                         + "\n".join(stack.kestrel.lines))
         assert SECRET not in every_answer
     assert guarded.destinations() == [] and socks.destinations() == []
+
+
+def test_the_oauth_token_endpoint_goes_through_the_proxies(
+        tmp_path: Path, http_proxy: Starter[TinyProxy]) -> None:
+    """The code exchange through the environment's proxy; the refresh of an account with a
+    proxy of its own through that one, as its requests."""
+    env_proxy, own = http_proxy(), http_proxy()
+    with FakeOAuth(lifetimes=(1,)) as oauth, running_stack(
+            tmp_path, accounts=(), env={**oauth.env(), "HTTP_PROXY": env_proxy.url}) as stack:
+        account = connect(stack, oauth)
+        provider = host_port(oauth.base_url)
+        assert env_proxy.destinations() == [provider]
+        with stack.admin() as admin:
+            assert admin.put(f"/admin/accounts/{account['id']}",
+                             json={"proxy_url": own.url}).status_code == 200
+        assert ask(stack).content  # its one-second token is due: refreshed first
+        assert len(oauth.access_tokens) == 2
+    assert own.destinations() == [provider, host_port(stack.up.base_url)]
+    assert env_proxy.destinations() == [provider]
+
+
+def test_proxy_from_env_off_ignores_the_variables(
+        tmp_path: Path, tls_upstream: FakeAnthropic, test_ca: CaFiles,
+        http_proxy: Starter[TinyProxy]) -> None:
+    proxy = http_proxy()
+    with kestrel_for(tmp_path, tls_upstream, test_ca, HTTPS_PROXY=proxy.url,
+                     PROXY_FROM_ENV="off") as stack:
+        stack.add_account("a")
+        assert ask(stack).content
+    assert proxy.destinations() == []

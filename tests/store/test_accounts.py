@@ -20,7 +20,7 @@ from kestrel.domain import (
     StoreError,
     ValidationError,
 )
-from kestrel.store.accounts import AccountStore
+from kestrel.store.accounts import AccountProxy, AccountStore
 from kestrel.store.database import Database
 from kestrel.store.meta import check_encryption_key
 
@@ -255,3 +255,27 @@ def test_check_encryption_key_accepts_the_right_key_and_refuses_another(tmp_path
         "they were sealed with (nothing was changed)")
     assert key_check() == sealed
     asyncio.run(check(KEY))  # the right key still works after the refusal
+
+
+def test_a_proxy_url_is_sealed_apart_and_its_change_is_a_new_credential_version(
+        tmp_path: Path) -> None:
+    url = "socks5h://alice:PROXYSECRET@10.0.0.5:1080"
+
+    async def body(store: AccountStore) -> None:
+        account = await store.create(name="a", type=AccountType.API_KEY,
+                                     credential=Credential(api_key=API_KEY), now=1.0,
+                                     proxy=AccountProxy(url=url, hint="socks5h://alice:…@x"))
+        assert account.proxy_hint == "socks5h://alice:…@x"
+        assert "PROXYSECRET" not in repr(account) + repr(AccountProxy(url=url, hint="h"))
+        assert await store.secrets(account.id) == (Credential(api_key=API_KEY), url)
+        with raw(tmp_path / "k.db") as conn:
+            (blob,) = conn.execute("SELECT proxy FROM accounts").fetchone()
+        assert b"PROXYSECRET" not in bytes(blob)
+        cleared = await store.update(account.id, now=2.0, proxy=None)
+        assert cleared.proxy_hint is None
+        assert cleared.credential_version > account.credential_version
+        assert await store.secrets(account.id) == (Credential(api_key=API_KEY), None)
+        kept = await store.update(account.id, now=3.0, priority=5)  # UNSET leaves it alone
+        assert kept.credential_version == cleared.credential_version
+    with_store(tmp_path / "k.db", body)
+    assert not any(b"PROXYSECRET" in data for data in _database_files(tmp_path).values())
