@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -105,15 +105,20 @@ POSTGRES_SKIPPED = "PostgreSQL tests skipped"
 ProxyKind = TypeVar("ProxyKind", bound=proxies.Proxy)
 
 
-def _proxy_starter(kind: type[ProxyKind], folder: Path) -> Iterator[proxies.Starter[ProxyKind]]:
-    """A factory of `kind` proxies in `folder`, each stopped when the test ends; skipped (or
-    failed, under REQUIRE_PROXIES=1) when the binary is missing."""
+def _require(kind: type[proxies.Proxy]) -> None:
+    """Skip the test when `kind`'s binary is missing (fail under REQUIRE_PROXIES=1)."""
     try:
         proxies.find(kind.binary, kind.package)
     except proxies.Unavailable as exc:
         if proxies.REQUIRED:
             pytest.fail(f"{proxies.SKIPPED}: {exc} (REQUIRE_PROXIES=1)")
         pytest.skip(f"{proxies.SKIPPED}: {exc}")
+
+
+def _proxy_starter(kind: type[ProxyKind], folder: Path) -> Iterator[proxies.Starter[ProxyKind]]:
+    """A factory of `kind` proxies in `folder`, each stopped when the test ends; skipped (or
+    failed, under REQUIRE_PROXIES=1) when the binary is missing."""
+    _require(kind)
     numbers = itertools.count(1)
     with contextlib.ExitStack() as running:
 
@@ -136,6 +141,23 @@ def http_proxy(tmp_path: Path) -> Iterator[proxies.Starter[proxies.TinyProxy]]:
 def socks_proxy(tmp_path: Path) -> Iterator[proxies.Starter[proxies.MicroSocks]]:
     """`socks_proxy()` or `socks_proxy(user=..., password=...)`: a running microsocks."""
     yield from _proxy_starter(proxies.MicroSocks, tmp_path)
+
+
+@pytest.fixture
+def tls_front(tmp_path: Path, test_ca: CaFiles) -> Iterator[Callable[[proxies.Proxy],
+                                                                    proxies.TlsFront]]:
+    """`tls_front(proxy)`: an `https://` proxy, stunnel with the test CA's certificate in
+    front of `proxy`, stopped when the test ends."""
+    _require(proxies.TlsFront)
+    with contextlib.ExitStack() as running:
+
+        def start(behind: proxies.Proxy) -> proxies.TlsFront:
+            front = proxies.TlsFront(tmp_path / f"stunnel-{behind.port}", behind,
+                                     test_ca.server_cert, test_ca.server_key)
+            running.callback(front.close)
+            return front.start()
+
+        yield start
 
 
 @pytest.fixture(name="test_ca")

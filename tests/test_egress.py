@@ -4,7 +4,7 @@ certificate comes from a CA the test makes and hands Kestrel through CA_BUNDLE."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from fake_upstream import FakeAnthropic, success
 from support.ca import CaFiles
 from support.oauthkit import connect
 from support.process import KestrelProcess
-from support.proxies import MicroSocks, Starter, TinyProxy, free_port
+from support.proxies import MicroSocks, Starter, TinyProxy, TlsFront, free_port
 from support.stack import ADMIN_KEY, ENCRYPTION_KEY, MODEL, Stack, account_key, running_stack
 
 SECRET = "pr0xy-S3CRET-pw"
@@ -203,3 +203,19 @@ def test_proxy_from_env_off_ignores_the_variables(
         stack.add_account("a")
         assert ask(stack).content
     assert proxy.destinations() == []
+
+
+def test_an_https_proxy_wraps_the_tunnel_in_tls_too(
+        tmp_path: Path, tls_upstream: FakeAnthropic, test_ca: CaFiles,
+        http_proxy: Starter[TinyProxy], tls_front: Callable[[TinyProxy], TlsFront]) -> None:
+    """TLS to the proxy (stunnel in front of tinyproxy, its certificate from the test CA), the
+    login inside it, then TLS to the upstream inside the tunnel: TLS in TLS."""
+    behind = http_proxy(user="grace", password="in-the-tunnel")
+    front = tls_front(behind)
+    assert front.url.startswith("https://grace:")
+    with kestrel_for(tmp_path, tls_upstream, test_ca) as stack:
+        stack.add_account("a", proxy_url=front.url)
+        assert ask(stack).content
+        assert stream_text(stack)
+    # One tunnel for both requests: kept alive through the proxy.
+    assert behind.destinations() == [host_port(tls_upstream.base_url)]

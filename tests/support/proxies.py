@@ -372,3 +372,30 @@ def microsocks_destinations(log: str) -> list[str]:
     colon, so an unbracketed IPv6 address parses too)."""
     return [hostport(found.group(1).strip("[]"), int(found.group(2)))
             for found in map(MICROSOCKS_CONNECTED.search, log.splitlines()) if found]
+
+
+class TlsFront(Proxy):
+    """TLS in front of another proxy (Debian's stunnel4): an `https://` proxy. Its certificate
+    is the test CA's server certificate, for 127.0.0.1; the login, if any, is the proxy's
+    behind it, and so is the log of destinations."""
+
+    binary = "stunnel4"
+    package = "stunnel4"
+    scheme = "https"
+
+    def __init__(self, folder: Path, behind: Proxy, certificate: Path, key: Path) -> None:
+        super().__init__(folder, user=behind.user, password=behind.password)
+        self.behind = behind
+        self.certificate = certificate
+        self.key = key
+
+    def command(self) -> list[str]:
+        self.config_path = self.folder / "stunnel.conf"
+        self.config_path.write_text(
+            f"foreground = yes\npid =\n[proxy]\naccept = {HOST}:{self.port}\n"
+            f"connect = {HOST}:{self.behind.port}\ncert = {self.certificate}\n"
+            f"key = {self.key}\n")
+        return [self.executable, str(self.config_path)]
+
+    def destinations(self) -> list[str]:
+        return self.behind.destinations()
