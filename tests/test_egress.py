@@ -219,3 +219,14 @@ def test_an_https_proxy_wraps_the_tunnel_in_tls_too(
         assert stream_text(stack)
     # One tunnel for both requests: kept alive through the proxy.
     assert behind.destinations() == [host_port(tls_upstream.base_url)]
+
+
+def test_socks5_resolves_the_name_here_and_hands_the_proxy_an_address(
+        tmp_path: Path, tls_upstream: FakeAnthropic, test_ca: CaFiles,
+        socks_proxy: Starter[MicroSocks]) -> None:
+    socks = socks_proxy()
+    with kestrel_for(tmp_path, tls_upstream, test_ca) as stack:
+        stack.add_account("a", proxy_url=socks.url)  # socks5://, the upstream is "localhost"
+        assert ask(stack).content
+    port = tls_upstream.base_url.rsplit(":", 1)[1]
+    assert socks.destinations() in ([f"127.0.0.1:{port}"], [f"[::1]:{port}"])
