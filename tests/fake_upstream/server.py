@@ -265,6 +265,10 @@ class FakeAnthropic:
             await asyncio.gather(*tasks, return_exceptions=True)
             for each in servers:
                 await each.wait_closed()
+            # A closed transport lets go of its socket in a callback of the next loop turns:
+            # give them those turns before the loop stops, or the socket is left to the GC.
+            for _ in range(3):
+                await asyncio.sleep(0)
 
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
