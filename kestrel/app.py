@@ -20,6 +20,7 @@ import httpx
 from kestrel import http
 from kestrel.api.admin import AdminApi
 from kestrel.api.admin_auth import AdminGuard
+from kestrel.api.admin_info import InfoApi
 from kestrel.api.admin_logs import LogsApi
 from kestrel.api.client_auth import authenticate_client, bearer_token
 from kestrel.api.dashboard import DashboardApi
@@ -106,9 +107,10 @@ class App:
         workers = workers or Siblings(None)  # alone, unless a supervisor started this process
         self.endpoints: list[Endpoint] = [
             *HealthApi(db, workers).endpoints(),
+            *InfoApi(settings).endpoints(),
             *ProxyApi(self.forwarder, self.meter, clock).endpoints(),
             *OpenAIApi(self.forwarder, self.meter, settings.model_aliases, clock).endpoints(),
-            *AdminApi(self.accounts, self.keys, self.pool, self.usage, clock,
+            *AdminApi(self.accounts, self.keys, self.pool, self.forwarder, self.usage, clock,
                      settings.time_zone).endpoints(),
             *LogsApi(request_logs, self.usage, clock, settings.time_zone).endpoints(),
             *OAuthApi(self.oauth_logins, self.pool, self._admin_guard, settings.admin_key,

@@ -117,6 +117,8 @@ class Settings:
     # The environment's egress proxies (none with PROXY_FROM_ENV=off); repr=False: they may
     # hold passwords.
     egress: EnvProxies = field(default_factory=EnvProxies, repr=False)
+    # PROXY_FROM_ENV: whether the proxy variables are read at all.
+    proxy_from_env: bool = True
     # CA_BUNDLE: certificates trusted besides the default ones (a company CA that re-signs TLS).
     ca_bundle: str | None = None
 
@@ -234,7 +236,9 @@ def load_settings(
 
     time_zone = _parse_time_zone(get("TIME_ZONE") or "UTC", problems)
     egress = EnvProxies()
-    if _one_of("PROXY_FROM_ENV", get("PROXY_FROM_ENV") or "on", SWITCHES, problems) == "on":
+    proxy_from_env = _one_of("PROXY_FROM_ENV", get("PROXY_FROM_ENV") or "on", SWITCHES,
+                             problems) == "on"
+    if proxy_from_env:
         egress, proxy_problems = env_proxies(environ)
         problems.extend(proxy_problems)
     ca_bundle = get("CA_BUNDLE")
@@ -295,6 +299,7 @@ def load_settings(
         time_zone=time_zone,
         prices=prices,
         egress=egress,
+        proxy_from_env=proxy_from_env,
         ca_bundle=ca_bundle,
     )
 

@@ -6,7 +6,9 @@ Credentials are write-only: they go in through `api_key` and come back only as a
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, tzinfo
@@ -27,6 +29,7 @@ from kestrel.domain import (
 )
 from kestrel.egress import parse_proxy
 from kestrel.http import Request, Response
+from kestrel.proxy.forwarder import AccountTest, Forwarder
 from kestrel.proxy.key_limits import periods
 from kestrel.proxy.pool import AccountPool
 from kestrel.store.accounts import AccountProxy, AccountStore
@@ -115,6 +118,27 @@ ACCOUNT_UPDATE: Schema = {
     "type": "object",
     "properties": _WRITABLE,
     "additionalProperties": False,
+}
+
+# An operator waiting on a test button: longer than this and the test has failed (a real
+# request would wait up to UPSTREAM_CONNECT_TIMEOUT, then try another account).
+ACCOUNT_TEST_SECONDS = 8.0
+
+ACCOUNT_TEST: Schema = {
+    "type": "object",
+    "properties": {
+        "ok": {"type": "boolean", "description": "Upstream answered 2xx."},
+        "status": {"type": ["integer", "null"],
+                   "description": "Upstream's status; null when no HTTP answer came."},
+        "error_type": {"type": ["string", "null"],
+                       "description": "Upstream's error type, or why no answer came "
+                                      "(connect, timeout, proxy_auth...)."},
+        "message": {"type": ["string", "null"], "description": "Upstream's error message."},
+        "proxy": {"type": ["string", "null"], "description": "The proxy that failed."},
+        "latency_ms": {"type": "number"},
+        "account": ACCOUNT,
+    },
+    "required": ["ok", "status", "error_type", "message", "proxy", "latency_ms", "account"],
 }
 
 # What an operator may set on a key; every field optional, null (or left out) is no limit.
@@ -318,7 +342,9 @@ def _path_id(request: Request, name: str = "id") -> int:
 
 class AdminApi:
     def __init__(self, accounts: AccountStore, keys: KeyStore, pool: AccountPool,
-                 usage: UsageStore, clock: Callable[[], float], zone: tzinfo = UTC) -> None:
+                 forwarder: Forwarder, usage: UsageStore, clock: Callable[[], float],
+                 zone: tzinfo = UTC) -> None:
+        self._forwarder = forwarder
         self._accounts = accounts
         self._keys = keys
         self._usage = usage
@@ -352,6 +378,10 @@ class AdminApi:
             admin("POST", "/admin/accounts/{id}/reset", self.reset_account,
                   "Clear cooldown, failure count and invalid/exhausted state", "accounts",
                   account),
+            admin("POST", "/admin/accounts/{id}/test", self.test_account,
+                  "One minimal real request through this account alone (the model list, "
+                  "free); a failure updates its state as a real request's would", "accounts",
+                  {200: ACCOUNT_TEST}),
             admin("GET", "/admin/keys", self.list_keys, "List client keys", "keys",
                   {200: _list_of(API_KEY)}),
             admin("POST", "/admin/keys", self.create_key,
@@ -433,6 +463,25 @@ class AdminApi:
     async def _spend(self) -> dict[int, KeySpend]:
         at = periods(self._clock(), self._zone)
         return await self._usage.spend(Window.of(at.minute, at.day, at.month))
+
+    async def test_account(self, request: Request) -> Response:
+        account_id = _path_id(request)
+        account = self._pool.current(account_id) or await self._accounts.get(account_id)
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(ACCOUNT_TEST_SECONDS):
+                result = await self._forwarder.test_account(account, request.request_id)
+        except TimeoutError:
+            # Cut short by us, not judged: the account's state stays as it was.
+            result = AccountTest(None, "test_timeout", (time.monotonic() - started) * 1000,
+                                 message=f"no answer within {ACCOUNT_TEST_SECONDS:g} s")
+        now = self._clock()
+        after = self._pool.current(account_id) or await self._accounts.get(account_id)
+        return json_response({
+            "ok": result.status is not None and 200 <= result.status < 300,
+            "status": result.status, "error_type": result.error_type,
+            "message": result.message, "proxy": result.proxy,
+            "latency_ms": round(result.latency_ms, 2), "account": account_json(after, now)})
 
     async def list_keys(self, request: Request) -> Response:
         keys = await self._keys.list()

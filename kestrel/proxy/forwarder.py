@@ -95,6 +95,22 @@ class Relay:
     account_id: int | None = None
 
 
+# The cheapest request that proves a credential works: one model of the list, billed nothing.
+TEST_TARGET = "/v1/models?limit=1"
+
+
+@dataclass(frozen=True)
+class AccountTest:
+    """What one test request through an account found. `status` None: no HTTP answer (the
+    connection or the proxy failed, as `error_type` says)."""
+
+    status: int | None
+    error_type: str | None
+    latency_ms: float
+    proxy: str | None = None
+    message: str | None = None
+
+
 class _Retry(Exception):
     """This attempt failed in a way the next account may not: move on."""
 
@@ -380,6 +396,38 @@ class Forwarder:
         body = _StreamRelay(self, call, account, response, first, chunks, attempts, secrets)
         return Relay(response.status, downstream_headers(response.header_items()), body,
                      account.id)
+
+    async def test_account(self, account: Account, request_id: str) -> AccountTest:
+        """One minimal real request through `account` alone (the model list, which costs
+        nothing): what upstream said and how long it took. A failure updates the account as
+        a real request's would; a success clears its failures."""
+        attempts: list[Attempt] = []
+        started = self._monotonic()
+        call = Call(route="/admin/accounts/test", method="GET", target=TEST_TARGET,
+                    headers=[("anthropic-version", "2023-06-01")], body=b"",
+                    request_id=request_id)
+        try:
+            credential = await self._credential(account, attempts)
+            response = await self._send(call, account, credential, started, attempts)
+        except _Retry:
+            failed = attempts[-1] if attempts else None
+            return AccountTest(None, failed.error_type if failed else None,
+                               self.elapsed_ms(started), failed.proxy if failed else None)
+        body = _scrub(await _read_bounded(response, MAX_ERROR_BODY_BYTES),
+                      _secrets_of(credential))
+        await response.aclose()
+        latency = self.elapsed_ms(started)
+        await self._observe_usage(account, response)
+        if response.status >= 300:
+            outcome = classify_response(response.status, dict(response.header_items()), body,
+                                        now=self._clock(), failures=account.consecutive_failures,
+                                        jitter=self._jitter(), cooldown_max=self._cooldown_max)
+            await self._pool.report(account.id, outcome.update, self._clock())
+            summary = summarize_message(body)
+            return AccountTest(response.status, summary.error_type, latency,
+                               message=summary.error_message)
+        await self._succeeded(account)
+        return AccountTest(response.status, None, latency)
 
     async def _succeeded(self, account: Account) -> None:
         await self._pool.report(account.id, AccountUpdate(AccountState.OK, None, 0, None),
