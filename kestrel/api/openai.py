@@ -171,7 +171,7 @@ def _relayed_error(relay: Relay) -> KestrelError:
 class _TranslatedStream:
     """The upstream's SSE bytes, translated chunk by chunk as they arrive.
 
-    A class rather than an async generator for the reason `_StreamRelay` gives: the server may
+    A class rather than an async generator for the reason `StreamRelay` gives: the server may
     close the body without ever iterating it (client gone right after the head), and a
     generator that never started skips its cleanup, which here is closing the upstream stream
     (so generation stops and the request is logged).

@@ -8,7 +8,6 @@ failure can only end the stream.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
@@ -46,8 +45,9 @@ from kestrel.proxy.costing import Costing
 from kestrel.proxy.headers import downstream_headers, upstream_headers
 from kestrel.proxy.key_meter import Ticket
 from kestrel.proxy.pool import AccountPool
+from kestrel.proxy.stream_relay import StreamRelay, scrub
 from kestrel.proxy.transport import ProxyFailed, UpstreamResponse, UpstreamTransport
-from kestrel.proxy.usage import MessageSummary, StreamUsageTracker, summarize_message
+from kestrel.proxy.usage import MessageSummary, summarize_message
 
 log = logging.getLogger("kestrel.proxy")
 
@@ -324,7 +324,7 @@ class Forwarder:
                               secrets: tuple[bytes, ...]) -> Relay:
         # An upstream (or a gateway in front of it) may quote the credential it refused; that
         # text is about to reach a client who must never see the account's secret.
-        body = _scrub(await _read_bounded(response, MAX_ERROR_BODY_BYTES), secrets)
+        body = scrub(await _read_bounded(response, MAX_ERROR_BODY_BYTES), secrets)
         await response.aclose()
         headers = dict(response.header_items())
         outcome: Outcome = classify_response(
@@ -393,7 +393,7 @@ class Forwarder:
         attempts.append(Attempt(account.id, response.status, None,
                                 self.elapsed_ms(started)))
         await self._succeeded(account)
-        body = _StreamRelay(self, call, account, response, first, chunks, attempts, secrets)
+        body = StreamRelay(self, call, account, response, first, chunks, attempts, secrets)
         return Relay(response.status, downstream_headers(response.header_items()), body,
                      account.id)
 
@@ -413,7 +413,7 @@ class Forwarder:
             failed = attempts[-1] if attempts else None
             return AccountTest(None, failed.error_type if failed else None,
                                self.elapsed_ms(started), failed.proxy if failed else None)
-        body = _scrub(await _read_bounded(response, MAX_ERROR_BODY_BYTES),
+        body = scrub(await _read_bounded(response, MAX_ERROR_BODY_BYTES),
                       _secrets_of(credential))
         await response.aclose()
         latency = self.elapsed_ms(started)
@@ -460,75 +460,6 @@ class Forwarder:
         return (self._monotonic() - since) * 1000
 
 
-class _StreamRelay:
-    """The body of a streamed answer: upstream chunks relayed as they come, usage read aside.
-
-    A class rather than an async generator because the end must be recorded even when the
-    server closes the body before ever iterating it (client gone right after the headers):
-    `aclose()` on a generator that never started skips its `finally`.
-    """
-
-    def __init__(self, forwarder: Forwarder, call: Call, account: Account,
-                 response: UpstreamResponse, first: bytes, chunks: AsyncIterator[bytes],
-                 attempts: list[Attempt], secrets: tuple[bytes, ...]) -> None:
-        self._secrets = secrets  # an error event may quote the credential, as error bodies may
-        self._forwarder = forwarder
-        self._call = call
-        self._account = account
-        self._response = response
-        self._pending: bytes | None = first
-        self._chunks = chunks
-        self._attempts = attempts
-        self._tracker = StreamUsageTracker()
-        self._ttfb_ms = forwarder.elapsed_ms(call.received)
-        self._finished = False
-        forwarder.active_streams += 1
-
-    def __aiter__(self) -> _StreamRelay:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._finished:
-            raise StopAsyncIteration
-        if self._pending is not None:
-            chunk, self._pending = self._pending, None
-        else:
-            try:
-                chunk = await anext(self._chunks)
-            except StopAsyncIteration:
-                await self._finish(self._response.status, None)
-                raise
-            except httpx.HTTPError:
-                await self._finish(502, "upstream_disconnected")
-                raise
-            except asyncio.CancelledError:
-                await self._finish(499, "client_disconnected")
-                raise
-        chunk = _scrub(chunk, self._secrets)
-        self._tracker.feed(chunk)
-        return chunk
-
-    async def aclose(self) -> None:
-        """Closed before the end: the client went away. Closing the upstream response stops
-        the generation, so no more tokens are paid for on nobody's behalf."""
-        await self._finish(499, "client_disconnected")
-
-    async def _finish(self, status: int, error_type: str | None) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        self._forwarder.active_streams -= 1
-        # A client that read an error event hangs up at once, and its disconnect cancels this
-        # task, perhaps while the upstream response closes: the account's judgement and the
-        # log row must not be cancelled with it.
-        await asyncio.shield(self._close_and_record(status, error_type))
-
-    async def _close_and_record(self, status: int, error_type: str | None) -> None:
-        await self._response.aclose()
-        await self._forwarder.finish_stream(self._call, self._account, self._tracker.summary(),
-                                            status, error_type, self._attempts, self._ttfb_ms)
-
-
 def _is_sound(path: str, body: bytes, summary: MessageSummary) -> bool:
     """A 2xx body worth relaying: a whole message on /v1/messages, a JSON object elsewhere."""
     if path == "/v1/messages":
@@ -542,13 +473,6 @@ def _is_sound(path: str, body: bytes, summary: MessageSummary) -> bool:
 def _secrets_of(credential: Credential) -> tuple[bytes, ...]:
     return tuple(secret.encode() for secret in (credential.api_key, credential.access_token,
                                                 credential.refresh_token) if secret)
-
-
-def _scrub(body: bytes, secrets: tuple[bytes, ...]) -> bytes:
-    for secret in secrets:
-        if secret in body:
-            body = body.replace(secret, b"[redacted]")
-    return body
 
 
 async def _read_bounded(response: UpstreamResponse, limit: int) -> bytes:
