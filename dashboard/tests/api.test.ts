@@ -74,25 +74,38 @@ describe("the admin client", () => {
 });
 
 describe("feature detection", () => {
-  const openapi = (paths: string[]) => answer(200, { paths: Object.fromEntries(paths.map((p) => [p, {}])) });
-  const oauthPaths = ["/admin/oauth/start", "/admin/oauth/exchange"];
+  const info = (oauth: boolean) => ({
+    version: "1.2.3", instance: "host:8080", database: { engine: "sqlite", where: "kestrel.db" },
+    workers: null, oauth, egress: {}, settings: {},
+  });
 
-  it("says absent when the server has no OAuth routes", async () => {
-    const client = new Client("k", (async () => openapi(["/admin/accounts"])) as typeof fetch);
+  it("reads /admin/info and never probes the OAuth routes", async () => {
+    const fetch = vi.fn(async (_url: string) => answer(200, info(true)));
+    const client = new Client("k", fetch as unknown as typeof globalThis.fetch);
+    expect(await client.features()).toEqual({ oauth: "on", info: info(true) });
+    expect(fetch.mock.calls.map((c) => c[0])).toEqual(["/admin/info"]);
+  });
+
+  it("says off, with what to set, when OAuth is not configured", async () => {
+    const client = new Client("k", (async () => answer(200, info(false))) as typeof fetch);
+    const features = await client.features();
+    expect(features.oauth).toBe("off");
+    expect(features.message).toContain("OAUTH_CLIENT_ID");
+    expect(features.info?.version).toBe("1.2.3");
+  });
+
+  it("says absent when the server does not answer /admin/info", async () => {
+    const client = new Client("k", (async () => answer(404, { error: { type: "not_found_error", message: "no such route" } })) as typeof fetch);
     expect(await client.features()).toEqual({ oauth: "absent" });
   });
+});
 
-  it("says off, with the server's reason, when OAuth is not configured", async () => {
-    const fetch = vi.fn(async (url: string) => url === "/openapi.json" ? openapi(oauthPaths)
-      : answer(400, { error: { type: "invalid_request_error", message: "OAuth accounts are off: set OAUTH_CLIENT_ID", field: null } }));
+describe("account tests", () => {
+  it("posts to the account's test route", async () => {
+    const fetch = vi.fn(async (_url: string, _init?: RequestInit) => answer(200, { ok: true, status: 200 }));
     const client = new Client("k", fetch as unknown as typeof globalThis.fetch);
-    expect(await client.features()).toEqual({ oauth: "off", message: "OAuth accounts are off: set OAUTH_CLIENT_ID" });
-  });
-
-  it("says on when the empty probe is refused as an invalid body", async () => {
-    const fetch = vi.fn(async (url: string) => url === "/openapi.json" ? openapi(oauthPaths)
-      : answer(422, { error: { type: "invalid_request_error", message: "name is required", field: "name" } }));
-    const client = new Client("k", fetch as unknown as typeof globalThis.fetch);
-    expect(await client.features()).toEqual({ oauth: "on" });
+    expect((await client.testAccount(7)).ok).toBe(true);
+    expect(fetch.mock.calls[0][0]).toBe("/admin/accounts/7/test");
+    expect(fetch.mock.calls[0][1]?.method).toBe("POST");
   });
 });

@@ -30,6 +30,7 @@ from playwright.sync_api import (  # noqa: E402
     ConsoleMessage,
     Locator,
     Page,
+    Response,
     Route,
     expect,
     sync_playwright,
@@ -73,14 +74,21 @@ class Console:
         self.problems: list[str] = []
         page.on("console", self._on_console)
         page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
+        page.on("response", self._on_response)
 
     def _on_console(self, message: ConsoleMessage) -> None:
         text = message.text
-        # The browser also logs every API call answered 4xx (the wrong key on purpose, the
-        # OAuth probe): the page handles those; anything else is a problem.
+        # The browser also logs every API call answered 4xx (the wrong key and the invalid
+        # forms, on purpose): the page handles those; anything else is a problem.
         expected = re.search(r"the server responded with a status of 4\d\d", text)
         if (message.type == "error" or "Content Security Policy" in text) and not expected:
             self.problems.append(text)
+
+    def _on_response(self, response: Response) -> None:
+        # The console line of a 4xx names no URL, so the one 4xx that must not happen any
+        # more is caught here: the page used to probe OAuth with an empty `start`.
+        if "/admin/oauth/start" in response.url and response.status >= 400:
+            self.problems.append(f"failed OAuth probe: {response.status} {response.url}")
 
 
 def shoot(page: Page, name: str) -> None:
@@ -158,6 +166,9 @@ def test_operator_journey(browser: Browser, stack: Stack) -> None:
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", level=1, name="Overview")).to_be_visible()
     expect(page.get_by_text("No accounts yet")).to_be_visible()
+    # The sidebar's foot names the version and the instance (from `/admin/info`).
+    expect(page.get_by_test_id("server-info")).to_contain_text(
+        re.compile(rf"^v\S+ · {re.escape(socket.gethostname())}:0$"))
 
     # Accounts: add two through the form.
     go(page, "Accounts")
@@ -352,6 +363,12 @@ def test_operator_journey(browser: Browser, stack: Stack) -> None:
     expect(alpha).to_contain_text("Active")
     expect(alpha).not_to_contain_text("Cooling down")
     assert stack.account("alpha")["status"] == "active"
+    # Test: one real request upstream through alpha alone, its result shown on the row.
+    alpha.get_by_role("button", name="Test alpha").click()
+    expect(alpha.get_by_test_id("account-test-alpha")).to_have_text(
+        re.compile(r"^OK · 200 in \d"))
+    expect(alpha).to_contain_text("Active")
+    shoot(page, "accounts-tested-light")
 
     # Dark theme, every page.
     set_theme(page, "dark")

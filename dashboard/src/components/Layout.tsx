@@ -60,7 +60,8 @@ function ThemeButton({ compact = false }: { compact?: boolean }) {
 }
 
 export function Layout({ page, children }: { page: Page; children: ReactNode }) {
-  const { signOut } = useSession();
+  const { signOut, features } = useSession();
+  const info = features.info;
   return (
     <div className="min-h-screen lg:flex">
       {/* Sidebar, wide screens */}
@@ -81,6 +82,12 @@ export function Layout({ page, children }: { page: Page; children: ReactNode }) 
           <button type="button" onClick={() => signOut()} className="flex w-full items-center gap-2.5 rounded-md px-2.5 py-2 text-sm text-zinc-600 hover:bg-zinc-900/5 hover:text-zinc-900 dark:text-zinc-400 dark:hover:bg-white/5 dark:hover:text-zinc-100">
             <IconLogout size={18} /> Sign out
           </button>
+          {info && (
+            <p data-testid="server-info" className="truncate px-2.5 pt-2 text-xs text-zinc-400 dark:text-zinc-500"
+              title={`Kestrel ${info.version} on ${info.instance}`}>
+              v{info.version} · {info.instance}
+            </p>
+          )}
         </div>
         </div>
       </aside>

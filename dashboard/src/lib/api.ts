@@ -250,10 +250,41 @@ export interface UsageReport {
   totals: UsageCounts;
 }
 
+/** `GET /admin/info`: what this Kestrel is and how it is set up (no secrets). */
+export interface AdminInfo {
+  version: string;
+  instance: string;
+  database: { engine: string; where: string };
+  workers: number | null;
+  oauth: boolean;
+  egress: Record<string, unknown>;
+  settings: Record<string, unknown>;
+}
+
 export interface Features {
   oauth: "absent" | "off" | "on";
   message?: string;
+  /** The server's own account of itself; absent until `/admin/info` answered. */
+  info?: AdminInfo;
 }
+
+/** `POST /admin/accounts/{id}/test`: one real upstream request through one account. */
+export interface AccountTestResult {
+  ok: boolean;
+  /** Upstream's status; null when no HTTP answer came. */
+  status: number | null;
+  error_type: string | null;
+  message: string | null;
+  /** The proxy it went through (scheme, host and port), if any. */
+  proxy: string | null;
+  latency_ms: number;
+  /** The account after the test (a failure may have changed its status). */
+  account: Account;
+}
+
+/** What to tell an operator whose server has OAuth off (the server's own wording). */
+export const OAUTH_OFF = "OAuth accounts are off: set OAUTH_CLIENT_ID to turn them on (see the README, " +
+  "\"Connect a Claude subscription account\")";
 
 export interface OAuthStart {
   authorize_url: string;
@@ -355,6 +386,7 @@ export class Client {
     this.request<Account>("PUT", `/admin/accounts/${id}`, input);
   deleteAccount = (id: number) => this.request<void>("DELETE", `/admin/accounts/${id}`);
   resetAccount = (id: number) => this.request<Account>("POST", `/admin/accounts/${id}/reset`);
+  testAccount = (id: number) => this.request<AccountTestResult>("POST", `/admin/accounts/${id}/test`);
 
   keys = () => this.request<{ data: ApiKey[] }>("GET", "/admin/keys").then((r) => r.data);
   createKey = (name: string, controls: KeyControls = {}) =>
@@ -373,29 +405,18 @@ export class Client {
   oauthLink = (name: string) => this.request<{ url: string }>("POST", "/admin/oauth/link", { name });
 
   /**
-   * Whether this server connects OAuth accounts: "absent" when it has no such routes (an older
-   * Kestrel), "off" when they are there but not configured (no OAUTH_CLIENT_ID; `message`
-   * says what to set), else "on". The probe is an empty `start`: refused before it does
-   * anything, as "off" (400) or as an invalid body (422).
+   * Whether this server connects OAuth accounts, from `GET /admin/info`: "off" when it is not
+   * configured (no OAUTH_CLIENT_ID; `message` says what to set), "on" when it is, "absent"
+   * when the server could not say (it does not answer `/admin/info`).
    */
   async features(): Promise<Features> {
-    const response = await this.fetchImpl("/openapi.json", { cache: "no-store" }).catch(() => null);
-    if (!response || !response.ok) return { oauth: "absent" };
-    let paths: Record<string, unknown>;
+    let info: AdminInfo;
     try {
-      paths = ((await response.json()) as { paths?: Record<string, unknown> }).paths ?? {};
+      info = await this.request<AdminInfo>("GET", "/admin/info");
     } catch {
       return { oauth: "absent" };
     }
-    if (!("/admin/oauth/start" in paths && "/admin/oauth/exchange" in paths)) return { oauth: "absent" };
-    try {
-      await this.request("POST", "/admin/oauth/start", {});
-      return { oauth: "on" };
-    } catch (exc) {
-      if (exc instanceof ApiError && exc.status === 404) return { oauth: "absent" };
-      if (exc instanceof ApiError && exc.status === 400 && exc.field === null) return { oauth: "off", message: exc.message };
-      return { oauth: "on" };
-    }
+    return info.oauth ? { oauth: "on", info } : { oauth: "off", message: OAUTH_OFF, info };
   }
 }
 

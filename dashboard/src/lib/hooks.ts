@@ -16,6 +16,8 @@ export interface Poll<T> {
   /** True only until the first answer: later refreshes keep showing the data they replace. */
   loading: boolean;
   refresh: () => Promise<void>;
+  /** Change the data on screen now (an answer that carries the new state), until the next load. */
+  update: (change: (data: T | undefined) => T | undefined) => void;
 }
 
 /**
@@ -58,7 +60,7 @@ export function usePoll<T>(load: () => Promise<T>, deps: unknown[], interval = 5
   }, [...deps, interval]);
 
   const refresh = useCallback(() => run(generation.current), [run]);
-  return { data, error, loading: loading && data === undefined, refresh };
+  return { data, error, loading: loading && data === undefined, refresh, update: setData };
 }
 
 /** Width of an element, kept up to date (charts draw in real pixels, text stays crisp). */

@@ -1,10 +1,11 @@
 import { useState } from "react";
 import { ProxyVia, StatusBadge, TypeBadge, UsageBars, UsageCompact } from "../components/AccountBits";
-import { IconEdit, IconLink, IconPlus, IconRefresh, IconTrash } from "../components/icons";
+import { IconEdit, IconLink, IconPlay, IconPlus, IconRefresh, IconTrash } from "../components/icons";
 import { useNotice } from "../components/Notice";
-import { Button, Card, Confirm, Empty, ErrorBanner, Loading, PageHeader, Toggle } from "../components/ui";
+import { Button, Card, Confirm, cx, Empty, ErrorBanner, Loading, PageHeader, Toggle } from "../components/ui";
 import { AccountForm, OAuthConnect } from "./AccountForms";
 import { useSession } from "../context";
+import { describeTest, testFailed, type TestSummary } from "../lib/accountTest";
 import { describeError, type Account } from "../lib/api";
 import { relativeTime } from "../lib/format";
 import { useNow, usePoll } from "../lib/hooks";
@@ -21,6 +22,35 @@ export function Accounts() {
   const [deleting, setDeleting] = useState<Account | null>(null);
   const [busy, setBusy] = useState<string | null>(null);
   const [actionError, setActionError] = useState<string | null>(null);
+  // Account tests run side by side (each can take seconds): which run, and what each found.
+  const [testing, setTesting] = useState<ReadonlySet<number>>(() => new Set());
+  const [tested, setTested] = useState<Record<number, TestSummary>>({});
+
+  const test = async (a: Account) => {
+    setTesting((ids) => new Set(ids).add(a.id));
+    setTested(({ [a.id]: _, ...rest }) => rest);
+    let summary: TestSummary;
+    try {
+      const result = await client.testAccount(a.id);
+      summary = describeTest(result);
+      accounts.update((list) => list?.map((x) => x.id === result.account.id ? result.account : x));
+    } catch (exc) {
+      summary = testFailed(describeError(exc));
+    }
+    setTested((all) => ({ ...all, [a.id]: summary }));
+    setTesting((ids) => { const next = new Set(ids); next.delete(a.id); return next; });
+  };
+
+  const testResult = (a: Account, className?: string) => {
+    const summary = tested[a.id];
+    if (!summary || testing.has(a.id)) return null;
+    return (
+      <p role="status" data-testid={`account-test-${a.name}`} title={summary.text}
+        className={cx("truncate text-xs", summary.ok ? "text-emerald-700 dark:text-emerald-400" : "text-red-600 dark:text-red-400", className)}>
+        {summary.text}
+      </p>
+    );
+  };
 
   const act = async (label: string, run: () => Promise<unknown>, done: string) => {
     setBusy(label);
@@ -43,6 +73,10 @@ export function Accounts() {
 
   const actions = (a: Account) => (
     <div className="flex items-center justify-end gap-1">
+      <Button size="sm" variant="ghost" busy={testing.has(a.id)} onClick={() => void test(a)}
+        aria-label={`Test ${a.name}`} title="Send one test request upstream through this account">
+        {!testing.has(a.id) && <IconPlay size={15} />}<span className="sr-only 2xl:not-sr-only">{testing.has(a.id) ? "Testing…" : "Test"}</span>
+      </Button>
       <Button size="sm" variant="ghost" onClick={() => setEditing(a)} aria-label={`Edit ${a.name}`} title="Edit">
         <IconEdit size={15} /><span className="sr-only 2xl:not-sr-only">Edit</span>
       </Button>
@@ -131,7 +165,10 @@ export function Accounts() {
                     </td>
                     <td className="px-3 py-3 whitespace-nowrap text-zinc-600 dark:text-zinc-400" title={a.last_used_at ?? undefined}>{relativeTime(a.last_used_at, now)}</td>
                     <td className="px-3 py-3">{enabledToggle(a)}</td>
-                    <td className="px-4 py-2">{actions(a)}</td>
+                    <td className="px-4 py-2">
+                      {actions(a)}
+                      {testResult(a, "mt-1 ml-auto max-w-72 text-right")}
+                    </td>
                   </tr>
                 ))}
               </tbody>
@@ -163,6 +200,7 @@ export function Accounts() {
                     <span className="flex items-center gap-2 text-xs text-zinc-600 dark:text-zinc-400">{enabledToggle(a)} Enabled</span>
                     {actions(a)}
                   </div>
+                  {testResult(a)}
                 </li>
               ))}
             </ul>
