@@ -160,6 +160,9 @@ def test_each_limit_is_reached_then_reset_when_its_window_ends(tmp_path: Path) -
             clock.now = datetime(2026, 12, 5, 0, 0, 1, tzinfo=UTC).timestamp()  # tomorrow
             with pytest.raises(KeyOverLimit, match=r"\(monthly_budget_usd\)"):
                 meter.admit(budget)  # the day's budget is back, the month's is spent
+            await meter.sync()  # yesterday now among the month's earlier days
+            with pytest.raises(KeyOverLimit, match=r"spent \$1\.50 this month"):
+                meter.admit(budget)
             clock.now = datetime(2027, 1, 1, 0, 0, 1, tzinfo=UTC).timestamp()
             meter.admit(budget).close(None)
 

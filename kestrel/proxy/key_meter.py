@@ -87,6 +87,10 @@ class KeyMeter:
         self._sending: _Counted | None = None
         self._shared = Totals()
         self._shared_window: Window | None = None
+        # The month's days before the shared window's day, everyone's, and the window they were
+        # read at (always the window of the last sync that read them; see `sync`).
+        self._month_before_today: dict[int, tuple[int, float]] = {}
+        self._month_read: Window | None = None
         # Requests in flight per limited key, here; and as last written for the others.
         self._in_flight: dict[int, int] = {}
         self._published: dict[int, int] = {}
@@ -130,7 +134,11 @@ class KeyMeter:
         if window is not None and window.day == at.day:
             day.tokens, day.cost_usd = shared.day.get(key_id, (0, 0.0))
         if window is not None and window.month_first[:7] == at.month:
-            month.tokens, month.cost_usd = shared.month.get(key_id, (0, 0.0))
+            # The days before the window's, and its own (still yesterday's, just past midnight).
+            (earlier_tokens, earlier_cost), (last_tokens, last_cost) = (
+                self._month_before_today.get(key_id, (0, 0.0)),
+                shared.day.get(key_id, (0, 0.0)))
+            month.tokens, month.cost_usd = earlier_tokens + last_tokens, earlier_cost + last_cost
         for counted in (self._sending, self._pending):
             if counted is None:
                 continue
@@ -213,9 +221,12 @@ class KeyMeter:
         self._sending = sending
         in_flight = {key_id: count for key_id, count in self._in_flight.items()
                      if count or self._published.get(key_id)}
+        # The earlier days of the month are read again each minute (late counts of a process
+        # that synced after midnight land in yesterday), not at every sync.
+        month = self._month_read is None or self._month_read.minute != window.minute
         try:
             totals = await self._store.sync(sending.changes, in_flight, holder=self._holder,
-                                            window=window, now=now)
+                                            window=window, now=now, month=month)
         except Exception as exc:
             sending.absorb(self._pending)
             self._pending = sending
@@ -230,5 +241,7 @@ class KeyMeter:
             self._failing = False
             log.info("usage counts are shared again")
         self._shared, self._shared_window = totals, window
+        if totals.month_before_today is not None:
+            self._month_before_today, self._month_read = totals.month_before_today, window
         self._published = {key_id: count for key_id, count in in_flight.items() if count}
         self._in_flight = {key_id: count for key_id, count in self._in_flight.items() if count}

@@ -68,18 +68,17 @@ class Changes:
 
 @dataclass(frozen=True)
 class Window:
-    """Which rows a sync reads back: the current minute, day and month (first and last day)."""
+    """Which rows a sync reads back: the current minute and day, and the month's days before
+    it (YYYY-MM-DD compare as text)."""
 
     minute: float
     day: str
     month_first: str
-    month_last: str
 
     @classmethod
     def of(cls, minute: float, day: str, month: str) -> Window:
-        """`day` is YYYY-MM-DD, `month` YYYY-MM; `-31` ends every month, as days compare as
-        text."""
-        return cls(minute=minute, day=day, month_first=f"{month}-01", month_last=f"{month}-31")
+        """`day` is YYYY-MM-DD, `month` YYYY-MM."""
+        return cls(minute=minute, day=day, month_first=f"{month}-01")
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,10 @@ class Totals:
 
     minute: dict[int, tuple[int, int]] = field(default_factory=dict)  # requests, tokens
     day: dict[int, tuple[int, float]] = field(default_factory=dict)  # tokens, cost
-    month: dict[int, tuple[int, float]] = field(default_factory=dict)
+    # The month's days before today (None: not read this time). They no longer change, so a
+    # sync reads them once a minute, not four times a second: a month of a large deployment
+    # is tens of thousands of rows to sum.
+    month_before_today: dict[int, tuple[int, float]] | None = None
     in_flight_elsewhere: dict[int, int] = field(default_factory=dict)
 
 
@@ -123,10 +125,10 @@ class UsageStore:
         self._db = db
 
     async def sync(self, changes: Changes, in_flight: Mapping[int, int], *, holder: str,
-                   window: Window, now: float) -> Totals:
+                   window: Window, now: float, month: bool) -> Totals:
         """Add `changes`, publish this holder's requests in flight per key (0 deletes the row),
-        and read everyone's totals for `window`, in one transaction; with nothing to write,
-        only the read."""
+        and read everyone's totals for `window` (the month's earlier days too when `month`),
+        in one transaction; with nothing to write, only the read."""
         def run(conn: Session) -> Totals:
             if changes.days:
                 conn.executemany(_UPSERT_DAY, [(*day_key, *(getattr(c, n) for n in DAY_COUNTS))
@@ -141,10 +143,10 @@ class UsageStore:
             if idle:
                 conn.executemany("DELETE FROM key_in_flight WHERE key_id = ? AND holder = ?",
                                  idle)
-            return _totals(conn, holder, window, now)
+            return _totals(conn, holder, window, now, month=month)
         if changes or in_flight:
             return await self._db.write(run)
-        return await self._db.read(lambda conn: _totals(conn, holder, window, now))
+        return await self._db.read(lambda conn: _totals(conn, holder, window, now, month=month))
 
     async def prune(self, *, now: float) -> None:
         """Forget minutes long past and the in-flight rows of processes that stopped."""
@@ -172,11 +174,13 @@ class UsageStore:
 
     async def spend(self, window: Window) -> dict[int, KeySpend]:
         """Every key's use today and this month (for the admin's key list)."""
-        totals = await self._db.read(lambda conn: _totals(conn, "", window, 0.0))
+        totals = await self._db.read(lambda conn: _totals(conn, "", window, 0.0, month=True))
+        earlier = totals.month_before_today or {}
         return {key_id: KeySpend(tokens_today=totals.day.get(key_id, (0, 0.0))[0],
                                  today_usd=totals.day.get(key_id, (0, 0.0))[1],
-                                 month_usd=month[1])
-                for key_id, month in totals.month.items()}
+                                 month_usd=totals.day.get(key_id, (0, 0.0))[1]
+                                 + earlier.get(key_id, (0, 0.0))[1])
+                for key_id in totals.day.keys() | earlier.keys()}
 
 
 def _report_row(group_by: str, row: Iterable[Any]) -> dict[str, Any]:
@@ -188,7 +192,7 @@ def _report_row(group_by: str, row: Iterable[Any]) -> dict[str, Any]:
             "cost_usd": float(values["cost_usd"])}
 
 
-def _totals(conn: Session, holder: str, window: Window, now: float) -> Totals:
+def _totals(conn: Session, holder: str, window: Window, now: float, *, month: bool) -> Totals:
     totals = Totals()
     for key_id, requests, tokens in conn.execute(
             "SELECT key_id, requests, tokens FROM key_minutes WHERE minute = ?",
@@ -198,10 +202,11 @@ def _totals(conn: Session, holder: str, window: Window, now: float) -> Totals:
             f"SELECT key_id, {_TOKENS}, SUM(cost_usd) FROM usage_days WHERE day = ? "
             "GROUP BY key_id", (window.day,)):
         totals.day[key_id] = (int(tokens), float(cost))
-    for key_id, tokens, cost in conn.execute(
-            f"SELECT key_id, {_TOKENS}, SUM(cost_usd) FROM usage_days WHERE day >= ? AND "
-            "day <= ? GROUP BY key_id", (window.month_first, window.month_last)):
-        totals.month[key_id] = (int(tokens), float(cost))
+    if month:
+        totals.month_before_today = {
+            key_id: (int(tokens), float(cost)) for key_id, tokens, cost in conn.execute(
+                f"SELECT key_id, {_TOKENS}, SUM(cost_usd) FROM usage_days WHERE day >= ? AND "
+                "day < ? GROUP BY key_id", (window.month_first, window.day))}
     if holder:
         for key_id, requests in conn.execute(
                 "SELECT key_id, SUM(requests) FROM key_in_flight WHERE holder <> ? AND "
