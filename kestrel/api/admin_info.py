@@ -16,6 +16,7 @@ from kestrel.api.schema import Schema
 from kestrel.config import Settings
 from kestrel.egress import Proxy
 from kestrel.http import Request, Response
+from kestrel.proxy.key_limits import zone_name
 
 _TEXT = {"type": "string"}
 _MAYBE_TEXT = {"type": ["string", "null"]}
@@ -68,7 +69,7 @@ def info(settings: Settings) -> dict[str, Any]:
             "shutdown_grace": settings.shutdown_grace,
             "upstream_connect_timeout": settings.upstream_connect_timeout,
             "upstream_read_timeout": settings.upstream_read_timeout,
-            "time_zone": getattr(settings.time_zone, "key", None) or str(settings.time_zone),
+            "time_zone": zone_name(settings.time_zone),
             "trusted_proxies": [str(network) for network in settings.trusted_proxies],
             "model_aliases": dict(settings.model_aliases),
             "priced_models": len(settings.prices),

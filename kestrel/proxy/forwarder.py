@@ -322,19 +322,9 @@ class Forwarder:
     async def _upstream_error(self, call: Call, account: Account, response: UpstreamResponse,
                               started: float, attempts: list[Attempt],
                               secrets: tuple[bytes, ...]) -> Relay:
-        # An upstream (or a gateway in front of it) may quote the credential it refused; that
-        # text is about to reach a client who must never see the account's secret.
-        body = scrub(await _read_bounded(response, MAX_ERROR_BODY_BYTES), secrets)
-        await response.aclose()
-        headers = dict(response.header_items())
-        outcome: Outcome = classify_response(
-            response.status, headers, body, now=self._clock(),
-            failures=account.consecutive_failures, jitter=self._jitter(),
-            cooldown_max=self._cooldown_max)
-        summary = summarize_message(body)
+        body, outcome, summary = await self._judge_error(account, response, secrets)
         attempts.append(Attempt(account.id, response.status, summary.error_type,
                                 self.elapsed_ms(started)))
-        await self._pool.report(account.id, outcome.update, self._clock())
         if outcome.verdict is Verdict.RETRY_NEXT:
             log.info("account %s answered %s; trying the next account", account.name,
                      response.status, extra={"account": {"id": account.id}})
@@ -344,6 +334,20 @@ class Forwarder:
                     attempts=attempts, account_id=account.id, summary=summary)
         return Relay(response.status, downstream_headers(response.header_items()), body,
                      account.id)
+
+    async def _judge_error(self, account: Account, response: UpstreamResponse,
+                           secrets: tuple[bytes, ...]) -> tuple[bytes, Outcome, MessageSummary]:
+        """Read an error answer (bounded), and report to the pool what it says of the account.
+        An upstream (or a gateway in front of it) may quote the credential it refused: the body
+        comes back scrubbed, as it may reach a client who must never see the secret."""
+        body = scrub(await _read_bounded(response, MAX_ERROR_BODY_BYTES), secrets)
+        await response.aclose()
+        outcome = classify_response(
+            response.status, dict(response.header_items()), body, now=self._clock(),
+            failures=account.consecutive_failures, jitter=self._jitter(),
+            cooldown_max=self._cooldown_max)
+        await self._pool.report(account.id, outcome.update, self._clock())
+        return body, outcome, summarize_message(body)
 
     async def _whole_answer(self, call: Call, account: Account, response: UpstreamResponse,
                             started: float, attempts: list[Attempt]) -> Relay:
@@ -413,19 +417,13 @@ class Forwarder:
             failed = attempts[-1] if attempts else None
             return AccountTest(None, failed.error_type if failed else None,
                                self.elapsed_ms(started), failed.proxy if failed else None)
-        body = scrub(await _read_bounded(response, MAX_ERROR_BODY_BYTES),
-                      _secrets_of(credential))
-        await response.aclose()
-        latency = self.elapsed_ms(started)
         await self._observe_usage(account, response)
         if response.status >= 300:
-            outcome = classify_response(response.status, dict(response.header_items()), body,
-                                        now=self._clock(), failures=account.consecutive_failures,
-                                        jitter=self._jitter(), cooldown_max=self._cooldown_max)
-            await self._pool.report(account.id, outcome.update, self._clock())
-            summary = summarize_message(body)
-            return AccountTest(response.status, summary.error_type, latency,
+            _, _, summary = await self._judge_error(account, response, _secrets_of(credential))
+            return AccountTest(response.status, summary.error_type, self.elapsed_ms(started),
                                message=summary.error_message)
+        await response.aread()  # to its end: the connection goes back to the pool
+        latency = self.elapsed_ms(started)
         await self._succeeded(account)
         return AccountTest(response.status, None, latency)
 

@@ -36,7 +36,12 @@ class Periods:
 
     @property
     def zone_name(self) -> str:
-        return getattr(self.zone, "key", None) or str(self.zone)
+        return zone_name(self.zone)
+
+
+def zone_name(zone: tzinfo) -> str:
+    """`Europe/Paris`, or `UTC`: the name TIME_ZONE gave."""
+    return getattr(zone, "key", None) or str(zone)
 
 
 def periods(now: float, zone: tzinfo) -> Periods:

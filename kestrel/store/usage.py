@@ -176,11 +176,12 @@ class UsageStore:
         """Every key's use today and this month (for the admin's key list)."""
         totals = await self._db.read(lambda conn: _totals(conn, "", window, 0.0, month=True))
         earlier = totals.month_before_today or {}
-        return {key_id: KeySpend(tokens_today=totals.day.get(key_id, (0, 0.0))[0],
-                                 today_usd=totals.day.get(key_id, (0, 0.0))[1],
-                                 month_usd=totals.day.get(key_id, (0, 0.0))[1]
-                                 + earlier.get(key_id, (0, 0.0))[1])
-                for key_id in totals.day.keys() | earlier.keys()}
+        spend = {}
+        for key_id in totals.day.keys() | earlier.keys():
+            tokens, today = totals.day.get(key_id, (0, 0.0))
+            spend[key_id] = KeySpend(tokens_today=tokens, today_usd=today,
+                                     month_usd=today + earlier.get(key_id, (0, 0.0))[1])
+        return spend
 
 
 def _report_row(group_by: str, row: Iterable[Any]) -> dict[str, Any]:
