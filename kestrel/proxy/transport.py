@@ -181,14 +181,8 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         fields = [(b"host", url.netloc), *headers, (b"accept-encoding", ACCEPT_ENCODING)]
         if body or method != "GET":
             fields.append((b"content-length", b"%d" % len(body)))
-        route = proxy or self._egress.for_origin(url.scheme, url.host)
-        payload = _request_bytes(method, _target(url, route, fields), fields, body)
-        head, stream = await self._round_trip(url, route, method, payload,
+        head, stream = await self._round_trip(url, proxy, method, fields, body,
                                               self._connect_timeout, self._read_timeout)
-        if head.status == 407 and route is not None and not route.is_socks:
-            # A plain-http origin through an HTTP proxy: the proxy, not the origin, answered.
-            await stream.aclose()
-            raise ProxyFailed(route, "auth", "it answered 407")
         try:
             decoder = content_decoder(head.headers)
         except UndecodableBody as exc:
@@ -206,21 +200,22 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         body = await request.aread()
         if body and "content-length" not in request.headers:
             fields.append((b"content-length", b"%d" % len(body)))
-        url = request.url
-        route = request.extensions.get(PROXY_EXTENSION) or self._egress.for_origin(url.scheme,
-                                                                                   url.host)
-        payload = _request_bytes(request.method, _target(url, route, fields), fields, body)
         head, stream = await self._round_trip(
-            url, route, request.method, payload, timeouts.get("connect", self._connect_timeout),
+            request.url, request.extensions.get(PROXY_EXTENSION), request.method, fields, body,
+            timeouts.get("connect", self._connect_timeout),
             timeouts.get("read", self._read_timeout))
         return httpx.Response(head.status, headers=head.headers, stream=stream,
                               extensions={"http_version": b"HTTP/1.1",
                                           "reason_phrase": head.reason})
 
-    async def _round_trip(self, url: httpx.URL, route: Proxy | None, method: str,
-                          payload: bytes, connect_timeout: float | None,
-                          read_timeout: float | None) -> tuple[ResponseHead, _Body]:
-        """Send `payload` on a pooled or new connection; the answer's head and its body."""
+    async def _round_trip(self, url: httpx.URL, proxy: Proxy | None, method: str,
+                          fields: list[tuple[bytes, bytes]], body: bytes,
+                          connect_timeout: float | None, read_timeout: float | None
+                          ) -> tuple[ResponseHead, _Body]:
+        """Send the request on a pooled or new connection, through `proxy` (None: the
+        environment's, if any); the answer's head and its body."""
+        route = proxy or self._egress.for_origin(url.scheme, url.host)
+        payload = _request_bytes(method, _target(url, route, fields), fields, body)
         origin: Origin = (url.raw_scheme, url.raw_host, url.port or _default_port(url), route)
         connection = self._idle_connection(origin)
         if connection is not None:
@@ -238,7 +233,12 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             except _NotAnswered:
                 raise httpx.RemoteProtocolError(
                     "the upstream closed the connection without answering") from None
-        return head, _Body(self, origin, connection, head, read_timeout)
+        stream = _Body(self, origin, connection, head, read_timeout)
+        if head.status == 407 and route is not None and _absolute_form(url, route):
+            # The HTTP proxy answered for the plain-http origin: it refused the login.
+            await stream.aclose()
+            raise ProxyFailed(route, "auth", "it answered 407")
+        return head, stream
 
     async def aclose(self) -> None:
         self._closed = True
@@ -588,11 +588,17 @@ def _request_bytes(method: str, target: bytes, fields: list[tuple[bytes, bytes]]
 def _target(url: httpx.URL, route: Proxy | None, fields: list[tuple[bytes, bytes]]) -> bytes:
     """The request target: absolute-form, with the proxy's login added to `fields`, for a
     plain-http origin through an HTTP proxy (which reads the origin from it); else the path."""
-    if route is None or route.is_socks or url.raw_scheme != b"http":
+    if route is None or not _absolute_form(url, route):
         return url.raw_path
     if (authorization := route.authorization()) is not None:
         fields.append((b"proxy-authorization", authorization))
     return b"http://" + url.netloc + url.raw_path
+
+
+def _absolute_form(url: httpx.URL, route: Proxy) -> bool:
+    """The request goes to an HTTP proxy, which reads the origin from its target, rather than
+    through a tunnel (CONNECT, SOCKS) to the origin itself."""
+    return not route.is_socks and url.raw_scheme == b"http"
 
 
 def _default_port(url: httpx.URL) -> int:
