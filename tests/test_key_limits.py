@@ -9,7 +9,7 @@ import asyncio
 import concurrent.futures
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from kestrel.store.usage import UsageStore
 
 from fake_upstream import success
 from support.claude_code import run_claude
+from support.cluster import seconds_until
 from support.shifted_clock import ShiftedClock
 from support.stack import MODEL, Stack, account_key, running_stack
 
@@ -331,7 +332,9 @@ def test_a_daily_budget_is_final_for_the_day_and_the_sdk_does_not_retry(stack: S
     assert over.value.response.headers["x-should-retry"] == "false"
     assert "(daily_budget_usd); it resets at " in over.value.body["error"]["message"]
     assert len(stack.up.requests) == sent
-    spent = key_listed(stack, limited["id"], lambda k: k["spent_today_usd"] > 0)
+    # The meter shares its counts a few times a second.
+    seconds_until(lambda: listed_key(stack, limited["id"])["spent_today_usd"] > 0)
+    spent = listed_key(stack, limited["id"])
     assert spent["spent_today_usd"] == spent["spent_this_month_usd"] > 0.0001
     assert spent["tokens_today"] > 0
     with stack.admin() as admin:  # raising the budget lets the key in again at once
@@ -340,17 +343,13 @@ def test_a_daily_budget_is_final_for_the_day_and_the_sdk_does_not_retry(stack: S
     assert ask(client).content
 
 
-def key_listed(stack: Stack, key_id: int, ready: Callable[[dict[str, Any]], bool]
-               ) -> dict[str, Any]:
-    """The key as /admin/keys lists it once `ready` (the meter shares its counts a few times
-    a second); the last listing after 5 s."""
-    deadline = time.monotonic() + 5
-    while True:
-        with stack.admin() as admin:
-            listed = {k["id"]: k for k in admin.get("/admin/keys").json()["data"]}[key_id]
-        if ready(listed) or time.monotonic() > deadline:
-            return listed
-        time.sleep(0.05)
+def admin_json(stack: Stack, path: str, **params: Any) -> Any:
+    with stack.admin() as admin:
+        return admin.get(path, params=params).json()
+
+
+def listed_key(stack: Stack, key_id: int) -> dict[str, Any]:
+    return {k["id"]: k for k in admin_json(stack, "/admin/keys")["data"]}[key_id]
 
 
 def test_limits_are_validated_and_cleared_with_null(stack: Stack) -> None:
@@ -373,13 +372,9 @@ def test_usage_by_key_account_and_model_counts_what_was_spent(stack: Stack) -> N
     rows = stack.logs(expect=3)
     assert all(r["priced"] and r["cost_usd"] > 0 for r in rows)
     spent = sum(r["cost_usd"] for r in rows)
-    deadline = time.monotonic() + 5
-    while True:  # the meter shares its counts a few times a second
-        with stack.admin() as admin:
-            by_model = admin.get("/admin/usage", params={"group_by": "model"}).json()
-        if by_model["totals"]["requests"] == 3 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    # The meter shares its counts a few times a second.
+    seconds_until(lambda: admin_json(stack, "/admin/usage")["totals"]["requests"] == 3)
+    by_model = admin_json(stack, "/admin/usage", group_by="model")
     assert [(r["model"], r["requests"]) for r in by_model["data"]] == [(MODEL, 3)]
     assert by_model["totals"]["cost_usd"] == pytest.approx(spent)
     assert by_model["totals"]["input_tokens"] == sum(r["input_tokens"] for r in rows)
