@@ -34,6 +34,11 @@ def test_a_killed_worker_is_replaced_and_only_its_requests_fail(tmp_path: Path) 
             victim = max(before, key=lambda i: client_connections(before[i], port))
             other = 3 - victim
             os.kill(before[victim], signal.SIGKILL)
+            # The kill takes effect when the kernel has torn the process down and closed its
+            # sockets, a few milliseconds after kill() returns: until then a request written
+            # on one of its keep-alive connections is lost with it.
+            while alive(before[victim]):
+                time.sleep(0.001)
             killed_at = time.time()
             (exited,) = wait_for(stack.kestrel, "worker_exited")
         result = tally(batch, stack.up)
