@@ -22,7 +22,12 @@ from kestrel.api.admin import AdminApi
 from kestrel.api.admin_auth import AdminGuard
 from kestrel.api.admin_info import InfoApi
 from kestrel.api.admin_logs import LogsApi
-from kestrel.api.client_auth import authenticate_client, bearer_token
+from kestrel.api.client_auth import (
+    RefusalBudget,
+    authenticate_client,
+    bearer_token,
+    refusal_row,
+)
 from kestrel.api.dashboard import DashboardApi
 from kestrel.api.endpoints import Auth, Endpoint
 from kestrel.api.errors import error_response, from_http_error, surface_for_path
@@ -41,6 +46,7 @@ from kestrel.domain import (
     DatabaseUnavailable,
     KestrelError,
     RequestLog,
+    UnknownClientKey,
 )
 from kestrel.logs import request_id_var
 from kestrel.oauth.flow import OAuthConfig
@@ -96,6 +102,7 @@ class App:
         refresher, self.oauth_logins = _oauth(settings, db, sealer, self.accounts,
                                               self.token_http, clock)
         self.metrics = Metrics()
+        self._refusal_budget = RefusalBudget()
         self.usage = UsageStore(db)
         self.meter = KeyMeter(self.usage, holder=_process_name(), zone=settings.time_zone,
                               clock=clock)
@@ -209,6 +216,12 @@ class App:
         if self.settings.request_log:
             self.log_writer.submit(row)
 
+    def _record_refusal(self, row: RequestLog) -> None:
+        """A request refused for its key: always counted, logged within the budget."""
+        self.metrics.observe(row)
+        if self.settings.request_log and self._refusal_budget.take(row.ts):
+            self.log_writer.submit(row)
+
     def _writer_stats(self) -> WriterStats:
         writer = self.log_writer
         return WriterStats(writer.queue_depth, writer.written, writer.dropped)
@@ -225,7 +238,15 @@ class App:
             await self._admin_guard.check(request.headers.get("x-admin-key"), client,
                                           self.clock())
         elif endpoint.auth is Auth.CLIENT:
-            request.state["api_key"] = await authenticate_client(request.headers, self.keys)
+            started = time.monotonic()
+            try:
+                request.state["api_key"] = await authenticate_client(request.headers, self.keys)
+            except UnknownClientKey as refused:
+                self._record_refusal(refusal_row(
+                    endpoint.path, request.request_id, refused, client=client,
+                    user_agent=request.headers.get("user-agent"), now=self.clock(),
+                    latency_ms=(time.monotonic() - started) * 1000))
+                raise
             request.state["client"] = client
         return await endpoint.handler(request)
 

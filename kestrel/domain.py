@@ -86,6 +86,26 @@ class UsageWindows:
 
 
 @dataclass(frozen=True)
+class Headroom:
+    """One API rate limit as an answer reported it: `requests`, `tokens`, `input_tokens` or
+    `output_tokens`; each part None when its header was missing or did not parse."""
+
+    name: str
+    limit: int | None
+    remaining: int | None
+    reset_at: float | None
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """The `anthropic-ratelimit-*` headers (requests and tokens) of an API-key account's latest
+    answer: how much of its rate limits is left."""
+
+    observed_at: float
+    limits: tuple[Headroom, ...] = ()
+
+
+@dataclass(frozen=True)
 class Account:
     id: int
     name: str
@@ -112,6 +132,7 @@ class Account:
     outlives a cooldown."""
     proxy_hint: str | None = None
     """The account's own egress proxy, its password masked; None: the environment's, if any."""
+    rate_limits: RateLimits | None = None
 
     def status(self, now: float) -> AccountStatus:
         """Disabled beats everything; a hard state (invalid, exhausted) beats a cooldown."""
@@ -200,6 +221,9 @@ class KestrelError(Exception):
 
     status: int = 500
     type: str = "api_error"
+    final: bool = False
+    """Retrying the same request cannot help: clients are told not to (`x-should-retry:
+    false`, which the official SDKs and Claude Code obey) and show the message at once."""
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -223,6 +247,22 @@ class ValidationError(ClientError):
 class AuthenticationError(ClientError):
     status = 401
     type = "authentication_error"
+    # The same key again is refused again; Claude Code would otherwise retry a 401 ten times,
+    # for about three minutes, before showing why.
+    final = True
+
+
+class UnknownClientKey(AuthenticationError):
+    """A proxy request without a key Kestrel serves. `reason` (`missing_key`, `unknown_key`,
+    `revoked_key`), `key_id` (a revoked key's) and `hint` (what was presented, masked) are for
+    the request log, never for the answer."""
+
+    def __init__(self, message: str, *, reason: str, key_id: int | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.key_id = key_id
+        self.hint = hint
 
 
 class PermissionDenied(ClientError):
@@ -272,9 +312,8 @@ class RequestTimeout(ClientError):
 class RateLimited(ClientError):
     """Too many requests from this client, or (for the pool) every account is cooling down.
 
-    `final`: retrying soon cannot help (a budget spent until tomorrow), so clients are told not
-    to retry on their own (`x-should-retry: false`, which the official SDKs and Claude Code
-    obey) and show the message at once instead of after minutes of backoff."""
+    `final`: retrying soon cannot help (a budget spent until tomorrow): the message is shown at
+    once instead of after minutes of backoff."""
 
     status = 429
     type = "rate_limit_error"
@@ -343,6 +382,11 @@ class Attempt:
     duration_ms: float
     proxy: str | None = None
     """The proxy that failed (`proxy_*` error types), by scheme, host and port."""
+    message: str | None = None
+    """What the upstream said of its error (scrubbed of the credential)."""
+    account_name: str | None = None
+    """The account's name when the request was made: the log keeps it after a rename or a
+    deletion."""
 
 
 @dataclass(frozen=True)
@@ -370,3 +414,5 @@ class RequestLog:
     client: str | None = None
     user_agent: str | None = None
     attempts: tuple[Attempt, ...] = ()
+    error_message: str | None = None
+    """Why it failed in words: the upstream's message, or why Kestrel answered itself."""

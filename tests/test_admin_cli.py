@@ -174,14 +174,21 @@ def test_a_created_key_is_printed_once_works_and_is_revoked_by_name(stack: Stack
     assert bad.returncode == 1 and "allowed_ips[0]" in bad.stderr and not bad.stdout
 
 
-def test_a_key_is_found_by_its_prefix_or_id(stack: Stack) -> None:
+def test_a_key_is_found_by_its_prefix_or_id_and_names_are_not_shared(stack: Stack) -> None:
     first = as_json(cli(stack, "keys", "create", "twin", "--json"))
-    second = as_json(cli(stack, "keys", "create", "twin", "--json"))
-    ambiguous = cli(stack, "keys", "revoke", "twin")
-    assert ambiguous.returncode == 1 and f"ids {first['id']}, {second['id']}" in ambiguous.stderr
+    taken = cli(stack, "keys", "create", "twin")
+    assert taken.returncode == 1 and not taken.stdout
+    assert "answered 409: a key in use is named 'twin'" in taken.stderr
+    second = as_json(cli(stack, "keys", "create", "other", "--json"))
     ok(cli(stack, "keys", "revoke", second["prefix"]))
     ok(cli(stack, "keys", "revoke", str(first["id"])))
     assert ask(stack, first["key"]) == ask(stack, second["key"]) == 401
+    # a revoked key's name is free again; two revoked keys of one name need their ids
+    third = as_json(cli(stack, "keys", "create", "twin", "--json"))
+    ok(cli(stack, "keys", "revoke", "twin"))
+    ambiguous = cli(stack, "keys", "revoke", "--json", str(first["prefix"][:4]))
+    assert ambiguous.returncode == 1
+    assert ask(stack, third["key"]) == 401
 
 
 # --- logs and stats --------------------------------------------------------------------------
@@ -196,7 +203,8 @@ def test_logs_show_names_and_filter_by_account_and_status(stack: Stack) -> None:
     assert lines[0].split()[:4] == ["TIME", "STATUS", "ROUTE", "MODEL"]
     assert len(lines) == 4 and all(" /v1/messages " in line for line in lines[1:])
     assert "b (after a)" in lines[1]  # the first request: a answered 429, b served it
-    assert ok(cli(stack, "logs", "--account", "a")) == ""
+    tried_a = ok(cli(stack, "logs", "--account", "a", "--json")).splitlines()
+    assert [json.loads(line)["account_name"] for line in tried_a] == ["b"]  # a failed, b served
     served_by_b = ok(cli(stack, "logs", "--account", "b", "--json")).splitlines()
     assert [json.loads(line)["account_id"] for line in served_by_b] == [stack.accounts["b"]] * 3
     assert ok(cli(stack, "logs", "--status", "500")) == ""

@@ -126,9 +126,9 @@ def test_pages_follow_the_cursor_and_every_answer_fits_the_schema(tmp_path: Path
             True, 50.0, "10.0.0.1", "claude-cli/1.0")
         assert first["attempts"] == [
             {"account_id": 2, "status": 529, "error_type": "overloaded_error",
-             "duration_ms": 30.0, "proxy": None},
+             "duration_ms": 30.0, "proxy": None, "message": None, "account_name": None},
             {"account_id": 1, "status": 200, "error_type": None, "duration_ms": 70.5,
-             "proxy": None}]
+             "proxy": None, "message": None, "account_name": None}]
 
         default = (await client.get("/admin/logs", params={"unknown": "ignored"})).json()
         assert len(default["data"]) == 7 and default["next_cursor"] is None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import re
+import secrets
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -228,7 +229,9 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 def new_key(stack: Stack, **limits: Any) -> dict[str, Any]:
     with stack.admin() as admin:
-        created = admin.post("/admin/keys", json={"name": "limited", **limits})
+        # Names tell the keys in use apart: each gets its own.
+        created = admin.post("/admin/keys", json={"name": f"limited-{secrets.token_hex(3)}",
+                                                  **limits})
         assert created.status_code == 201, created.text
         return dict(created.json())
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { SeriesPoint } from "../src/lib/api";
 import { hrefOf, pageOf } from "../src/lib/router";
-import { chartPoints, costPoints, DAYS, errorRate, niceMax, pointLabel, tickLabel } from "../src/lib/series";
+import { autoWindow, chartPoints, costPoints, DAYS, errorRate, hasTtfbSeries, niceMax, pointLabel, tickLabel, ttfbByModel } from "../src/lib/series";
 import { snippets } from "../src/lib/snippets";
 
 describe("snippets", () => {
@@ -76,5 +76,41 @@ describe("chart data", () => {
   it("computes the error rate of a window", () => {
     expect(errorRate({ totals: { requests: 4, errors: 1 } as never })).toBe(0.25);
     expect(errorRate({ totals: { requests: 0, errors: 0 } as never })).toBeNull();
+  });
+});
+
+describe("the overview's window", () => {
+  it("is the hour when the day's traffic is all in it, or when there is none at all", () => {
+    expect(autoWindow({ hour: 3, day: 3 })).toBe("1h");
+    expect(autoWindow({ hour: 3, day: 5 })).toBe("24h");
+    expect(autoWindow({ hour: 0, day: 5 })).toBe("24h");
+    expect(autoWindow({ hour: 0, day: 0 })).toBeUndefined(); // the week decides
+    expect(autoWindow({ hour: 0, day: 0, week: 4 })).toBe("7d");
+    expect(autoWindow({ hour: 0, day: 0, week: 0 })).toBe("1h");
+  });
+});
+
+describe("time to first byte", () => {
+  const group = (model: string | null, p50: number | null, p95: number | null) => ({
+    model, requests: 1, errors: 0, errors_by_type: {}, input_tokens: 0, output_tokens: 0, cache_read_tokens: 0,
+    cache_creation_tokens: 0, cost_usd: 0, p50_latency_ms: 1, p95_latency_ms: 1, p50_ttfb_ms: p50, p95_ttfb_ms: p95,
+  });
+  const point = (extra: object = {}): SeriesPoint => ({
+    start: "2026-03-01T12:00:00.000Z", requests: 1, errors: 0, input_tokens: 0, output_tokens: 0,
+    cache_read_tokens: 0, cache_creation_tokens: 0, cost_usd: 0, p50_latency_ms: 5, p95_latency_ms: 9, ...extra,
+  });
+
+  it("is charted over time when the series carries it", () => {
+    expect(hasTtfbSeries([point()])).toBe(false);
+    expect(hasTtfbSeries([])).toBe(false);
+    const series = [point({ p50_ttfb_ms: 2, p95_ttfb_ms: 4 }), point({ p50_ttfb_ms: null, p95_ttfb_ms: null })];
+    expect(hasTtfbSeries(series)).toBe(true);
+    expect(chartPoints(series).map((p) => [p.values.ttfb_p50, p.values.ttfb_p95])).toEqual([[2, 4], [null, null]]);
+    expect(chartPoints([point()])[0].values.ttfb_p50).toBeNull();
+  });
+
+  it("else per model, busiest first, those without one left out", () => {
+    const rows = ttfbByModel([group("a", 3, 5), group(null, 1, 2), group("b", null, null), group("c", 7, 9)], 2);
+    expect(rows).toEqual([{ model: "a", p50: 3, p95: 5 }, { model: "unknown model", p50: 1, p95: 2 }]);
   });
 });

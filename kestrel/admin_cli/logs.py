@@ -155,7 +155,8 @@ def add_logs_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new requests")
     logs.add_argument("-n", "--limit", type=_page_size, default=20, metavar="N",
                       help="how many recent requests (1 to 500, default 20)")
-    logs.add_argument("--account", help="only requests served by this account (name or id)")
+    logs.add_argument("--account", help="only requests this account served or tried (name or "
+                      "id)")
     logs.add_argument("--key", help="only requests made with this client key (name, prefix "
                       "or id)")
     logs.add_argument("--status", type=int, help="only requests answered with this status")

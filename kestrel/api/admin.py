@@ -24,6 +24,7 @@ from kestrel.domain import (
     ApiKey,
     ClientError,
     Credential,
+    RateLimits,
     UsageWindows,
     ValidationError,
 )
@@ -62,6 +63,20 @@ USAGE_WINDOWS: Schema = {
     },
 }
 
+_HEADROOM = {"type": "object", "properties": {
+    "limit": {"type": ["integer", "null"]}, "remaining": {"type": ["integer", "null"]},
+    "reset_at": _WINDOW_TIME}}
+RATE_LIMITS: Schema = {
+    "type": ["object", "null"],
+    "readOnly": True,
+    "description": "API-key accounts: how much of each rate limit was left at the latest "
+                   "upstream answer (anthropic-ratelimit-requests-*, -tokens-*, -input-tokens-*, "
+                   "-output-tokens-*); null until one reported it. Only the limits reported "
+                   "are present.",
+    "properties": {"observed_at": _WINDOW_TIME, "requests": _HEADROOM, "tokens": _HEADROOM,
+                   "input_tokens": _HEADROOM, "output_tokens": _HEADROOM},
+}
+
 ACCOUNT: Schema = {
     "type": "object",
     "properties": {
@@ -87,6 +102,7 @@ ACCOUNT: Schema = {
                   "description": "OAuth accounts: who signed in."},
         "organization": {"type": ["string", "null"], "readOnly": True},
         "usage_windows": USAGE_WINDOWS,
+        "rate_limits": RATE_LIMITS,
         "proxy_url": {"type": ["string", "null"], "maxLength": 2048,
                       "description": "This account's own egress proxy: http://, https://, "
                                      "socks5:// or socks5h:// (the proxy resolves names), with "
@@ -97,7 +113,7 @@ ACCOUNT: Schema = {
     "required": ["id", "name", "type", "base_url", "priority", "enabled", "status",
                  "cooldown_until", "consecutive_failures", "last_error", "last_used_at",
                  "created_at", "updated_at", "credential_hint", "email", "organization",
-                 "usage_windows", "proxy_url"],
+                 "usage_windows", "rate_limits", "proxy_url"],
 }
 
 _WRITABLE = {"name": _NAME, "api_key": _SECRET, "base_url": ACCOUNT["properties"]["base_url"],
@@ -253,8 +269,17 @@ def account_json(account: Account, now: float) -> dict[str, Any]:
         "email": account.email,
         "organization": account.organization,
         "usage_windows": usage_json(account.usage_windows),
+        "rate_limits": rate_limits_json(account.rate_limits),
         "proxy_url": account.proxy_hint,
     }
+
+
+def rate_limits_json(limits: RateLimits | None) -> dict[str, Any] | None:
+    if limits is None:
+        return None
+    return {"observed_at": iso_time(limits.observed_at),
+            **{h.name: {"limit": h.limit, "remaining": h.remaining,
+                        "reset_at": iso_time(h.reset_at)} for h in limits.limits}}
 
 
 def usage_json(usage: UsageWindows | None) -> dict[str, Any] | None:
@@ -385,23 +410,28 @@ class AdminApi:
             admin("GET", "/admin/keys", self.list_keys, "List client keys", "keys",
                   {200: _list_of(API_KEY)}),
             admin("POST", "/admin/keys", self.create_key,
-                  "Create a client key (shown once)", "keys", {201: API_KEY_CREATED, 413: ERROR},
+                  "Create a client key (shown once)", "keys",
+                  {201: API_KEY_CREATED, 409: ERROR, 413: ERROR},
                   KEY_CREATE),
             admin("PUT", "/admin/keys/{id}", self.update_key,
                   "Change a client key's name, allowed models, expiry, owner or note", "keys",
-                  {200: API_KEY, 413: ERROR}, KEY_UPDATE),
+                  {200: API_KEY, 409: ERROR, 413: ERROR}, KEY_UPDATE),
             admin("DELETE", "/admin/keys/{id}", self.revoke_key, "Revoke a client key", "keys",
                   {200: API_KEY}),
         ]
 
     def _live(self, account: Account) -> Account:
-        """The account with the pool's usage windows when they are newer: the pool sees every
-        answer, the store is written at most every few seconds per account."""
+        """The account with the pool's usage windows and rate limits when they are newer: the
+        pool sees every answer, the store is written at most every few seconds per account."""
         pooled = self._pool.current(account.id)
         live = pooled.usage_windows if pooled is not None else None
         stored = account.usage_windows
         if live is not None and (stored is None or live.observed_at > stored.observed_at):
-            return replace(account, usage_windows=live)
+            account = replace(account, usage_windows=live)
+        limits = self._pool.rate_limits(account.id)
+        if limits is not None and (account.rate_limits is None
+                                   or limits.observed_at > account.rate_limits.observed_at):
+            account = replace(account, rate_limits=limits)
         return account
 
     async def list_accounts(self, request: Request) -> Response:

@@ -42,12 +42,14 @@ LOGS_QUERY: dict[str, Schema] = {
               "description": "Rows per page."},
     "cursor": {"type": "string", "maxLength": 200,
                "description": "`next_cursor` of the previous page, with the same filters."},
-    "account_id": {**_ID, "description": "Only requests finally served by this account."},
+    "account_id": {**_ID, "description": "Only requests this account served or tried (and "
+                                         "failed)."},
     "key_id": {**_ID, "description": "Only requests made with this client key."},
     "status": {"type": "integer", "minimum": 100, "maximum": 599,
                "description": "Only requests answered with this HTTP status."},
     "model": {"type": "string", "minLength": 1, "maxLength": 200,
-              "description": "Only requests for this model (exact name)."},
+              "description": "Only requests for a model whose name contains this "
+                             "(`sonnet`, `claude-haiku-4`); case does not matter."},
     "instance": {"type": "string", "minLength": 1, "maxLength": 200,
                  "description": "Only requests served by this instance (its INSTANCE_NAME)."},
     "since": {**_TIME_PARAM, "description": f"Only requests at or after this time. {_TIME_FORMS}"},
@@ -84,6 +86,11 @@ ATTEMPT = _object({
     "proxy": {"type": ["string", "null"],
               "description": "The proxy that failed, for `proxy_unreachable`, `proxy_refused` "
                              "and `proxy_auth` (scheme, host and port; never a password)."},
+    "message": {"type": ["string", "null"],
+                "description": "The upstream's error message (at most 500 characters)."},
+    "account_name": {"type": ["string", "null"],
+                     "description": "The account's name at the time; null in rows written "
+                                    "before names were kept."},
 }, "One try of one upstream account.")
 
 LOG = _object({
@@ -95,9 +102,19 @@ LOG = _object({
     "key_id": {"type": ["integer", "null"]},
     "account_id": {"type": ["integer", "null"],
                    "description": "The account that gave the final answer, if any."},
+    "account_name": {"type": ["string", "null"],
+                     "description": "Its name at the time, kept after a rename or deletion."},
     "model": {"type": ["string", "null"]},
     "stream": {"type": "boolean"},
-    "error_type": {"type": ["string", "null"]},
+    "error_type": {"type": ["string", "null"],
+                   "description": "The upstream's error type; or why Kestrel answered itself: "
+                                  "`no_accounts`, `all_cooling_down`, `none_can_serve`, a key's "
+                                  "control or limit (`rpm`, `model_not_allowed`...), "
+                                  "`missing_key`, `unknown_key`, `revoked_key`."},
+    "error_message": {"type": ["string", "null"],
+                      "description": "Why, in words (at most 500 characters): the upstream's "
+                                     "message, or Kestrel's own, naming the account that comes "
+                                     "back first when all are cooling down."},
     "input_tokens": _COUNT,
     "output_tokens": _COUNT,
     "cache_read_tokens": _COUNT,
@@ -127,10 +144,19 @@ LOG_PAGE = _object({
 _USD = {"type": "number", "minimum": 0}
 _TOKENS = {"input_tokens": _COUNT, "output_tokens": _COUNT, "cache_read_tokens": _COUNT,
            "cache_creation_tokens": _COUNT, "cost_usd": _USD}
-_GROUP: dict[str, Schema] = {
-    "requests": _COUNT,
+_ERRORS: dict[str, Schema] = {
     "errors": {**_COUNT, "description": "Requests answered with status >= 400, or whose "
                                         "error_type is set (a stream that failed midway)."},
+    "pool_errors": {**_COUNT, "description": "Errors the pool is to blame for: 5xx, Kestrel's "
+                                             "own 429 or 503 when no account could serve, "
+                                             "streams broken midway."},
+    "client_errors": {**_COUNT, "description": "The client's own: bad requests, unknown "
+                                               "models, keys refused or over their limits, "
+                                               "clients that went away."},
+}
+_GROUP: dict[str, Schema] = {
+    "requests": _COUNT,
+    **_ERRORS,
     "errors_by_type": {"type": "object", "additionalProperties": _COUNT,
                        "description": "Errors by error_type, or `http_<status>` if none."},
     **_TOKENS,
@@ -141,9 +167,22 @@ _GROUP: dict[str, Schema] = {
 }
 
 
-def _ranking(name: str, id_schema: Schema) -> Schema:
-    return {"type": "array", "description": "Busiest first.",
-            "items": _object({name: id_schema, **_GROUP})}
+def _ranking(name: str, id_schema: Schema, extra: dict[str, Schema] | None = None,
+             description: str = "Busiest first.") -> Schema:
+    return {"type": "array", "description": description,
+            "items": _object({name: id_schema, **_GROUP, **(extra or {})})}
+
+
+_TRIES: dict[str, Schema] = {
+    "attempts": {**_COUNT, "description": "Upstream tries of this account, for any request."},
+    "served": {**_COUNT, "description": "Tries it answered with 2xx."},
+    "failed": {**_COUNT, "description": "Tries that failed (and moved on, or ended the "
+                                        "request)."},
+    "failures_by_type": {"type": "object", "additionalProperties": _COUNT,
+                         "description": "Failed tries by upstream error type, `http_<status>`, "
+                                        "or what broke (`connect`, `timeout`, `proxy_auth`...)."},
+    "last_failure_at": {"type": ["string", "null"], "format": "date-time"},
+}
 
 
 STATS = _object({
@@ -152,13 +191,17 @@ STATS = _object({
     "until": _TIME,
     "bucket_seconds": {"type": "integer", "minimum": 1},
     "totals": _object(_GROUP, "Percentiles are nearest-rank; null when there is no value."),
-    "accounts": _ranking("account_id", {"type": ["integer", "null"]}),
+    "accounts": _ranking("account_id", {"type": ["integer", "null"]}, _TRIES,
+                         "By requests served, then by tries: an account that only failed is "
+                         "listed too. The request figures count what it served; the tries, "
+                         "everything it was asked."),
     "keys": _ranking("key_id", {"type": ["integer", "null"]}),
     "models": _ranking("model", {"type": ["string", "null"]}),
     "series": {"type": "array", "description": "Every bucket of the window, oldest first; "
                                                "empty buckets count zero.",
-               "items": _object({"start": _TIME, "requests": _COUNT, "errors": _COUNT,
-                                 **_TOKENS, "p50_latency_ms": _MS, "p95_latency_ms": _MS})},
+               "items": _object({"start": _TIME, "requests": _COUNT, **_ERRORS,
+                                 **_TOKENS, "p50_latency_ms": _MS, "p95_latency_ms": _MS,
+                                 "p50_ttfb_ms": _MS, "p95_ttfb_ms": _MS})},
 })
 
 
@@ -230,9 +273,12 @@ def log_json(row: StoredLog) -> dict[str, Any]:
         "ttfb_ms": row.ttfb_ms,
         "client": row.client,
         "user_agent": row.user_agent,
+        "account_name": next((a.account_name for a in reversed(row.attempts)
+                              if a.account_id == row.account_id), None),
+        "error_message": row.error_message,
         "attempts": [{"account_id": a.account_id, "status": a.status,
                       "error_type": a.error_type, "duration_ms": a.duration_ms,
-                      "proxy": a.proxy}
+                      "proxy": a.proxy, "message": a.message, "account_name": a.account_name}
                      for a in row.attempts],
         "instance": row.instance,
     }
@@ -353,7 +399,8 @@ class LogsApi:
             "until": iso_time(until),
             "bucket_seconds": bucket,
             "totals": stats["totals"],
-            "accounts": stats["accounts"],
+            "accounts": [{**row, "last_failure_at": iso_time(row["last_failure_at"])}
+                         for row in stats["accounts"]],
             "keys": stats["keys"],
             "models": stats["models"],
             "series": [{**point, "start": iso_time(point["start"])} for point in stats["series"]],

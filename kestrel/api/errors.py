@@ -62,7 +62,7 @@ def error_response(surface: Surface, exc: KestrelError) -> Response:
         headers.append(("allow", ", ".join(exc.allow)))
     if isinstance(exc, RateLimited) and exc.retry_after is not None:
         headers.append(("retry-after", str(max(1, math.ceil(exc.retry_after)))))
-    if isinstance(exc, RateLimited) and exc.final:
+    if exc.final:
         headers.append(("x-should-retry", "false"))
     body: dict[str, object]
     if surface is Surface.ANTHROPIC:

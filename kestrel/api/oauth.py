@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import re
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
@@ -130,7 +131,8 @@ class OAuthApi:
         elif not link_valid(self._link_key, name, expires, sig, now=now):
             raise AuthenticationError("this link is invalid or has expired: start the "
                                       "connection again from the dashboard")
-        url, _, _ = await logins.start(name, paste=False, now=now)
+        url, _, _ = await logins.start(name, paste=False, now=now,
+                                       return_to=dashboard_address(request.headers.get("host")))
         return Response(302, [("location", url), *_PAGE_HEADERS])
 
     async def callback(self, request: Request) -> Response:
@@ -148,7 +150,7 @@ class OAuthApi:
                 raise ClientError(f"the sign-in was not completed ({detail[:MAX_REFLECTED]})")
             if not code:
                 raise ClientError("the provider sent no code: start the connection again")
-            account, created = await logins.finish(state, code, now=self._clock())
+            account, created, return_to = await logins.finish(state, code, now=self._clock())
         except KestrelError as exc:
             return _page(exc.status, "Account not connected", exc.message)
         self._pool.put(account)
@@ -156,7 +158,7 @@ class OAuthApi:
         verb = "connected" if created else "reconnected"
         return _page(200, "Account connected",
                      f"Account “{account.name}” is {verb}{who}. Kestrel keeps its tokens "
-                     f"fresh from now on; you can close this tab.")
+                     f"fresh from now on.", back=return_to or "/app/accounts")
 
     async def start(self, request: Request) -> Response:
         logins = self._enabled()
@@ -179,7 +181,7 @@ class OAuthApi:
             raise ClientError("the pasted code belongs to another login: paste the code shown "
                               "for this one", field="code")
         now = self._clock()
-        account, created = await logins.finish(state, code, now=now)
+        account, created, _ = await logins.finish(state, code, now=now)
         self._pool.put(account)
         return json_response(account_json(account, now), 201 if created else 200,
                              _PAGE_HEADERS)
@@ -191,13 +193,27 @@ def _iso(epoch: float) -> str:
     return stamp
 
 
-def _page(status: int, title: str, message: str) -> Response:
+# A Host header as a browser sends it: a name or an IPv4 or bracketed IPv6 address, and a port.
+_HOST = re.compile(r"(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
+
+
+def dashboard_address(host: str | None) -> str | None:
+    """Where the dashboard that started a redirect login lives, to link back to from the
+    callback: the callback runs on OAUTH_REDIRECT_URI's host (`localhost`), which may not be the
+    one the operator signed in on (`127.0.0.1`), and a dashboard's sign-in belongs to its
+    origin. Scheme-relative, so a dashboard behind an HTTPS proxy stays on HTTPS."""
+    if host is None or not _HOST.fullmatch(host):
+        return None
+    return f"//{host}{DASHBOARD_PATH}accounts"
+
+
+def _page(status: int, title: str, message: str, back: str = DASHBOARD_PATH) -> Response:
     """A small self-contained page. Everything reflected is escaped; the CSP forbids scripts."""
     body = (
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>Kestrel: {html.escape(title)}</title><style>body{{font-family:system-ui,"
         "sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;line-height:1.5}}</style>"
         f"</head><body><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>"
-        f"<p><a href=\"{DASHBOARD_PATH}\">Open the Kestrel dashboard</a></p></body></html>"
+        f"<p><a href=\"{html.escape(back)}\">Back to the Kestrel dashboard</a></p></body></html>"
     )
     return Response(status, list(_HTML_HEADERS), body.encode())

@@ -106,7 +106,8 @@ class OpenAIApi:
             call = replace(call, model=model if isinstance(model, str) else None)
             translation = to_anthropic(parsed, self._aliases)
         except KestrelError as exc:
-            self._forwarder.record(call, status=exc.status, error_type=exc.type)
+            self._forwarder.record(call, status=exc.status, error_type=exc.type,
+                                   error_message=exc.message)
             raise
         body = translation.body
         call = replace(

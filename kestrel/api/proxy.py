@@ -117,7 +117,8 @@ def admit(forwarder: Forwarder, meter: KeyMeter, key: ApiKey, call: Call, *,
         log.info("key %d (%s) refused: %s", key.id, key.name, exc.reason,
                  extra={"event": {"name": "key_refused", "key_id": key.id,
                                   "reason": exc.reason, "model": call.model}})
-        forwarder.record(call, status=exc.status, error_type=exc.reason)
+        forwarder.record(call, status=exc.status, error_type=exc.reason,
+                         error_message=exc.message)
         raise
 
 
@@ -184,7 +185,8 @@ class ProxyApi:
             raw = await request.body()
             parsed = parse_body(raw)
         except KestrelError as exc:
-            self._forwarder.record(call(), status=exc.status, error_type=exc.type)
+            self._forwarder.record(call(), status=exc.status, error_type=exc.type,
+                                   error_message=exc.message)
             raise
         model = parsed.get("model")
         forwarded = call(

@@ -9,6 +9,7 @@ the login was started with, which is stored with the `state` and sent again at t
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 from kestrel.domain import Account, AccountType, ClientError, Conflict
 from kestrel.oauth.flow import LOGIN_TTL_SECONDS, OAuthConfig, authorize_url, new_secret
@@ -19,6 +20,14 @@ from kestrel.store.oauth import OAuthStateStore
 log = logging.getLogger("kestrel.oauth")
 
 
+class Connected(NamedTuple):
+    """A finished login: the account, whether it is new, and the dashboard that started it."""
+
+    account: Account
+    created: bool
+    return_to: str | None
+
+
 class OAuthLogins:
     def __init__(self, config: OAuthConfig, states: OAuthStateStore, tokens: TokenClient,
                  accounts: AccountStore) -> None:
@@ -27,8 +36,10 @@ class OAuthLogins:
         self._tokens = tokens
         self._accounts = accounts
 
-    async def start(self, name: str, *, paste: bool, now: float) -> tuple[str, str, float]:
-        """`(authorization URL, state, expiry)` of a new login for the account called `name`.
+    async def start(self, name: str, *, paste: bool, now: float,
+                    return_to: str | None = None) -> tuple[str, str, float]:
+        """`(authorization URL, state, expiry)` of a new login for the account called `name`;
+        `return_to`: the dashboard to send the operator back to from the callback page.
 
         A name held by an API-key account is refused now rather than after the operator has
         signed in at the provider.
@@ -40,7 +51,8 @@ class OAuthLogins:
         state, verifier = new_secret(), new_secret()
         redirect_uri = self._config.manual_redirect_uri if paste else self._config.redirect_uri
         await self._states.create(state=state, verifier=verifier, account_name=name,
-                                  redirect_uri=redirect_uri, now=now, ttl=LOGIN_TTL_SECONDS)
+                                  redirect_uri=redirect_uri, now=now, ttl=LOGIN_TTL_SECONDS,
+                                  return_to=return_to)
         url = authorize_url(self._config, state=state, verifier=verifier,
                             redirect_uri=redirect_uri, show_code=paste)
         return url, state, now + LOGIN_TTL_SECONDS
@@ -49,7 +61,7 @@ class OAuthLogins:
         """The provider came back with an error instead of a code: spend the login anyway."""
         await self._states.consume(state, now=now)
 
-    async def finish(self, state: str, code: str, *, now: float) -> tuple[Account, bool]:
+    async def finish(self, state: str, code: str, *, now: float) -> Connected:
         """Exchange the code and store the account: `(account, created)`.
 
         The `state` is spent first, whatever happens next: a code that fails to exchange cannot
@@ -68,4 +80,4 @@ class OAuthLogins:
             organization=grant.organization, now=now)
         log.info("account %s %s through OAuth", account.name,
                  "connected" if created else "reconnected", extra={"account": {"id": account.id}})
-        return account, created
+        return Connected(account, created, pending.return_to)

@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import httpx
 
@@ -45,6 +45,7 @@ from kestrel.proxy.costing import Costing
 from kestrel.proxy.headers import downstream_headers, upstream_headers
 from kestrel.proxy.key_meter import Ticket
 from kestrel.proxy.pool import AccountPool
+from kestrel.proxy.rate_limits import PREFIX as RATE_LIMIT_PREFIX
 from kestrel.proxy.stream_relay import StreamRelay, scrub
 from kestrel.proxy.transport import ProxyFailed, UpstreamResponse, UpstreamTransport
 from kestrel.proxy.usage import MessageSummary, summarize_message
@@ -60,6 +61,7 @@ MAX_ERROR_BODY_BYTES = 64 * 1024
 LogSink = Callable[[RequestLog], None]
 
 _UNIFIED_PREFIX = USAGE_HEADER_PREFIX.encode("ascii")
+_RATELIMIT_PREFIX = RATE_LIMIT_PREFIX.encode("ascii")
 
 
 @dataclass(slots=True)
@@ -161,20 +163,24 @@ class Forwarder:
                 return await self._attempt(call, account, attempts)
             except _Retry:
                 continue
-        error = self._pool.unavailable(self._clock())
+        refusal = self._pool.unavailable(self._clock())
+        error = refusal.error
         if attempts:
             error.message += f" (this request tried {len(attempts)} account(s))"
-        self.record(call, status=error.status, error_type=error.type, attempts=attempts)
+        self.record(call, status=error.status, error_type=refusal.reason,
+                    error_message=refusal.detail, attempts=attempts)
         raise error
 
     def record(self, call: Call, *, status: int, error_type: str | None = None,
+               error_message: str | None = None,
                attempts: list[Attempt] | tuple[Attempt, ...] = (), account_id: int | None = None,
                summary: MessageSummary | None = None, ttfb_ms: float | None = None) -> None:
         """Hand one finished request to the log writer and close its admission (never
         blocks, never raises)."""
         row = None
         try:
-            row = self._log_row(call, status=status, error_type=error_type, attempts=attempts,
+            row = self._log_row(call, status=status, error_type=error_type,
+                                error_message=error_message, attempts=attempts,
                                 account_id=account_id, summary=summary, ttfb_ms=ttfb_ms)
             self._log_sink(row)
         except Exception:
@@ -184,8 +190,9 @@ class Forwarder:
                 call.ticket.close(row)
 
     def _log_row(self, call: Call, *, status: int, error_type: str | None,
-                 attempts: list[Attempt] | tuple[Attempt, ...], account_id: int | None,
-                 summary: MessageSummary | None, ttfb_ms: float | None) -> RequestLog:
+                 error_message: str | None, attempts: list[Attempt] | tuple[Attempt, ...],
+                 account_id: int | None, summary: MessageSummary | None,
+                 ttfb_ms: float | None) -> RequestLog:
         model = summary.model if summary and summary.model else call.model
         tokens, spent = self._costing(model, summary.usage if summary else None)
         return RequestLog(
@@ -195,8 +202,14 @@ class Forwarder:
             output_tokens=tokens.output, cache_read_tokens=tokens.cache_read,
             cache_creation_tokens=tokens.cache_write, cost_usd=spent.usd, priced=spent.priced,
             latency_ms=(self._monotonic() - call.received) * 1000, ttfb_ms=ttfb_ms,
-            client=call.client, user_agent=call.user_agent, attempts=tuple(attempts),
+            client=call.client, user_agent=call.user_agent, error_message=error_message,
+            attempts=tuple(self._named(attempt) for attempt in attempts),
         )
+
+    def _named(self, attempt: Attempt) -> Attempt:
+        """The attempt with its account's name as it is now, for the log to keep."""
+        account = self._pool.current(attempt.account_id)
+        return attempt if account is None else replace(attempt, account_name=account.name)
 
     async def _attempt(self, call: Call, account: Account, attempts: list[Attempt]) -> Relay:
         started = self._monotonic()
@@ -209,10 +222,12 @@ class Forwarder:
             # An access token can die before its expiry (revoked, or refreshed by another
             # client of the same login): refresh it and try this account once more before
             # judging it. A second 401 is then classified like any other.
-            body = await _read_bounded(response, MAX_ERROR_BODY_BYTES)
+            # Scrubbed: the log keeps the message, and an upstream may quote the token.
+            body = scrub(await _read_bounded(response, MAX_ERROR_BODY_BYTES), call_secrets)
             await response.aclose()
-            attempts.append(Attempt(account.id, 401, summarize_message(body).error_type,
-                                    self.elapsed_ms(started)))
+            refused = summarize_message(body)
+            attempts.append(Attempt(account.id, 401, refused.error_type,
+                                    self.elapsed_ms(started), message=refused.error_message))
             credential = await self._refresh(account, credential, attempts, keep_valid=False)
             call_secrets += _secrets_of(credential)
             started = self._monotonic()
@@ -285,18 +300,23 @@ class Forwarder:
             raise _Retry from None
 
     async def _observe_usage(self, account: Account, response: UpstreamResponse) -> None:
-        """Every answer may carry the subscription's usage windows: keep the latest."""
-        # Only the unified rate-limit headers matter here: pick them from the raw bytes rather
-        # than decoding every header of every answer.
-        headers = {}
+        """Every answer may carry the subscription's usage windows (OAuth) or the key's rate
+        limit headroom (API keys): keep the latest."""
+        # Only the rate-limit headers matter here: pick them from the raw bytes rather than
+        # decoding every header of every answer.
+        unified: dict[str, str] = {}
+        limits: dict[str, str] = {}
         for raw_name, raw_value in response.headers:
             name = raw_name.lower()
-            if name.startswith(_UNIFIED_PREFIX):
-                headers[name.decode("latin-1")] = raw_value.decode("latin-1")
-        if not headers:
-            return
+            if name.startswith(_RATELIMIT_PREFIX):
+                kept = unified if name.startswith(_UNIFIED_PREFIX) else limits
+                kept[name.decode("latin-1")] = raw_value.decode("latin-1")
         now = self._clock()
-        usage = parse_usage_windows(headers, now=now)
+        if limits:
+            await self._pool.observe_rate_limits(account.id, limits, now)
+        if not unified:
+            return
+        usage = parse_usage_windows(unified, now=now)
         if usage is not None:
             await self._pool.observe_usage(account.id, usage, now)
 
@@ -324,14 +344,15 @@ class Forwarder:
                               secrets: tuple[bytes, ...]) -> Relay:
         body, outcome, summary = await self._judge_error(account, response, secrets)
         attempts.append(Attempt(account.id, response.status, summary.error_type,
-                                self.elapsed_ms(started)))
+                                self.elapsed_ms(started), message=summary.error_message))
         if outcome.verdict is Verdict.RETRY_NEXT:
             log.info("account %s answered %s; trying the next account", account.name,
                      response.status, extra={"account": {"id": account.id}})
             raise _Retry
         # The client's own error (a bad request, an unknown model): what Anthropic said, as is.
         self.record(call, status=response.status, error_type=summary.error_type,
-                    attempts=attempts, account_id=account.id, summary=summary)
+                    error_message=summary.error_message, attempts=attempts,
+                    account_id=account.id, summary=summary)
         return Relay(response.status, downstream_headers(response.header_items()), body,
                      account.id)
 
@@ -435,11 +456,12 @@ class Forwarder:
                             status: int, error_type: str | None, attempts: list[Attempt],
                             ttfb_ms: float) -> None:
         """Judge how a stream ended (error event, cut short) and write its log row."""
+        error_message = None
         try:
             update = None
             # An error event counts even when the client hung up right after reading it.
             if summary.error_type and status in (200, 499):
-                error_type = summary.error_type
+                error_type, error_message = summary.error_type, summary.error_message
                 update = classify_stream_error(summary.error_type, now=self._clock(),
                                                failures=account.consecutive_failures,
                                                jitter=self._jitter())
@@ -451,8 +473,8 @@ class Forwarder:
             await self._pool.report(account.id, update, self._clock())
         except Exception:
             log.exception("could not record the end of a stream")
-        self.record(call, status=status, error_type=error_type, attempts=attempts,
-                    account_id=account.id, summary=summary, ttfb_ms=ttfb_ms)
+        self.record(call, status=status, error_type=error_type, error_message=error_message,
+                    attempts=attempts, account_id=account.id, summary=summary, ttfb_ms=ttfb_ms)
 
     def elapsed_ms(self, since: float) -> float:
         return (self._monotonic() - since) * 1000

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
-from dataclasses import replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from kestrel.domain import (
     Account,
@@ -28,10 +29,12 @@ from kestrel.domain import (
     KestrelError,
     NoAccountAvailable,
     RateLimited,
+    RateLimits,
     UsageWindows,
 )
 from kestrel.egress import Proxy, parse_proxy
 from kestrel.proxy.cooldown import AccountUpdate
+from kestrel.proxy.rate_limits import parse_rate_limits
 from kestrel.proxy.selection import Rotation, attempt_order, headroom_band
 from kestrel.store.accounts import AccountStore
 
@@ -40,6 +43,8 @@ log = logging.getLogger("kestrel.pool")
 # A busy account answers many times a second; its usage snapshot is worth a write only now and
 # then. A restart loses at most this much of it, and the next answer brings it back anyway.
 USAGE_WRITE_SECONDS = 10.0
+# Headroom changes with every answer; a second-old figure is as good to a person reading it.
+LIMITS_PARSE_SECONDS = 1.0
 
 NO_ACCOUNTS_MESSAGE = (
     "no Anthropic account is configured: add one with POST /admin/accounts, in the dashboard, "
@@ -57,6 +62,9 @@ class AccountPool:
         self._credentials: dict[int, tuple[int, Credential, Proxy | None]] = {}
         self._last_chosen: dict[int, float] = {}
         self._usage_written: dict[int, float] = {}
+        # account id → the latest rate-limit headroom seen, and when it was last written
+        self._rate_limits: dict[int, RateLimits] = {}
+        self._limits_written: dict[int, float] = {}
 
     async def load(self, changed: frozenset[int] | None = None) -> None:
         """Bring the pool up to the store (the change feed's listener for accounts).
@@ -99,6 +107,8 @@ class AccountPool:
         self._credentials.pop(account_id, None)
         self._last_chosen.pop(account_id, None)
         self._usage_written.pop(account_id, None)
+        self._rate_limits.pop(account_id, None)
+        self._limits_written.pop(account_id, None)
 
     def candidates(self, conversation: str | None, now: float) -> list[Account]:
         """The usable accounts in the order this request should try them."""
@@ -154,6 +164,31 @@ class AccountPool:
             if stored is not None:
                 self.put(stored)
 
+    async def observe_rate_limits(self, account_id: int, headers: Mapping[str, str],
+                                  now: float) -> None:
+        """Keep the API rate-limit headroom an answer reported. Parsed at most once a second
+        per account (a busy account answers far more often than anyone reads it), stored every
+        USAGE_WRITE_SECONDS."""
+        seen = self._rate_limits.get(account_id)
+        if (seen is not None and now - seen.observed_at < LIMITS_PARSE_SECONDS) \
+                or account_id not in self._accounts:
+            return
+        limits = parse_rate_limits(headers, now=now)
+        if limits is None:
+            return
+        self._rate_limits[account_id] = limits
+        if now - self._limits_written.get(account_id, float("-inf")) >= USAGE_WRITE_SECONDS:
+            self._limits_written[account_id] = now
+            try:
+                await self._store.record_rate_limits(account_id, limits)
+            except Exception:
+                # Shown, never acted on: an unwritable database must not fail the request.
+                log.warning("could not store the rate limits of account %s", account_id)
+
+    def rate_limits(self, account_id: int) -> RateLimits | None:
+        """The latest headroom this process saw for the account."""
+        return self._rate_limits.get(account_id)
+
     async def report(self, account_id: int, update: AccountUpdate | None, now: float) -> None:
         """Apply an outcome to the account, in memory at once and then in the store."""
         account = self._accounts.get(account_id)
@@ -181,26 +216,44 @@ class AccountPool:
         if stored is not None:
             self.put(stored)
 
-    def unavailable(self, now: float) -> KestrelError:
-        """The error for a request no account could serve, per the state of the pool."""
-        return unavailable_error(self._accounts.values(), now)
+    def unavailable(self, now: float) -> Unavailable:
+        """Why a request no account could serve is refused, per the state of the pool."""
+        return unavailable(self._accounts.values(), now)
 
 
-def unavailable_error(accounts: Iterable[Account], now: float) -> KestrelError:
+@dataclass(frozen=True)
+class Unavailable:
+    """The pool's refusal: what the client gets, and what the request log keeps."""
+
+    error: KestrelError
+    reason: str
+    """`no_accounts`, `all_cooling_down` or `none_can_serve`: the log row's error type."""
+    detail: str
+    """The client's message, and for the operator alone which account comes back first."""
+
+
+def unavailable(accounts: Iterable[Account], now: float) -> Unavailable:
     """No accounts → 503 saying how to add one; some cooling → 429 with the wait until the
-    first returns; all invalid, exhausted or disabled → 503 naming those states."""
+    first returns; all invalid, exhausted or disabled → 503 naming those states. Account names
+    stay out of the client's message: they are the operator's business."""
     accounts = list(accounts)
     if not accounts:
-        return NoAccountAvailable(NO_ACCOUNTS_MESSAGE)
-    cooling = [a.cooldown_until for a in accounts
+        return Unavailable(NoAccountAvailable(NO_ACCOUNTS_MESSAGE), "no_accounts",
+                           NO_ACCOUNTS_MESSAGE)
+    cooling = [a for a in accounts
                if a.status(now) is AccountStatus.COOLDOWN and a.cooldown_until is not None]
     if cooling:
-        wait = max(1.0, math.ceil(min(cooling) - now))
-        return RateLimited(f"every Anthropic account is rate-limited or cooling down; the "
-                           f"first is back in {int(wait)} s", retry_after=wait)
+        first = min(cooling, key=lambda a: a.cooldown_until or 0.0)
+        back_at = first.cooldown_until or now
+        wait = max(1.0, math.ceil(back_at - now))
+        message = (f"every Anthropic account is rate-limited or cooling down; the first is "
+                   f"back in {int(wait)} s")
+        when = datetime.fromtimestamp(back_at, UTC).isoformat(timespec="seconds")
+        return Unavailable(RateLimited(message, retry_after=wait), "all_cooling_down",
+                           f"{message} ({first.name}, at {when.replace('+00:00', 'Z')})")
     states = sorted({a.status(now).value for a in accounts})
     hint = ("reset or fix them with the admin API"
             if AccountState.INVALID.value in states or AccountState.EXHAUSTED.value in states
             else "enable one with the admin API")
-    return NoAccountAvailable(f"no Anthropic account can serve: all are "
-                              f"{' or '.join(states)}; {hint}")
+    message = f"no Anthropic account can serve: all are {' or '.join(states)}; {hint}"
+    return Unavailable(NoAccountAvailable(message), "none_can_serve", message)

@@ -6,7 +6,8 @@ never see a blob: they get `Account` (with only a masked hint) or, when the prox
 request, the opened `Credential`.
 
 `usage_windows` is JSON: `{"observed_at", "status", "reset_at", "representative_claim",
-"windows": [{"name", "status", "utilization", "reset_at"}, ...]}`, times in epoch seconds.
+"windows": [{"name", "status", "utilization", "reset_at"}, ...]}`, times in epoch seconds;
+`rate_limits` likewise: `{"observed_at", "limits": [[name, limit, remaining, reset_at], ...]}`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from kestrel.domain import (
     AccountType,
     Conflict,
     Credential,
+    Headroom,
     NotFound,
+    RateLimits,
     Unset,
     UsageWindow,
     UsageWindows,
@@ -40,13 +43,13 @@ from kestrel.store.session import Session
 _COLUMNS = ("id, name, type, base_url, priority, enabled, state, cooldown_until, "
             "consecutive_failures, last_error, last_used_at, created_at, updated_at, "
             "credential_hint, email, organization, usage_windows, version, credential_version, "
-            "proxy_hint")
+            "proxy_hint, rate_limits")
 
 
 def _account(row: tuple[Any, ...]) -> Account:
     (id_, name, type_, base_url, priority, enabled, state, cooldown_until, failures,
      last_error, last_used_at, created_at, updated_at, hint, email, organization,
-     usage, version, credential_version, proxy_hint) = row
+     usage, version, credential_version, proxy_hint, rate_limits) = row
     return Account(id=id_, name=name, type=AccountType(type_), base_url=base_url,
                    priority=priority, enabled=bool(enabled), state=AccountState(state),
                    cooldown_until=cooldown_until, consecutive_failures=failures,
@@ -54,7 +57,26 @@ def _account(row: tuple[Any, ...]) -> Account:
                    updated_at=updated_at, credential_hint=hint, email=email,
                    organization=organization, usage_windows=usage_from_json(usage),
                    version=version, credential_version=credential_version,
-                   proxy_hint=proxy_hint)
+                   proxy_hint=proxy_hint, rate_limits=rate_limits_from_json(rate_limits))
+
+
+def rate_limits_to_json(limits: RateLimits) -> str:
+    return json.dumps({"observed_at": limits.observed_at,
+                       "limits": [[h.name, h.limit, h.remaining, h.reset_at]
+                                  for h in limits.limits]})
+
+
+def rate_limits_from_json(text: str | None) -> RateLimits | None:
+    """What `rate_limits_to_json` wrote; None for nothing or anything else."""
+    if not text:
+        return None
+    try:
+        stored: Any = json.loads(text)
+        return RateLimits(observed_at=float(stored["observed_at"]),
+                          limits=tuple(Headroom(str(name), limit, remaining, reset_at)
+                                       for name, limit, remaining, reset_at in stored["limits"]))
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def usage_to_json(usage: UsageWindows) -> str:
@@ -325,6 +347,14 @@ class AccountStore:
             touch(conn, account_id, usage.observed_at)
             return _fetch(conn, account_id)
         return await self._db.write(run)
+
+    async def record_rate_limits(self, account_id: int, limits: RateLimits) -> None:
+        """Keep the latest API rate-limit headroom. Not on the change feed: it is shown, never
+        acted on, and every answer brings a newer one."""
+        def run(conn: Session) -> None:
+            conn.execute("UPDATE accounts SET rate_limits = ? WHERE id = ?",
+                         (rate_limits_to_json(limits), account_id))
+        await self._db.write(run)
 
     async def secrets(self, account_id: int) -> tuple[Credential, str | None]:
         """The opened credential and proxy URL (None: the account has no proxy of its own);

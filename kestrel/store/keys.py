@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from kestrel.domain import UNSET, ApiKey, NotFound, Unset
+from kestrel.domain import UNSET, ApiKey, Conflict, NotFound, Unset
 from kestrel.store.changes import ChangeKind, announce
 from kestrel.store.database import Database
 from kestrel.store.session import Session
@@ -82,6 +82,16 @@ def _fetch(conn: Session, key_id: int) -> ApiKey:
     return _api_key(row)
 
 
+def _check_name_free(conn: Session, name: str, key_id: int | None) -> None:
+    """Names tell the keys in use apart (a revoked key's name is free again). Checked inside the
+    write transaction, which holds the write lock; the unique index of schema 9 backs it."""
+    row = conn.execute("SELECT id FROM api_keys WHERE name = ? AND revoked_at IS NULL",
+                       (name,)).fetchone()
+    if row is not None and row[0] != key_id:
+        raise Conflict(f"a key in use is named {name!r}; choose another name, or revoke that "
+                       "key first", field="name")
+
+
 class KeyStore:
     """The api_keys table: issue, list, revoke and check the keys clients present."""
 
@@ -103,6 +113,7 @@ class KeyStore:
         given = controls.columns()
 
         def run(conn: Session) -> ApiKey:
+            _check_name_free(conn, name, None)
             columns = ("name", "key_hash", "prefix", "created_at", *given)
             key_id = conn.insert(
                 f"INSERT INTO api_keys ({', '.join(columns)}) "
@@ -121,6 +132,8 @@ class KeyStore:
             given["name"] = name
 
         def run(conn: Session) -> ApiKey:
+            if name is not None:
+                _check_name_free(conn, name, key_id)
             # Column names come from the fixed fields above, never from the caller.
             if given and conn.execute(
                     f"UPDATE api_keys SET {', '.join(f'{c} = ?' for c in given)} WHERE id = ?",
@@ -164,6 +177,11 @@ class KeyStore:
 
     async def authenticate(self, presented: str) -> ApiKey | None:
         """The live key matching `presented`, or None when it is unknown or revoked."""
+        key = await self.lookup(presented)
+        return None if key is None or key.revoked else key
+
+    async def lookup(self, presented: str) -> ApiKey | None:
+        """The key matching `presented`, revoked or not (a refusal says which), or None."""
         if not presented.startswith(KEY_PREFIX):
             return None  # not one of ours: no need to touch the database
         wanted = _hash(presented)
@@ -181,8 +199,6 @@ class KeyStore:
         if found is None or not hmac.compare_digest(found[0], wanted):
             return None
         key = found[1]
-        if key.revoked:
-            return None
-        if forgotten == self._forgotten:
+        if not key.revoked and forgotten == self._forgotten:
             self._live[wanted] = key
         return key

@@ -29,10 +29,14 @@ MAX_BUCKETS = 10_000
 _COLUMN_NAMES = ("ts", "request_id", "route", "status", "key_id", "account_id", "model",
                  "stream", "error_type", "input_tokens", "output_tokens", "cache_read_tokens",
                  "cache_creation_tokens", "latency_ms", "ttfb_ms", "client", "user_agent",
-                 "attempts", "instance", "cost_usd", "priced")
+                 "attempts", "instance", "cost_usd", "priced", "error_message", "tried")
 _COLUMNS = ", ".join(_COLUMN_NAMES)
 
 TOKEN_KINDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens")
+
+# An error message is kept to what a log line or a table cell can show: upstream messages are a
+# sentence; a body quoted whole (an HTML page from a gateway) is not worth more than this.
+MAX_MESSAGE_CHARS = 500
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,11 +52,26 @@ class StoredLog(RequestLog):
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
+def bounded(message: str | None) -> str | None:
+    """One line of at most MAX_MESSAGE_CHARS characters."""
+    if not message:
+        return None
+    flat = " ".join(message.split())
+    return flat if len(flat) <= MAX_MESSAGE_CHARS else flat[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
 def _attempts_json(attempts: Iterable[Attempt]) -> str:
     return _COMPACT.encode([{"account_id": a.account_id, "status": a.status,
                              "error_type": a.error_type, "duration_ms": a.duration_ms,
-                             **({"proxy": a.proxy} if a.proxy else {})}
+                             **({"proxy": a.proxy} if a.proxy else {}),
+                             **({"message": bounded(a.message)} if a.message else {}),
+                             **({"name": a.account_name} if a.account_name else {})}
                             for a in attempts])
+
+
+def tried(attempts: Sequence[Attempt]) -> str | None:
+    """The accounts a request tried, as the `tried` column holds them: `,3,1,`."""
+    return f",{','.join(str(a.account_id) for a in attempts)}," if attempts else None
 
 
 def _row_values(row: RequestLog, instance: str | None) -> tuple[Any, ...]:
@@ -60,22 +79,24 @@ def _row_values(row: RequestLog, instance: str | None) -> tuple[Any, ...]:
             int(row.stream), row.error_type, row.input_tokens, row.output_tokens,
             row.cache_read_tokens, row.cache_creation_tokens, row.latency_ms, row.ttfb_ms,
             row.client, row.user_agent, _attempts_json(row.attempts), instance, row.cost_usd,
-            int(row.priced))
+            int(row.priced), bounded(row.error_message), tried(row.attempts))
 
 
 def _stored_log(row: tuple[Any, ...]) -> StoredLog:
     (id_, ts, request_id, route, status, key_id, account_id, model, stream, error_type,
      input_tokens, output_tokens, cache_read, cache_creation, latency_ms, ttfb_ms, client,
-     user_agent, attempts, instance, cost_usd, priced) = row
+     user_agent, attempts, instance, cost_usd, priced, error_message, _) = row
     return StoredLog(
         id=id_, ts=ts, request_id=request_id, route=route, status=status, key_id=key_id,
         account_id=account_id, model=model, stream=bool(stream), error_type=error_type,
         input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cache_read,
         cache_creation_tokens=cache_creation, latency_ms=latency_ms, ttfb_ms=ttfb_ms,
         client=client, user_agent=user_agent, instance=instance, cost_usd=cost_usd,
-        priced=bool(priced), attempts=tuple(Attempt(account_id=a["account_id"], status=a["status"],
+        priced=bool(priced), error_message=error_message,
+        attempts=tuple(Attempt(account_id=a["account_id"], status=a["status"],
                                error_type=a["error_type"], duration_ms=a["duration_ms"],
-                               proxy=a.get("proxy"))
+                               proxy=a.get("proxy"), message=a.get("message"),
+                               account_name=a.get("name"))
                        for a in json.loads(attempts)))
 
 
@@ -133,12 +154,26 @@ def error_kind(status: int, error_type: str | None) -> str:
     return error_type if error_type is not None else f"http_{status}"
 
 
+# Why Kestrel refused a request itself because of the pool (kestrel/proxy/pool.py).
+POOL_REFUSALS = frozenset({"no_accounts", "all_cooling_down", "none_can_serve"})
+
+
+def pool_failure(status: int, error_type: str | None) -> bool:
+    """An error the pool is to blame for (5xx, Kestrel's own 429/503 with no account to serve,
+    a stream that broke midway), as opposed to the client's own (a bad request, an unknown
+    model, a key refused or over its limits, a client that went away). Only the first kind
+    says the pool is unwell."""
+    return (status >= 500 or error_type in POOL_REFUSALS
+            or (status < 400 and error_type is not None))
+
+
 @dataclass
 class _Group:
     """Running totals for one slice of the rows (all, one account, one key, one model, a bucket)."""
 
     requests: int = 0
     errors: int = 0
+    pool_errors: int = 0
     errors_by_type: dict[str, int] = field(default_factory=dict)
     tokens: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
     cost_usd: float = 0.0
@@ -151,6 +186,7 @@ class _Group:
         self.cost_usd += cost_usd
         if is_error(status, error_type):
             self.errors += 1
+            self.pool_errors += pool_failure(status, error_type)
             kind = error_kind(status, error_type)
             self.errors_by_type[kind] = self.errors_by_type.get(kind, 0) + 1
         for index, count in enumerate(tokens):
@@ -168,7 +204,7 @@ class _Group:
         self.ttfbs.sort()
         return {
             "requests": self.requests,
-            "errors": self.errors,
+            **self._errors(),
             "errors_by_type": dict(sorted(self.errors_by_type.items())),
             **self._tokens(),
             "p50_latency_ms": percentile(self.latencies, 50),
@@ -177,16 +213,59 @@ class _Group:
             "p95_ttfb_ms": percentile(self.ttfbs, 95),
         }
 
+    def _errors(self) -> dict[str, int]:
+        return {"errors": self.errors, "pool_errors": self.pool_errors,
+                "client_errors": self.errors - self.pool_errors}
+
     def bucket(self, start: float) -> dict[str, Any]:
         self.latencies.sort()
+        self.ttfbs.sort()
         return {
             "start": start,
             "requests": self.requests,
-            "errors": self.errors,
+            **self._errors(),
             **self._tokens(),
             "p50_latency_ms": percentile(self.latencies, 50),
             "p95_latency_ms": percentile(self.latencies, 95),
+            "p50_ttfb_ms": percentile(self.ttfbs, 50),
+            "p95_ttfb_ms": percentile(self.ttfbs, 95),
         }
+
+
+@dataclass
+class _Tries:
+    """One account's upstream attempts: how many served, and how the others failed."""
+
+    attempts: int = 0
+    served: int = 0
+    failures_by_type: dict[str, int] = field(default_factory=dict)
+    last_failure_at: float | None = None
+
+    def add(self, status: int | None, error_type: str | None, ts: float) -> None:
+        self.attempts += 1
+        if status is not None and status < 300 and error_type is None:
+            self.served += 1
+            return
+        kind = error_type or f"http_{status}"
+        self.failures_by_type[kind] = self.failures_by_type.get(kind, 0) + 1
+        self.last_failure_at = ts if self.last_failure_at is None else max(self.last_failure_at,
+                                                                           ts)
+
+    def summary(self) -> dict[str, Any]:
+        return {"attempts": self.attempts, "served": self.served,
+                "failed": self.attempts - self.served,
+                "failures_by_type": dict(sorted(self.failures_by_type.items())),
+                "last_failure_at": self.last_failure_at}
+
+
+def _tries_of(account_id: int | None, status: int, error_type: str | None, attempts_json: str,
+              tried_ids: str | None) -> Iterable[tuple[int, int | None, str | None]]:
+    """(account, status, error type) of each attempt. Most requests are one attempt that served:
+    `tried` says so without parsing the attempts' JSON."""
+    if (tried_ids is not None and tried_ids.count(",") == 2 and account_id is not None
+            and status < 300 and error_type is None):
+        return ((account_id, status, None),)
+    return ((a["account_id"], a["status"], a["error_type"]) for a in json.loads(attempts_json))
 
 
 def _ranked(groups: dict[Any, _Group], name: str) -> list[dict[str, Any]]:
@@ -195,10 +274,23 @@ def _ranked(groups: dict[Any, _Group], name: str) -> list[dict[str, Any]]:
     return [{name: key, **groups[key].summary()} for key in order]
 
 
+def _ranked_accounts(groups: dict[int | None, _Group], tries: dict[int, _Tries]
+                     ) -> list[dict[str, Any]]:
+    """Accounts by requests served, then by attempts: one that only failed is listed too."""
+    for account_id in tries:
+        groups.setdefault(account_id, _Group())
+    order = sorted(groups, key=lambda k: (-groups[k].requests,
+                                          -(tries[k].attempts if k in tries else 0),
+                                          k is None, 0 if k is None else k))
+    return [{"account_id": key, **groups[key].summary(),
+             **(tries[key] if key in tries else _Tries()).summary()} for key in order]
+
+
 def summarize(rows: Iterable[Sequence[Any]], *, since: float, until: float,
               bucket_seconds: int) -> dict[str, Any]:
     """Aggregate rows of (ts, account_id, key_id, model, status, error_type, input, output,
-    cache_read, cache_creation, latency_ms, ttfb_ms, cost_usd) that lie in [since, until).
+    cache_read, cache_creation, latency_ms, ttfb_ms, cost_usd, attempts, tried) that lie in
+    [since, until). Accounts also count their attempts: served, and failed by kind.
 
     The series covers the whole window, empty buckets included, so a chart needs no gap logic:
     bucket i starts at `since + i * bucket_seconds`, the last one may end past `until`. An empty
@@ -216,20 +308,24 @@ def summarize(rows: Iterable[Sequence[Any]], *, since: float, until: float,
     keys: dict[int | None, _Group] = {}
     models: dict[str | None, _Group] = {}
     buckets = [_Group() for _ in range(count)]
+    tries: dict[int, _Tries] = {}
     for (ts, account_id, key_id, model, status, error_type, *tokens, latency, ttfb,
-         cost_usd) in rows:
+         cost_usd, attempts_json, tried_ids) in rows:
         # min(): a ts a rounding error below `until` must not index past the last bucket.
         slot = buckets[min(int((ts - since) // bucket_seconds), count - 1)]
         for group in (totals, accounts.setdefault(account_id, _Group()),
                       keys.setdefault(key_id, _Group()), models.setdefault(model, _Group()),
                       slot):
             group.add(status, error_type, tokens, latency, ttfb, cost_usd)
+        for tried_id, tried_status, tried_error in _tries_of(account_id, status, error_type,
+                                                             attempts_json, tried_ids):
+            tries.setdefault(tried_id, _Tries()).add(tried_status, tried_error, ts)
     return {
         "since": since,
         "until": until,
         "bucket_seconds": bucket_seconds,
         "totals": totals.summary(),
-        "accounts": _ranked(accounts, "account_id"),
+        "accounts": _ranked_accounts(accounts, tries),
         "keys": _ranked(keys, "key_id"),
         "models": _ranked(models, "model"),
         "series": [b.bucket(since + i * bucket_seconds) for i, b in enumerate(buckets)],
@@ -291,18 +387,27 @@ class RequestLogStore:
     ) -> tuple[list[StoredLog], str | None]:
         """One page, newest first (by ts, then id), and the cursor of the next page (None: last).
 
-        Filters combine with AND; `since` is inclusive, `until` exclusive. A cursor is only
-        meaningful with the filters it was issued for.
+        Filters combine with AND; `account_id` matches every request that account served or
+        tried, `model` any model name containing it; `since` is inclusive, `until` exclusive. A
+        cursor is only meaningful with the filters it was issued for.
         """
         if limit < 1:
             raise ValueError("limit must be at least 1")
         where: list[str] = []
         args: list[Any] = []
-        for column, value in (("account_id", account_id), ("key_id", key_id),
-                              ("status", status), ("model", model), ("instance", instance)):
+        for column, value in (("key_id", key_id), ("status", status), ("instance", instance)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if account_id is not None:
+            # Rows older than schema 9 have no `tried`: they match the account that served them.
+            where.append("(tried LIKE ? OR (tried IS NULL AND account_id = ?))")
+            args.extend((f"%,{account_id},%", account_id))
+        if model is not None:
+            # LOWER on both sides: SQLite's LIKE ignores case, PostgreSQL's does not.
+            where.append("LOWER(model) LIKE ? ESCAPE '!'")
+            escaped = model.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+            args.append(f"%{escaped}%")
         if since is not None:
             where.append("ts >= ?")
             args.append(since)
@@ -340,7 +445,8 @@ class RequestLogStore:
             rows = conn.execute(
                 "SELECT ts, account_id, key_id, model, status, error_type, input_tokens, "
                 "output_tokens, cache_read_tokens, cache_creation_tokens, latency_ms, ttfb_ms, "
-                "cost_usd FROM request_logs WHERE ts >= ? AND ts < ?", (since, until))
+                "cost_usd, attempts, tried FROM request_logs WHERE ts >= ? AND ts < ?",
+                (since, until))
             return summarize(rows, since=since, until=until, bucket_seconds=bucket_seconds)
         return await self._db.read(run)
 

@@ -14,19 +14,23 @@ import re
 import shutil
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import anthropic
 import pytest
 
 from fake_upstream import rate_limited, success
+from support.proxies import free_port
 from support.stack import ADMIN_KEY, MODEL, Stack, account_key, running_stack
 
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import (  # noqa: E402
     Browser,
+    BrowserContext,
     ConsoleMessage,
     Locator,
     Page,
@@ -43,7 +47,9 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--disable-dev-shm-usage"]
 DESKTOP = {"width": 1280, "height": 860}
+WIDE = {"width": 1440, "height": 900}
 PHONE = {"width": 390, "height": 844}
+PHONE_OPTIONS = {"viewport": PHONE, "is_mobile": True, "has_touch": True}
 
 if not Path(CHROMIUM).exists():
     if os.environ.get("CI"):
@@ -51,7 +57,7 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
@@ -64,6 +70,14 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     with running_stack(tmp_path, accounts=()) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One Kestrel with one account (`main`) for the tests below that need no fresh pool: each
+    uses keys and accounts of its own, so they pass in any order and on any worker."""
+    with running_stack(tmp_path_factory.mktemp("pool"), accounts=("main",)) as stack:
         yield stack
 
 
@@ -144,6 +158,92 @@ def set_theme(page: Page, theme: str) -> None:
                                                else re.compile(r"^(?!.*\bdark\b).*$"))
 
 
+@contextmanager
+def signed_in(browser: Browser, stack: Stack, path: str = "/app/",
+              **options: object) -> Iterator[tuple[Page, Console]]:
+    """A page of a new browser context, signed in at `path` (the deep link is kept)."""
+    context: BrowserContext = browser.new_context(**{"viewport": DESKTOP,
+                                                     "color_scheme": "light", **options})
+    context.set_default_timeout(10_000)
+    try:
+        page = context.new_page()
+        console = Console(page)
+        page.goto(stack.url + path)
+        page.get_by_label("Admin key").fill(stack.admin_key)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_label("Admin key")).to_be_hidden()
+        yield page, console
+    finally:
+        context.close()
+
+
+def asked_once(stack: Stack, name: str) -> int:
+    """A new client key that has made one request, logged: its id."""
+    key_id, sdk = client_key(stack, name)
+    ask(sdk)
+    stack.logs(expect=1, key_id=key_id)
+    return key_id
+
+
+def client_key(stack: Stack, name: str) -> tuple[int, anthropic.Anthropic]:
+    """A new client key's id, and an SDK client that uses it."""
+    with stack.admin() as client:
+        created = client.post("/admin/keys", json={"name": name}).json()
+    sdk = anthropic.Anthropic(base_url=stack.url, api_key=created["key"], max_retries=0)
+    return created["id"], stack.closed_with_stack(sdk)
+
+
+def logged_where(stack: Stack, match: Callable[[dict[str, Any]], bool],
+                 timeout: float = 5.0) -> dict[str, Any]:
+    """The newest request log that `match`es, once it is written (they are batched)."""
+    deadline = time.monotonic() + timeout
+    while not (found := [row for row in stack.logs(expect=0) if match(row)]):
+        assert time.monotonic() < deadline, "no such request log"
+        time.sleep(0.1)
+    return found[0]
+
+
+def ask(sdk: anthropic.Anthropic, model: str = MODEL) -> None:
+    sdk.messages.create(model=model, max_tokens=32,
+                        messages=[{"role": "user", "content": "hello"}])
+
+
+# Whether the last character of `model` is painted in the row's cell that holds the name: inside
+# every box that clips it (an ellipsis, or a cell too narrow, hides the characters past its edge,
+# though they are laid out there). Two names that differ only at the end must both show it.
+LAST_CHAR_SHOWN = """(row, model) => {
+    const cell = [...row.querySelectorAll("td")].find(
+        (td) => td.textContent.includes(model) && td.getClientRects().length);
+    if (!cell) return false;
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    let last = null;
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        if (node.data.trim() && node.parentElement.getClientRects().length) last = node;
+    }
+    if (!last || !model.endsWith(last.data.trim().slice(-1))) return false;
+    const range = document.createRange();
+    const end = last.data.trimEnd().length;
+    range.setStart(last, end - 1);
+    range.setEnd(last, end);
+    const glyph = range.getBoundingClientRect();
+    if (glyph.width === 0) return false;
+    for (let box = last.parentElement; box; box = box.parentElement) {
+        const style = getComputedStyle(box);
+        if (style.overflowX !== "visible") {
+            // An ellipsis replaces what passes the content box; a plain clip, the padding box.
+            const px = (name) => parseFloat(style[name]) || 0;
+            const inset = (side) => px(`border${side}Width`) +
+                (style.textOverflow === "ellipsis" ? px(`padding${side}`) : 0);
+            const edge = box.getBoundingClientRect();
+            if (glyph.right > edge.right - inset("Right") + 0.5 ||
+                glyph.left < edge.left + inset("Left") - 0.5) return false;
+        }
+        if (box === cell) break;
+    }
+    return true;
+}"""
+
+
 def test_operator_journey(browser: Browser, stack: Stack) -> None:
     if ARTIFACTS.exists():
         shutil.rmtree(ARTIFACTS)
@@ -203,7 +303,7 @@ def test_operator_journey(browser: Browser, stack: Stack) -> None:
     page.get_by_role("tab", name="OpenAI SDK").click()
     assert f'base_url="{origin}/v1"' in page.get_by_test_id("snippet-openai").inner_text()
     shoot(page, "keys-created-light")
-    page.get_by_role("button", name="Done").click()
+    page.get_by_role("button", name="I have copied it, close").click()
     row = page.get_by_test_id("key-row-e2e-laptop")
     expect(row).to_contain_text(key[:8])
     expect(row).to_contain_text("never")
@@ -424,7 +524,9 @@ def test_operator_journey(browser: Browser, stack: Stack) -> None:
     # (scheme, host and port only).
     stack.sdk().messages.create(model=MODEL, max_tokens=32,
                                 messages=[{"role": "user", "content": "via gamma"}])
-    (served,) = stack.logs(expect=1, account_id=stack.accounts["alpha"])
+    served = logged_where(stack, lambda row: any(
+        a["account_id"] == stack.accounts["gamma"] for a in row["attempts"]))
+    assert served["account_id"] == stack.accounts["alpha"]
     assert [a["error_type"] for a in served["attempts"]] == ["proxy_unreachable", None]
     go(page, "Logs")
     page.get_by_test_id("log-row").filter(has_text="alpha").first.click()
@@ -491,15 +593,8 @@ def test_connect_a_claude_account(browser: Browser, tmp_path: Path) -> None:
     the redirect flow as far as the provider's sign-in page."""
     fake_oauth = pytest.importorskip("fake_oauth")
     with fake_oauth.FakeOAuth() as provider, \
-            running_stack(tmp_path, accounts=(), env=provider.env()) as stack:
-        context = browser.new_context(viewport=DESKTOP)
-        context.set_default_timeout(10_000)
-        page = context.new_page()
-        console = Console(page)
-        page.goto(stack.url + "/app/accounts")
-        page.get_by_label("Admin key").fill(ADMIN_KEY)
-        page.get_by_role("button", name="Sign in").click()
-
+            running_stack(tmp_path, accounts=(), env=provider.env()) as stack, \
+            signed_in(browser, stack, "/app/accounts") as (page, console):
         # Paste flow: get the link, sign in "elsewhere", paste the code#state shown there.
         page.get_by_role("button", name="Connect Claude account").click()
         dialog = page.get_by_role("dialog")
@@ -540,4 +635,257 @@ def test_connect_a_claude_account(browser: Browser, tmp_path: Path) -> None:
         assert query["client_id"] == [fake_oauth.CLIENT_ID]
         assert query["code_challenge_method"] == ["S256"] and query["state"]
         assert console.problems == [], console.problems
-        context.close()
+
+
+def test_the_redirect_flow_ends_back_on_the_dashboard_signed_in(browser: Browser,
+                                                                 tmp_path: Path) -> None:
+    """The whole redirect flow in the browser: the dashboard at 127.0.0.1 (as Kestrel prints
+    it), the provider's callback at `localhost` (OAUTH_REDIRECT_URI's default), another origin
+    with a sign-in of its own; the callback page links back to the dashboard the flow started
+    from, still signed in, the account there."""
+    fake_oauth = pytest.importorskip("fake_oauth")
+    port = free_port()
+    callback = f"http://localhost:{port}/api/oauth/callback"
+    with fake_oauth.FakeOAuth(redirect_uris=(callback, fake_oauth.MANUAL_CALLBACK)) as provider, \
+            running_stack(tmp_path, accounts=(), env={**provider.env(), "PORT": str(port)},
+                          args=[]) as stack, \
+            signed_in(browser, stack, "/app/accounts") as (page, console):
+        assert stack.url == f"http://127.0.0.1:{port}"
+        page.get_by_role("button", name="Connect Claude account").click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_role("radio", name="In this browser").click()
+        dialog.get_by_label("Account name").fill("via-redirect")
+        dialog.get_by_role("button", name="Continue to Anthropic").click()
+        page.wait_for_url(f"{callback}?**")  # the provider sent the browser back to Kestrel
+        expect(page.get_by_role("heading", name="Account connected")).to_be_visible()
+        page.get_by_role("link", name="Back to the Kestrel dashboard").click()
+        page.wait_for_url(f"{stack.url}/app/accounts")
+        expect(page.get_by_test_id("account-row-via-redirect")).to_contain_text(
+            fake_oauth.EMAIL)
+        expect(page.get_by_label("Admin key")).to_have_count(0)  # still signed in
+        assert console.problems == [], console.problems
+
+
+def test_a_new_key_is_closed_only_on_purpose(browser: Browser, pool: Stack) -> None:
+    """The dialog that shows a new key, once, stays through Escape and a click beside it."""
+    with signed_in(browser, pool, "/app/keys") as (page, console):
+        page.get_by_role("button", name="Create key").first.click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_label("Name").fill("shown-once")
+        dialog.get_by_role("button", name="Create key").click()
+        shown = page.get_by_test_id("new-key")
+        expect(shown).to_contain_text("kst_")
+        # Twice: Chromium lets a second Escape close a dialog whose cancel event was refused,
+        # unless the page keeps the key from it.
+        page.keyboard.press("Escape")
+        page.keyboard.press("Escape")
+        page.mouse.click(4, 4)  # the backdrop, outside the dialog's box
+        page.wait_for_timeout(300)
+        expect(shown).to_be_visible()
+        expect(dialog.get_by_role("button", name="Close", exact=True)).to_have_count(0)
+        dialog.get_by_role("button", name="I have copied it, close").click()
+        expect(dialog).to_be_hidden()
+        expect(page.get_by_test_id("key-row-shown-once")).to_be_visible()
+        assert console.problems == [], console.problems
+
+
+def test_a_failed_load_is_not_an_empty_pool(browser: Browser, pool: Stack) -> None:
+    """With the admin API unreachable, each page shows the error, never its empty state."""
+    with signed_in(browser, pool, "/app/accounts") as (page, _console):
+        expect(page.get_by_test_id("account-row-main")).to_be_visible()
+        page.route(re.compile(r"/admin/"), lambda route: route.abort())  # the pages still load
+        empty = {"Accounts": ["No accounts yet"], "Keys": ["No client keys yet"],
+                 "Logs": ["No requests yet", "No requests match"],
+                 "Overview": ["No accounts yet", "No requests in this window", "0 / 0"]}
+        for label, texts in empty.items():
+            go(page, label)
+            page.reload()
+            expect(page.get_by_role("alert").first).to_contain_text("Could not load")
+            page.wait_for_timeout(200)  # anything drawn with the error has been drawn
+            for text in texts:
+                expect(page.get_by_text(text)).to_have_count(0)
+            # The header's button stays; the empty state's second one must not be there.
+            adds = page.get_by_role("button", name=re.compile("^(Add API-key account|Create key)$"))
+            expect(adds).to_have_count(1 if label in ("Accounts", "Keys") else 0)
+
+
+def test_log_filters_live_in_the_url(browser: Browser, pool: Stack) -> None:
+    key_id = asked_once(pool, "filtered")
+    with signed_in(browser, pool, f"/app/logs?key={key_id}") as (page, console):
+        rows = page.get_by_test_id("log-row")
+        status, model = page.get_by_label("Status"), page.get_by_label("Model")
+        expect(page.get_by_label("Key")).to_have_value(str(key_id))
+        expect(rows).to_have_count(1)
+        # The model box offers the names seen so far (the server matches the name as typed).
+        assert MODEL in page.locator("datalist option").evaluate_all(
+            "options => options.map((o) => o.value)")
+        model.fill(MODEL)
+        status.fill("200")
+        expect(page).to_have_url(re.compile(r"[?&]status=200(&|$)"))
+        expect(page).to_have_url(re.compile(rf"[?&]model={MODEL}(&|$)"))
+        expect(rows).to_have_count(1)
+        # Kept through a reload, and through leaving the page and coming back to it.
+        page.reload()
+        expect(status).to_have_value("200")
+        expect(model).to_have_value(MODEL)
+        expect(page.get_by_label("Key")).to_have_value(str(key_id))
+        expect(rows).to_have_count(1)
+        go(page, "Overview")
+        go(page, "Logs")
+        expect(status).to_have_value("200")
+        expect(rows).to_have_count(1)
+        # An invalid status: said so, no rows left over, nothing asked of the server.
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(r.url) if "/admin/logs" in r.url else None)
+        for bad in ("abc", "99", "999"):
+            status.fill(bad)
+            expect(page.get_by_text("A status is a number from 100 to 599")).to_be_visible()
+            expect(rows).to_have_count(0)
+            expect(page.get_by_text("No requests yet")).to_have_count(0)
+        page.wait_for_timeout(500)
+        assert not [url for url in asked if "status=" in url], asked
+        status.fill("200")
+        expect(rows).to_have_count(1)
+        page.get_by_role("button", name="Clear").click()
+        expect(page).to_have_url(pool.url + "/app/logs")
+        expect(status).to_have_value("")
+        assert console.problems == [], console.problems
+
+
+def test_a_deleted_account_keeps_its_name_in_logs(browser: Browser, pool: Stack) -> None:
+    pool.add_account("retired", priority=1000)  # first in line: it serves the request below
+    key_id = asked_once(pool, "retiree")
+    (logged,) = pool.logs(expect=1, key_id=key_id)
+    assert logged["account_id"] == pool.accounts["retired"]
+    with signed_in(browser, pool, "/app/accounts") as (page, console):
+        retired = page.get_by_test_id("account-row-retired")
+        retired.get_by_role("button", name="Delete retired").click()
+        page.get_by_role("dialog").get_by_role("button", name="Delete account").click()
+        expect(retired).to_have_count(0)
+        del pool.accounts["retired"]
+        go(page, "Logs")
+        for _ in range(2):  # and again after a reload
+            row = page.get_by_test_id("log-row").filter(has_text="retiree")
+            expect(row).to_contain_text("retired")
+            expect(row).not_to_contain_text("#")
+            row.click()
+            dialog = page.get_by_role("dialog")
+            expect(dialog).to_contain_text("Accountretired (deleted)")
+            expect(page.get_by_test_id("attempts")).to_contain_text("retired")
+            page.keyboard.press("Escape")
+            expect(dialog).to_be_hidden()
+            page.reload()
+        assert console.problems == [], console.problems
+
+
+def test_the_overview_fits_its_window_to_fresh_traffic(browser: Browser, pool: Stack) -> None:
+    """Traffic of the last minutes fills the chart, in minutes; not one sliver of a day."""
+    asked_once(pool, "fresh")
+    with signed_in(browser, pool) as (page, console):
+        hour = page.get_by_role("radio", name="1 h")
+        expect(hour).to_have_attribute("aria-checked", "true")
+        bars = page.get_by_role("img", name="Requests").locator("rect.fill-teal-500")
+        expect(bars.first).to_be_visible()
+        widths = [float(bar.get_attribute("width") or 0) for bar in bars.all()]
+        assert max(widths) >= 4, widths
+        # The operator's choice wins.
+        with page.expect_response(lambda r: "/admin/stats?window=24h" in r.url):
+            page.get_by_role("radio", name="24 h").click()
+        expect(page.get_by_role("radio", name="24 h")).to_have_attribute("aria-checked", "true")
+        expect(hour).to_have_attribute("aria-checked", "false")
+        assert console.problems == [], console.problems
+
+
+def test_time_to_first_byte_is_charted(browser: Browser, pool: Stack) -> None:
+    asked_once(pool, "first-byte")
+    with signed_in(browser, pool) as (page, console):
+        chart = page.get_by_test_id("ttfb-chart")
+        expect(chart.get_by_role("heading", name="Time to first byte")).to_be_visible()
+        # Over time when the server gives it per bucket, else per model.
+        drawn = chart.get_by_role("img", name="Time to first byte").or_(
+            chart.get_by_role("list", name="Time to first byte by model"))
+        expect(drawn).to_be_visible()
+        duration = r"\d+(\.\d+)? (ms|s)"
+        expect(chart).to_contain_text(re.compile(rf"p50 {duration} · p95 {duration}"))
+        assert console.problems == [], console.problems
+
+
+def test_a_long_error_has_room_in_the_logs(browser: Browser, stack: Stack) -> None:
+    """At 1440 px the error has room in the table, on two lines at most; the detail has it whole."""
+    stack.add_account("walled", proxy_url="http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(anthropic.APIStatusError):
+        ask(stack.sdk())
+    (logged,) = stack.logs(expect=1)
+    assert logged["attempts"][0]["error_type"] == "proxy_unreachable"
+    # The server's own words when it keeps them (newer servers), else what the proxy did.
+    why = logged.get("error_message") or "proxy http://127.0.0.1:9 could not be reached"
+    text = f"{logged['error_type']}: {why}"
+    with signed_in(browser, stack, "/app/logs", viewport=WIDE) as (page, console):
+        cell = page.get_by_role("cell", name=text)
+        expect(cell).to_be_visible()
+        layout = cell.evaluate("""cell => {
+            const text = cell.firstElementChild ?? cell;
+            const range = document.createRange();
+            range.selectNodeContents(text);
+            const box = text.getBoundingClientRect();
+            const lines = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+            return {width: cell.getBoundingClientRect().width, lines: lines.size,
+                    shown: [...lines].filter((top) => top < box.bottom - 1).length,
+                    sideways: text.scrollWidth > text.clientWidth};
+        }""")
+        assert layout["width"] >= 240, layout  # room: not a 20-character sliver
+        assert layout["shown"] == min(layout["lines"], 2), layout  # wrapped, two lines at most
+        assert not layout["sideways"], layout
+        if len(text) <= 64:  # two lines of the column hold this much whole
+            assert layout["lines"] <= 2, layout
+        page.get_by_test_id("log-row").first.click()
+        expect(page.get_by_role("dialog").get_by_test_id("log-error")).to_have_text(text)
+        assert console.problems == [], console.problems
+
+
+def test_model_names_stay_distinct_on_a_phone(browser: Browser, pool: Stack) -> None:
+    key_id, sdk = client_key(pool, "two-models")
+    models = ("claude-sonnet-4-5", "claude-sonnet-4-6")
+    for model in models:
+        ask(sdk, model)
+    pool.logs(expect=2, key_id=key_id)
+    with signed_in(browser, pool, f"/app/logs?key={key_id}", **PHONE_OPTIONS) as (page, console):
+        page.get_by_label("Key").select_option(str(key_id))
+        rows = page.get_by_test_id("log-row")
+        expect(rows).to_have_count(2)
+        for row, model in zip(rows.all(), reversed(models), strict=True):  # newest first
+            assert row.evaluate(LAST_CHAR_SHOWN, model), f"the end of {model} is cut off"
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], width
+        assert console.problems == [], console.problems
+
+
+def test_a_new_dialog_focuses_its_first_field(browser: Browser, pool: Stack) -> None:
+    with signed_in(browser, pool, "/app/accounts") as (page, console):
+        dialog = page.get_by_role("dialog")
+        page.get_by_role("button", name="Add API-key account").first.click()
+        expect(dialog.get_by_label("Name")).to_be_focused()
+        page.keyboard.press("Escape")
+        page.get_by_role("button", name="Edit main").click()
+        expect(dialog.get_by_label("Name")).to_be_focused()
+        page.keyboard.press("Escape")
+        go(page, "Keys")
+        page.get_by_role("button", name="Create key").first.click()
+        expect(dialog.get_by_label("Name")).to_be_focused()
+        page.keyboard.press("Escape")
+        expect(dialog).to_be_hidden()
+        assert console.problems == [], console.problems
+
+
+def test_the_overview_of_a_pool_without_accounts(browser: Browser, stack: Stack) -> None:
+    """A new pool: no accounts said as such, with the way to add one; the window is an hour."""
+    with signed_in(browser, stack) as (page, console):
+        serving = page.get_by_test_id("accounts-stat")
+        expect(serving).to_contain_text(re.compile(r"^Accounts\s*None"))
+        expect(serving).not_to_contain_text("0 / 0")
+        expect(serving).not_to_contain_text("healthy")
+        expect(page.get_by_role("radio", name="1 h")).to_have_attribute("aria-checked", "true")
+        serving.get_by_role("link", name="Add an account").click()
+        expect(page.get_by_role("heading", level=1, name="Accounts")).to_be_visible()
+        assert page.url == stack.url + "/app/accounts"
+        assert console.problems == [], console.problems

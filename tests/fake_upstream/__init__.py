@@ -13,7 +13,8 @@ tests and tests running their own loop (`asyncio.run`) can both talk to it:
 Behaviour is scripted per credential (the `x-api-key` header, else an `Authorization: Bearer`
 token): `script()` queues steps (`steps.py`), one consumed per request (any endpoint), then the
 credential's default applies (`set_default()`), else success. The `ANY` credential's queue
-serves requests whose own queue is empty.
+serves requests whose own queue is empty. A step made with `only_for(accepts, step)` is taken
+only by a request `accepts`; the others pass it by.
 
 Routes: `POST /v1/messages` (JSON message, or an SSE stream when the body says `"stream": true`),
 `POST /v1/messages/count_tokens`, `GET /v1/models`, `GET /v1/models/{id}`; anything else is a
@@ -54,6 +55,7 @@ from .steps import (
     garbage,
     hang,
     invalid_json,
+    only_for,
     only_streams,
     overloaded,
     rate_limited,
@@ -63,6 +65,7 @@ from .steps import (
     stall_stream_after,
     stream_error_after,
     success,
+    tool_call,
 )
 
 __all__ = [
@@ -87,6 +90,7 @@ __all__ = [
     "garbage",
     "hang",
     "invalid_json",
+    "only_for",
     "only_streams",
     "overloaded",
     "rate_limited",
@@ -96,4 +100,5 @@ __all__ = [
     "stall_stream_after",
     "stream_error_after",
     "success",
+    "tool_call",
 ]

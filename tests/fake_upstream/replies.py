@@ -4,7 +4,7 @@
 least 1); a `thinking` block when the request enables thinking; a `tool_use` block (input
 streamed as `input_json_delta` pieces) when the request has `tools` and the last user text
 contains "use tool" (one `tool_use` block per tool, in parallel, when it contains "use all
-tools").
+tools"), or the one `tool_use` block a `tool_call()` step scripts.
 """
 
 from __future__ import annotations
@@ -115,6 +115,14 @@ def reply_blocks(
     if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive"):
         signature = base64.b64encode(hashlib.sha256(body).digest() * 3).decode()
         blocks.append({"type": "thinking", "thinking": THINKING_TEXT, "signature": signature})
+    if step.tool is not None:  # scripted: this tool call, whatever the request offers
+        name, raw_input = step.tool
+        text = step.text if step.text is not None else TOOL_PREAMBLE
+        if text:  # Anthropic refuses an empty text block when the client sends it back
+            blocks.append({"type": "text", "text": text})
+        blocks.append({"type": "tool_use", "id": next_id("toolu_fake"), "name": name,
+                       "input": json.loads(raw_input)})
+        return blocks, "tool_use"
     tools = req.get("tools")
     named = [t for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)] \
         if isinstance(tools, list) else []

@@ -429,7 +429,9 @@ class FakeAnthropic:
                 "bad_request",
             )
         else:
-            step = self._next_step(credential)
+            step = self._next_step(credential, RecordedRequest(
+                method=method, path=target, headers=headers, body=body, credential=credential,
+                step="", request_id=request_id))
             answer = book.plan(step, method, route, target, parsed, body, lookup, request_id)
         record = RecordedRequest(
             method=method,
@@ -448,13 +450,23 @@ class FakeAnthropic:
             self._changed.notify_all()
         return answer
 
-    def _next_step(self, credential: str) -> Step:
+    def _next_step(self, credential: str, request: RecordedRequest) -> Step:
+        """The request's own queue, then ANY's, then the defaults; a step made by `only_for`
+        is passed by (left queued) when its predicate refuses the request."""
+
+        def takes(step: Step) -> bool:
+            return step.when is None or step.when(request)
+
         with self._lock:
             for key in (credential, ANY):
                 queue = self._scripts.get(key)
-                if queue:
+                if queue and takes(queue[0]):
                     return queue.popleft()
-            return self._defaults.get(credential) or self._defaults.get(ANY) or success()
+            for key in (credential, ANY):
+                default = self._defaults.get(key)
+                if default is not None and takes(default):
+                    return default
+            return success()
 
     def _next_id(self, prefix: str) -> str:
         with self._lock:

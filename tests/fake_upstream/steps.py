@@ -7,8 +7,13 @@ bodies that are not JSON, streams that end early) in the words the tests use.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .server import RecordedRequest
 
 # Status Anthropic uses for each error type, for steps that only name a type.
 ERROR_STATUS = {
@@ -57,6 +62,10 @@ class Step:
     retry_after: int | None = None
     streams_only: bool = False
     """Only streaming requests get this step; the others are answered with `success()`."""
+    tool: tuple[str, str] | None = None
+    """`tool_call()`: the name of the tool the answer calls and its input, as JSON text."""
+    when: Callable[[RecordedRequest], bool] | None = None
+    """`only_for()`: which requests may take this step; the others pass it by."""
 
 
 def success(
@@ -83,6 +92,15 @@ def success(
         event_interval=event_interval,
         chunk_size=chunk_size,
     )
+
+
+def tool_call(name: str, input: Mapping[str, Any], *, text: str | None = None) -> Step:
+    """A message that asks the client to run the tool `name` with `input`, whatever tools the
+    request offers: a text block (`text`, by default `TOOL_PREAMBLE`; "" for none), then one
+    `tool_use` block, `stop_reason` "tool_use". Streamed as Anthropic does: the tool_use block
+    starts with an empty input, which then arrives in `input_json_delta` pieces. What a test
+    scripts to drive an agent (Claude Code) through a tool round trip."""
+    return Step("success", text=text, tool=(name, json.dumps(dict(input), ensure_ascii=False)))
 
 
 def error(
@@ -195,3 +213,15 @@ def only_streams(step: Step) -> Step:
     """`step` for streaming requests, a plain success for the others: a fault that can only
     happen to a stream (mid-stream) without the non-streamed requests failing too."""
     return replace(step, streams_only=True)
+
+
+def only_for(accepts: Callable[[RecordedRequest], bool], step: Step) -> Step:
+    """`step` for the next request `accepts` takes; a request it refuses passes it by (it stays
+    queued where it is) and is answered as if it were not there: by the `ANY` queue, then the
+    default. For a client that sends requests of its own between the ones a test scripts
+    (Claude Code's side requests between its conversation turns). In a default, a refused
+    request gets the `ANY` default, else `success()`.
+
+    `accepts` sees the request as it will be recorded (step and answer not yet decided) and
+    runs under the fake's lock: it must not call the fake."""
+    return replace(step, when=accepts)

@@ -99,8 +99,10 @@ def test_account_failing_while_database_read_only(tmp_path: Path) -> None:
 
 
 def durable(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Accounts or keys without what traffic moves on: `last_used_at`, a key's spend."""
-    moving = {"last_used_at", "tokens_today", "spent_today_usd", "spent_this_month_usd"}
+    """Accounts or keys without what traffic moves on: `last_used_at`, a key's spend, an
+    account's rate-limit headroom (stored every 10 s; the latest answer's is shown)."""
+    moving = {"last_used_at", "tokens_today", "spent_today_usd", "spent_this_month_usd",
+              "rate_limits"}
     return [{k: v for k, v in item.items() if k not in moving} for item in items]
 
 

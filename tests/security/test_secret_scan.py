@@ -255,9 +255,13 @@ def _admin_mistakes(session: Session) -> None:
 def _admin_reads(session: Session) -> None:
     """Everything the admin API shows about the session."""
     stack = session.stack
-    # The request logs are batched: wait for the 7 served or relayed requests (refusals for a
-    # bad key are not request logs) so that they are in the answers and the database.
-    assert len(stack.logs(expect=7)) == 7
+    # The request logs are batched: wait for the 7 served or relayed requests and the 16
+    # refused for their key (each leaves a trace: the key's hint, never the key) so that they
+    # are in the answers and the database.
+    rows = stack.logs(expect=23)
+    assert len(rows) == 23
+    refused = sorted(row["error_type"] for row in rows if row["status"] == 401)
+    assert refused == ["missing_key"] + ["revoked_key"] * 3 + ["unknown_key"] * 12, refused
     with stack.admin() as admin:
         for path in ("/admin/accounts", "/admin/keys", "/admin/logs?limit=500", "/metrics",
                      "/openapi.json", "/health", "/admin/stats?window=1h",

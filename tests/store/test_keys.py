@@ -9,8 +9,9 @@ from typing import TypeVar
 
 import pytest
 
-from kestrel.domain import NotFound
+from kestrel.domain import Conflict, NotFound
 from kestrel.store.keys import KeyStore
+from kestrel.store.migrations import load_migrations
 
 from support.db import raw, with_db
 
@@ -30,7 +31,7 @@ def test_create_returns_the_key_once_and_stores_only_its_hash_and_prefix(tmp_pat
         assert (row.name, row.prefix, row.created_at, row.last_used_at, row.revoked) == (
             "laptop", key[:12], 10.0, None, False)
         assert await keys.get(row.id) == row
-        other_row, other = await keys.create(name="laptop", now=11.0)  # names need not be unique
+        other_row, other = await keys.create(name="desktop", now=11.0)
         assert other != key and other_row.id != row.id
         return key
     key = with_keys(path, body)
@@ -101,3 +102,50 @@ def test_a_revoked_key_is_refused_at_once_even_after_it_was_cached(db_target: st
         assert await keys.authenticate(key) is None
         assert await keys.authenticate(other_key) == other
     with_keys(db_target, body)
+
+
+def test_a_name_tells_the_keys_in_use_apart(db_target: str) -> None:
+    """Two keys in use may not share a name (the dashboard and `kestrel keys revoke NAME` find
+    a key by it); a revoked key's name is free again."""
+    async def body(keys: KeyStore) -> None:
+        laptop, _ = await keys.create(name="laptop", now=1.0)
+        desktop, _ = await keys.create(name="desktop", now=1.0)
+        with pytest.raises(Conflict) as taken:
+            await keys.create(name="laptop", now=2.0)
+        assert taken.value.field == "name" and "'laptop'" in taken.value.message
+        with pytest.raises(Conflict):
+            await keys.update(desktop.id, name="laptop", now=2.0)
+        assert (await keys.update(laptop.id, name="laptop", now=2.0)).name == "laptop"  # itself
+        assert (await keys.update(desktop.id, name="tower", now=2.0)).name == "tower"
+        await keys.revoke(laptop.id, now=3.0)
+        again, key = await keys.create(name="laptop", now=4.0)
+        assert again.id != laptop.id and await keys.authenticate(key) == again
+        # a refusal can tell a revoked key from an unknown one
+        assert await keys.lookup(key) == again
+        assert await keys.lookup("kst_" + "B" * 43) is None
+    with_keys(db_target, body)
+
+
+def test_duplicate_names_of_keys_in_use_are_told_apart_by_the_migration(tmp_path: Path) -> None:
+    """A database of schema 8 may hold keys in use that share a name: schema 9 appends the id
+    to every one but the oldest, leaves revoked keys alone, and then refuses new duplicates."""
+    path = tmp_path / "k.db"
+    with raw(path) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
+                     "applied_at REAL NOT NULL)")
+        for migration in load_migrations():
+            if migration.version <= 8:
+                for statement in migration.statements:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version VALUES (?, 0)", (migration.version,))
+        for index, (name, revoked) in enumerate([("ci", None), ("ci", None), ("ci", 5.0),
+                                                 ("ci", None), ("solo", None)], start=1):
+            conn.execute("INSERT INTO api_keys (name, key_hash, prefix, created_at, revoked_at) "
+                         "VALUES (?, ?, 'kst_x', 1, ?)", (name, bytes([index]) * 32, revoked))
+
+    async def body(keys: KeyStore) -> None:
+        assert [(k.id, k.name) for k in sorted(await keys.list(), key=lambda k: k.id)] == [
+            (1, "ci"), (2, "ci #2"), (3, "ci"), (4, "ci #4"), (5, "solo")]
+        with pytest.raises(Conflict):
+            await keys.create(name="ci #2", now=9.0)
+    with_keys(path, body)

@@ -15,6 +15,7 @@ from kestrel.domain import Attempt, ClientError, RequestLog, ValidationError
 from kestrel.store.database import Database
 from kestrel.store.keys import KeyStore
 from kestrel.store.request_logs import (
+    MAX_MESSAGE_CHARS,
     PRUNE_CHUNK,
     RequestLogStore,
     StoredLog,
@@ -60,10 +61,15 @@ def test_every_field_round_trips(db_target: str) -> None:
         input_tokens=10, output_tokens=20, cache_read_tokens=30, cache_creation_tokens=40,
         latency_ms=1234.5, ttfb_ms=321.25, client="10.0.0.1", user_agent="claude-cli/1.0",
         attempts=(Attempt(account_id=9, status=None, error_type="connect_error",
-                          duration_ms=12.5),
-                  Attempt(account_id=7, status=200, error_type=None, duration_ms=1200.0)))
+                          duration_ms=12.5, account_name="spare"),
+                  Attempt(account_id=8, status=429, error_type="rate_limit_error",
+                          duration_ms=3.0, message="Number of requests has exceeded your rate "
+                          "limit", account_name="team"),
+                  Attempt(account_id=7, status=200, error_type=None, duration_ms=1200.0,
+                          account_name="work")))
     bare = RequestLog(ts=1.5, request_id="req_bare", route="/v1/messages", status=401,
-                      error_type="authentication_error")
+                      error_type="unknown_key", error_message="invalid or revoked API key: "
+                      "kst_…AbCd")
 
     async def body(store: RequestLogStore, db: Database) -> None:
         await store.insert_many([full, bare])
@@ -286,9 +292,12 @@ def stats_rows() -> list[RequestLog]:
         entry(1001.0, account_id=1, key_id=5, model="opus", latency_ms=200, ttfb_ms=20,
               input_tokens=10, output_tokens=20, cost_usd=0.5),
         entry(1005.0, account_id=2, key_id=5, model="haiku", latency_ms=300, ttfb_ms=30,
-              input_tokens=100, cost_usd=0.125),
+              input_tokens=100, cost_usd=0.125,
+              attempts=(Attempt(3, None, "connect", 5.0), Attempt(2, 200, None, 30.0))),
         entry(1019.9, account_id=2, key_id=6, model="haiku", latency_ms=400, ttfb_ms=None,
-              status=529, error_type="overloaded_error"),
+              status=529, error_type="overloaded_error",
+              attempts=(Attempt(3, 429, "rate_limit_error", 4.0),
+                        Attempt(2, 529, "overloaded_error", 9.0))),
         entry(1020.0, account_id=None, key_id=6, model="opus", latency_ms=5, status=503,
               error_type="no_account_available"),
         entry(1030.0, account_id=1, key_id=6, model="opus", latency_ms=600, ttfb_ms=60,
@@ -312,7 +321,8 @@ def test_stats_totals_groups_percentiles_and_series(db_target: str) -> None:
 
     assert (stats["since"], stats["until"], stats["bucket_seconds"]) == (1000.0, 1060.0, 20)
     assert stats["totals"] == {
-        "requests": 10, "errors": 4,
+        # the 529, the 503 of an empty pool and the broken stream are the pool's; the 401 is not
+        "requests": 10, "errors": 4, "pool_errors": 3, "client_errors": 1,
         "errors_by_type": {"http_401": 1, "no_account_available": 1, "overloaded_error": 1,
                            "stream_interrupted": 1},
         "input_tokens": 111, "output_tokens": 29, "cache_read_tokens": 1003,
@@ -323,7 +333,14 @@ def test_stats_totals_groups_percentiles_and_series(db_target: str) -> None:
         "p50_ttfb_ms": 60.0, "p95_ttfb_ms": 90.0,
     }
     accounts = {g["account_id"]: g for g in stats["accounts"]}
-    assert [g["account_id"] for g in stats["accounts"]] == [1, 2, None]  # busiest first
+    # busiest first; account 3 served nothing, but was tried twice
+    assert [g["account_id"] for g in stats["accounts"]] == [1, 2, None, 3]
+    assert {k: accounts[3][k] for k in ("requests", "attempts", "served", "failed",
+                                        "failures_by_type", "last_failure_at")} == {
+        "requests": 0, "attempts": 2, "served": 0, "failed": 2,
+        "failures_by_type": {"connect": 1, "rate_limit_error": 1}, "last_failure_at": 1019.9}
+    assert {k: accounts[2][k] for k in ("attempts", "served", "failed", "last_failure_at")} == {
+        "attempts": 2, "served": 1, "failed": 1, "last_failure_at": 1019.9}
     assert (accounts[1]["requests"], accounts[1]["errors"], accounts[1]["p50_latency_ms"],
             accounts[1]["p95_ttfb_ms"]) == (7, 2, 600.0, 90.0)
     assert accounts[2]["errors_by_type"] == {"overloaded_error": 1}
@@ -344,10 +361,13 @@ def test_stats_totals_groups_percentiles_and_series(db_target: str) -> None:
     assert [b["start"] for b in series] == [1000.0, 1020.0, 1040.0]
     assert [b["requests"] for b in series] == [4, 3, 3]
     assert [b["errors"] for b in series] == [1, 3, 0]
+    assert [(b["pool_errors"], b["client_errors"]) for b in series] == [(1, 0), (2, 1), (0, 0)]
+    assert [(b["p50_ttfb_ms"], b["p95_ttfb_ms"]) for b in series] == [
+        (20.0, 30.0), (60.0, 60.0), (80.0, 90.0)]
     assert [(b["p50_latency_ms"], b["p95_latency_ms"]) for b in series] == [
         (200.0, 400.0), (5.0, 600.0), (800.0, 900.0)]
-    for field in ("requests", "errors", "input_tokens", "output_tokens", "cache_read_tokens",
-                  "cache_creation_tokens", "cost_usd"):
+    for field in ("requests", "errors", "pool_errors", "client_errors", "input_tokens",
+                  "output_tokens", "cache_read_tokens", "cache_creation_tokens", "cost_usd"):
         assert sum(b[field] for b in series) == stats["totals"][field], field
 
 
@@ -360,11 +380,11 @@ def test_stats_of_an_empty_window_has_every_bucket_with_zeros(db_target: str) ->
         return empty_db, elsewhere
     empty_db, elsewhere = with_store(db_target, body)
 
-    zeros = {"requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0,
-             "cache_read_tokens": 0, "cache_creation_tokens": 0, "cost_usd": 0.0,
-             "p50_latency_ms": None, "p95_latency_ms": None}
-    assert empty_db["totals"] == {**zeros, "errors_by_type": {}, "p50_ttfb_ms": None,
-                                  "p95_ttfb_ms": None}
+    zeros = {"requests": 0, "errors": 0, "pool_errors": 0, "client_errors": 0,
+             "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0,
+             "cache_creation_tokens": 0, "cost_usd": 0.0, "p50_latency_ms": None,
+             "p95_latency_ms": None, "p50_ttfb_ms": None, "p95_ttfb_ms": None}
+    assert empty_db["totals"] == {**zeros, "errors_by_type": {}}
     assert (empty_db["accounts"], empty_db["keys"], empty_db["models"]) == ([], [], [])
     assert empty_db["series"] == [{"start": 60.0 * i, **zeros} for i in range(60)]
     assert elsewhere["series"] == [{"start": 2000.0, **zeros}, {"start": 2060.0, **zeros}]
@@ -386,3 +406,55 @@ def test_the_schema_has_the_indexes_the_queries_need(tmp_path: Path) -> None:
     # Each listing is an index range scan in the wanted order: no table scan, no sort.
     assert len(plans) == 5
     assert all(p.startswith("SEARCH request_logs USING INDEX") for p in plans), plans
+
+
+def test_the_account_filter_finds_every_request_an_account_tried(db_target: str) -> None:
+    """Filtering by an account that only failed (429, then another served) finds the request;
+    rows from before `tried` was kept match the account that served them."""
+    rows = [entry(1.0, account_id=2, attempts=(Attempt(1, 429, "rate_limit_error", 1.0),
+                                               Attempt(2, 200, None, 5.0))),
+            entry(2.0, account_id=1, attempts=(Attempt(1, 200, None, 5.0),)),
+            entry(3.0, status=429, error_type="all_cooling_down",
+                  attempts=(Attempt(12, 529, "overloaded_error", 1.0),
+                            Attempt(1, 429, "rate_limit_error", 1.0))),
+            entry(4.0, account_id=2, attempts=(Attempt(2, 200, None, 5.0),))]
+
+    async def body(store: RequestLogStore, db: Database) -> dict[int, list[float]]:
+        await store.insert_many(rows)
+        await db.write(lambda c: c.execute(  # as a row written before schema 9
+            "INSERT INTO request_logs (ts, request_id, route, status, account_id, stream, "
+            "latency_ms, attempts) VALUES (5.0, 'old', '/v1/messages', 200, 1, 0, 1, '[]')"))
+        return {account: [r.ts for r in await everything(store, account_id=account)]
+                for account in (1, 2, 12)}
+    assert with_store(db_target, body) == {1: [5.0, 3.0, 2.0, 1.0], 2: [4.0, 1.0], 12: [3.0]}
+
+
+def test_the_model_filter_matches_part_of_a_name_and_no_wildcards(db_target: str) -> None:
+    models = ["claude-sonnet-4-5", "claude-sonnet-4-6", "claude-haiku-4-5", "CLAUDE-OPUS",
+              "odd_model%", None]
+    rows = [entry(float(i), model=model) for i, model in enumerate(models, start=1)]
+
+    async def body(store: RequestLogStore, db: Database) -> dict[str, list[str | None]]:
+        await store.insert_many(rows)
+        return {wanted: [r.model for r in await everything(store, model=wanted)]
+                for wanted in ("sonnet", "4-5", "opus", "_", "%", "d_m", "nothing")}
+    assert with_store(db_target, body) == {
+        "sonnet": ["claude-sonnet-4-6", "claude-sonnet-4-5"],
+        "4-5": ["claude-haiku-4-5", "claude-sonnet-4-5"],
+        "opus": ["CLAUDE-OPUS"],  # case does not matter, on either engine
+        "_": ["odd_model%"], "%": ["odd_model%"], "d_m": ["odd_model%"], "nothing": []}
+
+
+def test_error_messages_are_kept_to_one_bounded_line(db_target: str) -> None:
+    page = "<html>\n<body>" + "gateway trouble " * 100 + "</body></html>"
+    row = entry(1.0, status=502, error_type="api_error", error_message=page,
+                attempts=(Attempt(1, 502, "api_error", 1.0, message=page),))
+
+    async def body(store: RequestLogStore, db: Database) -> StoredLog:
+        await store.insert_many([row])
+        return (await everything(store))[0]
+    stored = with_store(db_target, body)
+    for message in (stored.error_message, stored.attempts[0].message):
+        assert message is not None and len(message) == MAX_MESSAGE_CHARS
+        assert "\n" not in message and message.startswith("<html> <body>gateway trouble")
+        assert message.endswith("…")

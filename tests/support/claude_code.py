@@ -12,6 +12,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 REQUIRED = os.environ.get("REQUIRE_CLAUDE_CODE") == "1"
@@ -34,15 +37,50 @@ def find() -> str:
     return found
 
 
-def run_claude(executable: str, base_url: str, key: str, prompt: str,
-               *extra: str) -> subprocess.CompletedProcess[str]:
-    """`claude -p PROMPT` against `base_url` with the client key `key`, in a fresh HOME."""
+def run_claude(executable: str, base_url: str, key: str, prompt: str, *extra: str,
+               cwd: Path | None = None, key_variable: str = "ANTHROPIC_API_KEY",
+               env: Mapping[str, str] | None = None,
+               timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """`claude -p PROMPT` against `base_url` with the client key `key`, in a fresh HOME.
+
+    `cwd`: where the CLI runs, i.e. the project its tools see (default: the fresh HOME);
+    `key_variable`: which variable carries the key: ANTHROPIC_API_KEY (sent as `x-api-key`) or
+    ANTHROPIC_AUTH_TOKEN (sent as `Authorization: Bearer`); `env`: more variables; `timeout`:
+    seconds before subprocess.TimeoutExpired (the CLI is killed)."""
     with tempfile.TemporaryDirectory(prefix="claude-home-") as home:
-        env = {name: value for name, value in os.environ.items()
-               if not name.startswith(("ANTHROPIC_", "CLAUDE_"))}
-        env.update({"HOME": home, "ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_API_KEY": key,
-                    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1",
-                    "NO_COLOR": "1"})
-        return subprocess.run([executable, "-p", prompt, *extra], env=env, cwd=Path(home),
-                              capture_output=True, text=True, timeout=TIMEOUT,
-                              stdin=subprocess.DEVNULL, check=False)
+        return subprocess.run([executable, "-p", prompt, *extra],
+                              env=_environment(home, base_url, key, key_variable, env),
+                              cwd=cwd or Path(home), capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+
+
+@contextmanager
+def started_claude(executable: str, base_url: str, key: str, prompt: str, *extra: str,
+                   cwd: Path | None = None, key_variable: str = "ANTHROPIC_API_KEY",
+                   env: Mapping[str, str] | None = None,
+                   timeout: float = TIMEOUT) -> Iterator[subprocess.Popen[str]]:
+    """`run_claude`, still running: for a test that reads the CLI's stdout line by line as it
+    comes (stderr is piped too). Killed after `timeout` seconds, or when the block ends."""
+    with tempfile.TemporaryDirectory(prefix="claude-home-") as home, subprocess.Popen(
+            [executable, "-p", prompt, *extra],
+            env=_environment(home, base_url, key, key_variable, env), cwd=cwd or Path(home),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.DEVNULL) as process:
+        watchdog = threading.Timer(timeout, process.kill)
+        watchdog.start()
+        try:
+            yield process
+        finally:
+            watchdog.cancel()
+            if process.poll() is None:
+                process.kill()
+
+
+def _environment(home: str, base_url: str, key: str, key_variable: str,
+                 env: Mapping[str, str] | None) -> dict[str, str]:
+    variables = {name: value for name, value in os.environ.items()
+                 if not name.startswith(("ANTHROPIC_", "CLAUDE_"))}
+    variables.update({"HOME": home, "ANTHROPIC_BASE_URL": base_url, key_variable: key,
+                      "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+                      "DISABLE_AUTOUPDATER": "1", "NO_COLOR": "1", **(env or {})})
+    return variables

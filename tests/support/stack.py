@@ -100,14 +100,16 @@ class Stack:
 
 @contextmanager
 def running_stack(workdir: Path, accounts: tuple[str, ...] = ("a", "b"),
-                  env: dict[str, str] | None = None) -> Iterator[Stack]:
+                  env: dict[str, str] | None = None,
+                  args: list[str] | None = None) -> Iterator[Stack]:
+    """`args`: the command line (default: `--port 0`, a free port)."""
     with FakeAnthropic() as up:
         settings = {"ADMIN_KEY": ADMIN_KEY, "ENCRYPTION_KEY": ENCRYPTION_KEY,
                     "CLAUDE_BASE_URL": up.base_url, **(env or {})}
-        with KestrelProcess(workdir, env=settings) as kestrel:
+        with KestrelProcess(workdir, env=settings, args=args) as kestrel:
             admin_key = settings["ADMIN_KEY"]  # the env may bring its own
             with kestrel.client(headers={"X-Admin-Key": admin_key}) as client:
-                key = client.post("/admin/keys", json={"name": "tests"}).json()["key"]
+                key = _client_key(client)
             stack = Stack(up, kestrel, key, admin_key=admin_key)
             for name in accounts:
                 stack.add_account(name)
@@ -117,6 +119,19 @@ def running_stack(workdir: Path, accounts: tuple[str, ...] = ("a", "b"),
                 for sdk in stack.sdk_clients:
                     sdk.close()
                 stack.kestrel.stop()
+
+
+def _client_key(admin: httpx.Client) -> str:
+    """A new key for the stack's clients; "tests", or "tests 2"... when a copied or restarted
+    database already has a key of that name in use (names tell keys in use apart)."""
+    for attempt in range(1, 10):
+        created = admin.post("/admin/keys",
+                             json={"name": "tests" if attempt == 1 else f"tests {attempt}"})
+        if created.status_code != 409:
+            assert created.status_code == 201, created.text
+            key: str = created.json()["key"]
+            return key
+    raise AssertionError("no free name for the stack's key")
 
 
 def message_body(text: str = "hello", **extra: Any) -> dict[str, Any]:

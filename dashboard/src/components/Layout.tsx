@@ -1,6 +1,6 @@
 import { useState, type ReactNode } from "react";
 import { useSession } from "../context";
-import { hrefOf, navigate, PAGES, type Page } from "../lib/router";
+import { navHref, navigate, PAGES, type Page } from "../lib/router";
 import { applyTheme, type Theme } from "../lib/session";
 import { IconAccounts, IconKey, IconLogout, IconLogs, IconMoon, IconOverview, IconSun, IconUsage, Logo } from "./icons";
 import { cx } from "./ui";
@@ -14,7 +14,7 @@ const ICONS: Record<Page, (p: { size?: number }) => React.ReactElement> = {
 };
 
 export function NavLink({ page, current, compact = false }: { page: Page; current: Page; compact?: boolean }) {
-  const href = hrefOf(page);
+  const href = navHref(page);
   const Icon = ICONS[page];
   const active = page === current;
   return (

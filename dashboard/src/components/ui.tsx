@@ -98,9 +98,9 @@ export function Badge({ tone = "muted", dot = false, children, className }: {
   );
 }
 
-export function Card({ children, className }: { children: ReactNode; className?: string }) {
+export function Card({ children, className, testId }: { children: ReactNode; className?: string; testId?: string }) {
   return (
-    <div className={cx("rounded-xl bg-white shadow-sm ring-1 ring-zinc-200 dark:bg-zinc-900 dark:ring-zinc-800", className)}>
+    <div data-testid={testId} className={cx("rounded-xl bg-white shadow-sm ring-1 ring-zinc-200 dark:bg-zinc-900 dark:ring-zinc-800", className)}>
       {children}
     </div>
   );
@@ -159,24 +159,48 @@ export function PageHeader({ title, description, actions }: { title: string; des
   );
 }
 
-/** A modal dialog on the native <dialog>: focus trap, Escape and the top layer for free. */
-export function Modal({ open, title, onClose, children, footer, wide = false }: {
+/** The field a dialog opens on: the first enabled input, select or textarea (not a checkbox). */
+const FIRST_FIELD = ["input:not([type=hidden]):not([type=checkbox]):not([type=radio])", "select", "textarea"]
+  .map((s) => `${s}:not([disabled])`).join(", ");
+
+/**
+ * A modal dialog on the native <dialog>: focus trap, Escape and the top layer for free. It opens
+ * on its first field, if it has one (else the browser's choice). `dismissible={false}`: only its
+ * own buttons close it, not Escape, a click beside it or a × (a key shown once).
+ */
+export function Modal({ open, title, onClose, children, footer, wide = false, dismissible = true }: {
   open: boolean; title: string; onClose: () => void; children: ReactNode; footer?: ReactNode; wide?: boolean;
+  dismissible?: boolean;
 }) {
   const ref = useRef<HTMLDialogElement>(null);
   const titleId = useId();
   useEffect(() => {
     const dialog = ref.current;
     if (!dialog) return;
-    if (open && !dialog.open) dialog.showModal();
+    if (open && !dialog.open) {
+      dialog.showModal();
+      // React's autoFocus ran while the dialog was still closed, so showModal() chose the
+      // first focusable element: the × in the header.
+      dialog.querySelector<HTMLElement>(FIRST_FIELD)?.focus();
+    }
     if (!open && dialog.open) dialog.close();
   }, [open]);
+  // Closed by the browser, not by `open` (Chromium closes on a second Escape without asking):
+  // tell the owner, or open again when only the owner may close it.
+  const onNativeClose = () => {
+    const dialog = ref.current;
+    if (!open || !dialog || dialog.open) return;
+    if (dismissible) onClose();
+    else dialog.showModal();
+  };
   return (
     <dialog
       ref={ref}
       aria-labelledby={titleId}
-      onCancel={(e) => { e.preventDefault(); onClose(); }}
-      onClick={(e) => { if (e.target === ref.current) onClose(); }}
+      onCancel={(e) => { e.preventDefault(); if (dismissible) onClose(); }}
+      onKeyDown={(e) => { if (e.key === "Escape" && !dismissible) e.preventDefault(); }}
+      onClose={onNativeClose}
+      onClick={(e) => { if (e.target === ref.current && dismissible) onClose(); }}
       className={cx(
         "m-auto w-[calc(100%-1.5rem)] rounded-xl bg-white p-0 text-zinc-900 shadow-2xl ring-1 ring-zinc-200 backdrop:bg-zinc-950/50 backdrop:backdrop-blur-[2px] dark:bg-zinc-900 dark:text-zinc-100 dark:ring-zinc-700",
         wide ? "max-w-2xl" : "max-w-md",
@@ -186,9 +210,11 @@ export function Modal({ open, title, onClose, children, footer, wide = false }: 
         <div className="flex max-h-[85vh] flex-col">
           <div className="flex items-center justify-between border-b border-zinc-200 px-5 py-3.5 dark:border-zinc-800">
             <h2 id={titleId} className="text-base font-semibold">{title}</h2>
-            <button type="button" onClick={onClose} aria-label="Close" className="rounded-md p-1 text-zinc-500 hover:bg-zinc-100 hover:text-zinc-800 dark:hover:bg-zinc-800 dark:hover:text-zinc-200">
-              <IconX size={18} />
-            </button>
+            {dismissible && (
+              <button type="button" onClick={onClose} aria-label="Close" className="rounded-md p-1 text-zinc-500 hover:bg-zinc-100 hover:text-zinc-800 dark:hover:bg-zinc-800 dark:hover:text-zinc-200">
+                <IconX size={18} />
+              </button>
+            )}
           </div>
           <div className="overflow-y-auto px-5 py-4">{children}</div>
           {footer && (
@@ -337,9 +363,11 @@ export function CopyButton({ text, label = "Copy", className }: { text: string; 
   );
 }
 
-export function Stat({ label, value, sub, tone, className }: { label: string; value: ReactNode; sub?: ReactNode; tone?: Tone; className?: string }) {
+export function Stat({ label, value, sub, tone, className, testId }: {
+  label: string; value: ReactNode; sub?: ReactNode; tone?: Tone; className?: string; testId?: string;
+}) {
   return (
-    <Card className={cx("px-4 py-3.5", className)}>
+    <Card className={cx("px-4 py-3.5", className)} testId={testId}>
       <p className="text-xs font-medium tracking-wide text-zinc-500 uppercase dark:text-zinc-400">{label}</p>
       <p className={cx("mt-1 text-2xl font-semibold tabular tracking-tight", toneText(tone))}>
         {value}
@@ -349,8 +377,9 @@ export function Stat({ label, value, sub, tone, className }: { label: string; va
   );
 }
 
+/** Radio buttons in a row; a null `value`: none chosen yet. */
 export function Segmented<T extends string>({ value, options, onChange, label }: {
-  value: T; options: { value: T; label: string }[]; onChange: (value: T) => void; label: string;
+  value: T | null; options: { value: T; label: string }[]; onChange: (value: T) => void; label: string;
 }) {
   return (
     <div role="radiogroup" aria-label={label} className="inline-flex rounded-lg bg-zinc-200/70 p-0.5 dark:bg-zinc-800">

@@ -1,6 +1,8 @@
 // The admin API client: one `fetch` wrapper that adds the admin key, turns Kestrel's error
 // shape into `ApiError`, and typed calls for each route the dashboard uses.
 
+import { rememberAccounts } from "./names";
+
 export type AccountStatus = "active" | "cooldown" | "disabled" | "invalid" | "exhausted";
 
 export interface UsageWindowRaw {
@@ -123,6 +125,11 @@ export interface Attempt {
   /** The proxy (`scheme://host:port`) when the attempt failed there: `proxy_unreachable`,
    * `proxy_refused` or `proxy_auth`. Absent on older servers. */
   proxy?: string | null;
+  /** The upstream's error message; absent on older servers. */
+  message?: string | null;
+  /** The account's name when the request was made (kept after a deletion); absent or null on
+   * older servers and rows. */
+  account_name?: string | null;
 }
 
 export interface LogRow {
@@ -133,9 +140,13 @@ export interface LogRow {
   status: number;
   key_id: number | null;
   account_id: number | null;
+  /** The serving account's name at the time; absent or null on older servers and rows. */
+  account_name?: string | null;
   model: string | null;
   stream: boolean;
   error_type: string | null;
+  /** Why, in words (the upstream's message or Kestrel's own); absent on older servers. */
+  error_message?: string | null;
   input_tokens: number;
   output_tokens: number;
   cache_read_tokens: number;
@@ -195,6 +206,9 @@ export interface SeriesPoint {
   cost_usd: number;
   p50_latency_ms: number | null;
   p95_latency_ms: number | null;
+  /** Time to first byte per bucket: absent on servers that give it only in totals and groups. */
+  p50_ttfb_ms?: number | null;
+  p95_ttfb_ms?: number | null;
 }
 
 export interface Stats {
@@ -380,7 +394,10 @@ export class Client {
     return (text ? JSON.parse(text) : undefined) as T;
   }
 
-  accounts = () => this.request<{ data: Account[] }>("GET", "/admin/accounts").then((r) => r.data);
+  accounts = () => this.request<{ data: Account[] }>("GET", "/admin/accounts").then((r) => {
+    rememberAccounts(r.data); // so that logs of an account deleted later keep its name
+    return r.data;
+  });
   createAccount = (input: AccountInput) => this.request<Account>("POST", "/admin/accounts", input);
   updateAccount = (id: number, input: AccountInput) =>
     this.request<Account>("PUT", `/admin/accounts/${id}`, input);

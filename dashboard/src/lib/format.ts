@@ -139,3 +139,15 @@ export function usageTone(utilization: number, status?: string | null): Tone {
   if (status === "allowed_warning" || utilization >= 0.7) return "warn";
   return "good";
 }
+
+/**
+ * A model name in three parts for a narrow cell: the `claude-` prefix (left out on phones), a
+ * head that gives way to an ellipsis, and the last `tail` characters, always shown: names
+ * alike but for their end (claude-sonnet-4-5, claude-sonnet-4-6) must stay apart.
+ */
+export function modelParts(name: string, tail = 6): { prefix: string; head: string; tail: string } {
+  const prefix = name.startsWith("claude-") && name.length > "claude-".length ? "claude-" : "";
+  const rest = name.slice(prefix.length);
+  const cut = Math.max(0, rest.length - tail);
+  return { prefix, head: rest.slice(0, cut), tail: rest.slice(cut) };
+}

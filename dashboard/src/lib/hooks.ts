@@ -23,9 +23,10 @@ export interface Poll<T> {
 /**
  * Fetch now and every `interval` ms while the tab is visible. The previous data stays on
  * screen while a refresh is in flight and when one fails, so nothing flickers; an answer to a
- * superseded request (the deps changed meanwhile) is dropped.
+ * superseded request (the deps changed meanwhile) is dropped. A null `load`: nothing to fetch
+ * yet (it waits on something else); the poll stays loading.
  */
-export function usePoll<T>(load: () => Promise<T>, deps: unknown[], interval = 5000): Poll<T> {
+export function usePoll<T>(load: (() => Promise<T>) | null, deps: unknown[], interval = 5000): Poll<T> {
   const [data, setData] = useState<T | undefined>(undefined);
   const [error, setError] = useState<unknown>(null);
   const [loading, setLoading] = useState(true);
@@ -34,8 +35,10 @@ export function usePoll<T>(load: () => Promise<T>, deps: unknown[], interval = 5
   loadRef.current = load;
 
   const run = useCallback(async (gen: number) => {
+    const loader = loadRef.current;
+    if (!loader) return;
     try {
-      const value = await loadRef.current();
+      const value = await loader();
       if (gen !== generation.current) return;
       setData(value);
       setError(null);
@@ -47,9 +50,11 @@ export function usePoll<T>(load: () => Promise<T>, deps: unknown[], interval = 5
     }
   }, []);
 
+  const idle = load === null;
   useEffect(() => {
     const gen = ++generation.current;
     setLoading(true);
+    if (idle) return;
     void run(gen);
     if (!interval) return;
     const timer = window.setInterval(() => {
@@ -57,7 +62,7 @@ export function usePoll<T>(load: () => Promise<T>, deps: unknown[], interval = 5
     }, interval);
     return () => window.clearInterval(timer);
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [...deps, interval]);
+  }, [...deps, interval, idle]);
 
   const refresh = useCallback(() => run(generation.current), [run]);
   return { data, error, loading: loading && data === undefined, refresh, update: setData };

@@ -26,6 +26,21 @@ export function hrefOf(page: Page): string {
   return path === "/" ? `${BASE}/` : `${BASE}${path}`;
 }
 
+// The query string a page last had (its filters), for as long as the app runs: the way back to
+// a page from the navigation returns to it as it was left. A reload keeps the URL itself.
+const searches = new Map<Page, string>();
+
+/** Keep `search` ("?status=429", or "" for none) as where `page` was left. */
+export function rememberSearch(page: Page, search: string): void {
+  if (search) searches.set(page, search);
+  else searches.delete(page);
+}
+
+/** Where the navigation sends to `page`: its path, with the query string it was left with. */
+export function navHref(page: Page): string {
+  return hrefOf(page) + (searches.get(page) ?? "");
+}
+
 const EVENT = "kestrel:navigate";
 
 export function navigate(href: string, replace = false): void {

@@ -1,6 +1,6 @@
 // /admin/stats series and /admin/usage days → what the charts draw.
 
-import type { SeriesPoint, Stats, UsageRow } from "./api";
+import type { SeriesPoint, Stats, StatsGroup, UsageRow, Window } from "./api";
 import { formatClock, parseTime } from "./format";
 import { costPerDay, dayStart } from "./report";
 
@@ -22,8 +22,43 @@ export function chartPoints(series: SeriesPoint[]): ChartPoint[] {
       cache_write: p.cache_creation_tokens,
       p50: p.p50_latency_ms,
       p95: p.p95_latency_ms,
+      ttfb_p50: p.p50_ttfb_ms ?? null,
+      ttfb_p95: p.p95_ttfb_ms ?? null,
     },
   }));
+}
+
+/** Whether the server gives time to first byte per bucket (newer servers), not only in totals. */
+export function hasTtfbSeries(series: SeriesPoint[]): boolean {
+  return series.length > 0 && series.every((p) => "p50_ttfb_ms" in p);
+}
+
+/** Requests in the last hour, day and week, as far as they are known yet (a week is asked for
+ * only when the day had none). */
+export interface WindowCounts {
+  hour: number;
+  day: number;
+  week?: number;
+}
+
+/**
+ * The window the overview opens with, from where the traffic lies: the last hour (in minutes)
+ * when all of the day's requests are in it, or when there are none at all (a new pool); the
+ * day when it has older ones; the week when only it has any. Undefined: the week must be
+ * counted first (`counts.week` is missing and the day had none).
+ */
+export function autoWindow(counts: WindowCounts): Window | undefined {
+  if (counts.day > 0) return counts.hour >= counts.day ? "1h" : "24h";
+  if (counts.week === undefined) return undefined;
+  return counts.week > 0 ? "7d" : "1h";
+}
+
+/** The models (busiest first, at most `limit`) with a time to first byte, for a chart by model. */
+export function ttfbByModel(models: (StatsGroup & { model: string | null })[], limit = 6): { model: string; p50: number; p95: number }[] {
+  return models
+    .filter((m) => m.p50_ttfb_ms !== null && m.p95_ttfb_ms !== null)
+    .slice(0, limit)
+    .map((m) => ({ model: m.model ?? "unknown model", p50: m.p50_ttfb_ms ?? 0, p95: m.p95_ttfb_ms ?? 0 }));
 }
 
 /** One point a day from `from` to `to`, valued at the day's cost over all groups (0 when none):

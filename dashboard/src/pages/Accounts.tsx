@@ -116,7 +116,8 @@ export function Accounts() {
       {actionError && <ErrorBanner className="mb-4" error={actionError} />}
       {accounts.error != null && <ErrorBanner className="mb-4" error={`Could not load accounts: ${describeError(accounts.error)}`} onRetry={accounts.refresh} />}
 
-      <Card className="overflow-hidden">
+      {/* Never loaded (the banner above says why): no list, and no "no accounts yet" either. */}
+      {accounts.data === undefined && !accounts.loading ? null : <Card className="overflow-hidden">
         {accounts.loading ? <Loading label="Loading accounts…" /> : list.length === 0 ? (
           <Empty title="No accounts yet" action={<Button variant="primary" onClick={() => setAdding(true)}><IconPlus size={16} /> Add API-key account</Button>}>
             Add an Anthropic API key{oauth ? " or connect a Claude subscription" : ""} and Kestrel starts serving requests with it.
@@ -206,7 +207,7 @@ export function Accounts() {
             </ul>
           </>
         )}
-      </Card>
+      </Card>}
 
       <AccountForm
         open={adding}

@@ -89,7 +89,8 @@ export function Keys() {
       />
       {keys.error != null && <ErrorBanner className="mb-4" error={`Could not load keys: ${describeError(keys.error)}`} onRetry={keys.refresh} />}
 
-      <Card className="overflow-hidden">
+      {/* Never loaded (the banner above says why): no list to show, and no "no keys yet" either. */}
+      {keys.data === undefined && !keys.loading ? null : <Card className="overflow-hidden">
         {keys.loading ? <Loading label="Loading keys…" /> : rows.length === 0 ? (
           <Empty title="No client keys yet" action={<Button variant="primary" onClick={() => setCreating(true)}><IconPlus size={16} /> Create key</Button>}>
             Clients authenticate to Kestrel with a key of their own; create one per person or machine so you can revoke it alone.
@@ -146,7 +147,7 @@ export function Keys() {
             </ul>
           </>
         )}
-      </Card>
+      </Card>}
 
       <KeyForm open={creating} onClose={() => setCreating(false)}
         onCreated={async (k) => { setCreating(false); setCreated(k); await keys.refresh(); }} />
@@ -202,8 +203,9 @@ function ShowKey({ created, onClose }: { created: CreatedKey | null; onClose: ()
   const list = created ? snippets(origin, created.key) : [];
   const current = list.find((s) => s.id === tab) ?? list[0];
   return (
-    <Modal open={created !== null} title={`Key “${created?.name ?? ""}” created`} onClose={onClose} wide
-      footer={<Button variant="primary" onClick={onClose}>Done</Button>}>
+    // Closed only on purpose: an Escape or a stray click must not lose a key shown once.
+    <Modal open={created !== null} title={`Key “${created?.name ?? ""}” created`} onClose={onClose} wide dismissible={false}
+      footer={<Button variant="primary" onClick={onClose}>I have copied it, close</Button>}>
       {created && (
         <div className="space-y-5">
           <div className="flex items-start gap-2.5 rounded-lg bg-amber-50 px-3.5 py-2.5 text-sm text-amber-900 ring-1 ring-inset ring-amber-600/20 dark:bg-amber-400/10 dark:text-amber-200 dark:ring-amber-400/25">

@@ -1,53 +1,34 @@
-import { useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { useCallback, useEffect, useId, useMemo, useRef, useState } from "react";
 import { IconPause, IconPlay, IconRefresh } from "../components/icons";
+import { ModelName } from "../components/ModelName";
 import { Badge, Button, Card, CopyButton, cx, Empty, ErrorBanner, inputClass, Loading, Modal, PageHeader } from "../components/ui";
 import { useSession } from "../context";
-import { describeError, type Account, type ApiKey, type LogFilters, type LogRow } from "../lib/api";
+import { describeError, type ApiKey, type LogRow } from "../lib/api";
 import { compact, formatClock, formatDateTime, formatInt, formatMs, httpTone, relativeTime } from "../lib/format";
 import { useDebounced, useNow, usePoll } from "../lib/hooks";
+import { filtersFromSearch, logError, NO_FILTERS, RANGES, searchOf, statusProblem, toQuery, type FilterState } from "../lib/logs";
 import { logCost } from "../lib/money";
+import { accountLabel, knownNames } from "../lib/names";
 import { appendOlder, mergeNewer } from "../lib/paging";
 import { proxyFailure } from "../lib/proxy";
+import { hrefOf, navigate, rememberSearch, useLocation } from "../lib/router";
 
 const PAGE_SIZE = 50;
 const TAIL_MS = 3000;
-
-const RANGES: { value: string; label: string; seconds: number | null }[] = [
-  { value: "all", label: "Any time", seconds: null },
-  { value: "15m", label: "Last 15 min", seconds: 900 },
-  { value: "1h", label: "Last hour", seconds: 3600 },
-  { value: "24h", label: "Last 24 h", seconds: 86_400 },
-  { value: "7d", label: "Last 7 days", seconds: 7 * 86_400 },
-];
-
-interface FilterState {
-  account: string;
-  key: string;
-  status: string;
-  model: string;
-  range: string;
-}
-
-const NO_FILTERS: FilterState = { account: "", key: "", status: "", model: "", range: "all" };
-
-export function toQuery(f: FilterState, now: number): LogFilters {
-  const range = RANGES.find((r) => r.value === f.range)?.seconds ?? null;
-  return {
-    account_id: f.account ? Number(f.account) : undefined,
-    key_id: f.key ? Number(f.key) : undefined,
-    status: /^\d{3}$/.test(f.status.trim()) ? Number(f.status.trim()) : undefined,
-    model: f.model.trim() || undefined,
-    since: range ? new Date(now - range * 1000).toISOString() : undefined,
-  };
-}
 
 export function Logs() {
   const { client } = useSession();
   const accounts = usePoll(() => client.accounts(), [client], 30_000);
   const keys = usePoll(() => client.keys(), [client], 30_000);
+  // The model names seen this year, offered as the model filter's choices.
+  const models = usePoll(() => client.usage({ group_by: "model", period: "month" }), [client], 300_000);
   const now = useNow(5000);
+  const location = useLocation();
+  const ids = useId();
 
-  const [filters, setFilters] = useState<FilterState>(NO_FILTERS);
+  // The filters live in the URL (`/app/logs?key=3&status=429`): a reload, a link or the way
+  // back to this page shows the same requests.
+  const [filters, setFilters] = useState<FilterState>(() => filtersFromSearch(location.search));
   // Typing in the status or model box waits for a pause; the selects apply at once.
   const typedStatus = useDebounced(filters.status, 350);
   const typedModel = useDebounced(filters.model, 350);
@@ -64,7 +45,24 @@ export function Logs() {
   const [selected, setSelected] = useState<LogRow | null>(null);
   const generation = useRef(0);
 
-  const statusValid = applied.status.trim() === "" || /^\d{3}$/.test(applied.status.trim());
+  // The query string this page wrote last: another one came from elsewhere (back, a link).
+  const written = useRef(location.search);
+  useEffect(() => {
+    if (location.search === written.current) return;
+    written.current = location.search;
+    const next = filtersFromSearch(location.search);
+    setFilters((current) => JSON.stringify(current) === JSON.stringify(next) ? current : next);
+  }, [location.search]);
+  useEffect(() => {
+    const search = searchOf(applied);
+    rememberSearch("logs", search);
+    if (search === written.current) return;
+    written.current = search;
+    navigate(hrefOf("logs") + search, true);
+  }, [applied]);
+
+  const statusError = statusProblem(applied.status);
+  const statusValid = statusError === null;
 
   const loadFirst = useCallback(async () => {
     const gen = ++generation.current;
@@ -83,8 +81,17 @@ export function Logs() {
   }, [client, applied]);
 
   useEffect(() => {
-    if (!statusValid) return;
-    void loadFirst();
+    if (statusValid) {
+      void loadFirst();
+      return;
+    }
+    // Nothing is asked with a status the server would refuse: no rows of an earlier filter
+    // stay on screen, and an answer still on its way is dropped.
+    generation.current++;
+    setRows([]);
+    setCursor(null);
+    setError(null);
+    setLoading(false);
   }, [loadFirst, statusValid]);
 
   // Live tail: fetch the newest page again and put what is new on top.
@@ -126,11 +133,16 @@ export function Logs() {
     }
   };
 
-  const accountName = (id: number | null) => nameOf(accounts.data, id);
+  // An account deleted since keeps the name this browser saw (the logs keep only its id).
+  const known = useMemo(() => knownNames(), [accounts.data]);
+  const accountName = (id: number | null, logged?: string | null) => accountLabel(id, accounts.data, known, logged);
   const keyName = (id: number | null) => nameOf(keys.data, id);
   const keyOwner = (id: number | null) => keys.data?.find((k) => k.id === id)?.owner ?? null;
   const set = (patch: Partial<FilterState>) => setFilters((f) => ({ ...f, ...patch }));
   const filtered = JSON.stringify(filters) !== JSON.stringify(NO_FILTERS);
+  const modelNames = useMemo(
+    () => [...new Set((models.data?.data ?? []).map((r) => r.model).filter((m): m is string => !!m))].sort(),
+    [models.data]);
 
   return (
     <>
@@ -139,7 +151,7 @@ export function Logs() {
         description="Every request on the proxy routes, newest first. Open a row to see each upstream attempt."
         actions={
           <>
-            <Button onClick={() => void loadFirst()} disabled={loading}><IconRefresh size={16} /> Refresh</Button>
+            <Button onClick={() => void loadFirst()} disabled={loading || !statusValid}><IconRefresh size={16} /> Refresh</Button>
             <Button variant={live ? "primary" : "secondary"} onClick={() => setLive((v) => !v)} aria-pressed={live}>
               {live ? <><span className="relative flex size-2"><span className="absolute inline-flex size-full animate-ping rounded-full bg-white/70" /><span className="relative inline-flex size-2 rounded-full bg-white" /></span> Live <IconPause size={14} /></> : <><IconPlay size={14} /> Live tail</>}
             </Button>
@@ -152,25 +164,43 @@ export function Logs() {
           <select aria-label="Account" className={inputClass} value={filters.account} onChange={(e) => set({ account: e.target.value })}>
             <option value="">All accounts</option>
             {(accounts.data ?? []).map((a) => <option key={a.id} value={a.id}>{a.name}</option>)}
+            {/* One the URL names that the list lacks (deleted, or not loaded yet): still shown. */}
+            {filters.account && !accounts.data?.some((a) => String(a.id) === filters.account) && (
+              <option value={filters.account}>{accountName(Number(filters.account))}</option>
+            )}
           </select>
           <select aria-label="Key" className={inputClass} value={filters.key} onChange={(e) => set({ key: e.target.value })}>
             <option value="">All keys</option>
             {(keys.data ?? []).map((k) => <option key={k.id} value={k.id}>{k.name}{k.revoked_at ? " (revoked)" : ""}</option>)}
+            {filters.key && !keys.data?.some((k) => String(k.id) === filters.key) && (
+              <option value={filters.key}>{keyName(Number(filters.key))}</option>
+            )}
           </select>
           <input aria-label="Status" inputMode="numeric" placeholder="Status, e.g. 429" maxLength={3}
+            aria-invalid={!statusValid} aria-describedby={statusValid ? undefined : `${ids}-status`}
             className={cx(inputClass, !statusValid && "ring-red-500 dark:ring-red-500")} value={filters.status} onChange={(e) => set({ status: e.target.value })} />
-          <input aria-label="Model" placeholder="Model" className={inputClass} value={filters.model} onChange={(e) => set({ model: e.target.value })} spellCheck={false} />
+          <input aria-label="Model" placeholder="Model" className={inputClass} value={filters.model} onChange={(e) => set({ model: e.target.value })}
+            spellCheck={false} autoComplete="off" list={`${ids}-models`} />
+          <datalist id={`${ids}-models`}>
+            {modelNames.map((m) => <option key={m} value={m} />)}
+          </datalist>
           <select aria-label="Time range" className={inputClass} value={filters.range} onChange={(e) => set({ range: e.target.value })}>
             {RANGES.map((r) => <option key={r.value} value={r.value}>{r.label}</option>)}
           </select>
           <Button variant="ghost" disabled={!filtered} onClick={() => setFilters(NO_FILTERS)}>Clear</Button>
         </div>
+        {!statusValid && (
+          <p id={`${ids}-status`} role="alert" className="mt-2 px-1 text-xs text-red-600 dark:text-red-400">{statusError}</p>
+        )}
       </Card>
 
       {error != null && <ErrorBanner className="mb-4" error={`Could not load logs: ${describeError(error)}`} onRetry={() => void loadFirst()} />}
 
-      <Card className="overflow-hidden">
-        {loading && rows.length === 0 ? <Loading label="Loading logs…" /> : rows.length === 0 ? (
+      {/* A first page that failed to load is not "no requests": the banner above says it all. */}
+      {error != null && rows.length === 0 && !loading ? null : <Card className="overflow-hidden">
+        {!statusValid ? (
+          <Empty title="Fix the status filter">Nothing is asked of the server until the status is one it can match.</Empty>
+        ) : loading && rows.length === 0 ? <Loading label="Loading logs…" /> : rows.length === 0 ? (
           <Empty title={filtered ? "No requests match these filters" : "No requests yet"}>
             {filtered ? "Widen the time range or clear a filter." : "Requests appear here as soon as a client uses a key. Turn on the live tail to watch them arrive."}
           </Empty>
@@ -181,7 +211,8 @@ export function Logs() {
                 <tr>
                   <th className="px-3 py-2.5 font-medium sm:px-4">Time</th>
                   <th className="px-2 py-2.5 font-medium sm:px-3">Status</th>
-                  <th className="hidden px-3 py-2.5 font-medium md:table-cell">Route</th>
+                  <th className="hidden px-3 py-2.5 font-medium lg:table-cell">Error</th>
+                  <th className="hidden px-3 py-2.5 font-medium 2xl:table-cell">Route</th>
                   <th className="px-2 py-2.5 font-medium sm:px-3">Model</th>
                   <th className="hidden px-3 py-2.5 font-medium sm:table-cell">Account</th>
                   <th className="hidden px-3 py-2.5 font-medium lg:table-cell">Key</th>
@@ -192,34 +223,41 @@ export function Logs() {
                 </tr>
               </thead>
               <tbody className="divide-y divide-zinc-100 dark:divide-zinc-800">
-                {rows.map((r) => (
-                  <tr
-                    key={r.id}
-                    tabIndex={0}
-                    data-testid="log-row"
-                    onClick={() => setSelected(r)}
-                    onKeyDown={(e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); setSelected(r); } }}
-                    className={cx("cursor-pointer hover:bg-zinc-50 focus:bg-zinc-50 focus:outline-none dark:hover:bg-zinc-800/40 dark:focus:bg-zinc-800/40", fresh.has(r.id) && "bg-teal-50/70 dark:bg-teal-400/5")}
-                  >
-                    <td className="px-3 py-2.5 whitespace-nowrap text-zinc-600 tabular sm:px-4 dark:text-zinc-400" title={formatDateTime(r.ts)}>{formatClock(r.ts, now)}</td>
-                    <td className="px-2 py-2.5 sm:px-3"><Badge tone={httpTone(r.status)}>{r.status}</Badge></td>
-                    <td className="hidden px-3 py-2.5 font-mono text-xs whitespace-nowrap text-zinc-600 md:table-cell dark:text-zinc-400">{r.route}{r.stream && <span className="ml-1.5 rounded bg-zinc-100 px-1 py-px font-sans text-[10px] font-medium text-zinc-500 dark:bg-zinc-800">SSE</span>}</td>
-                    <td className="max-w-[8.5rem] truncate px-2 py-2.5 whitespace-nowrap sm:max-w-52 sm:px-3">{r.model ?? <span className="text-zinc-400">—</span>}</td>
-                    <td className="hidden px-3 py-2.5 whitespace-nowrap sm:table-cell">{accountName(r.account_id)}</td>
-                    <td className="hidden px-3 py-2.5 whitespace-nowrap text-zinc-600 lg:table-cell dark:text-zinc-400">{keyName(r.key_id)}</td>
-                    <td className="hidden px-3 py-2.5 text-right whitespace-nowrap tabular text-zinc-600 md:table-cell dark:text-zinc-400">{compact(r.input_tokens)} / {compact(r.output_tokens)}</td>
-                    <td className="hidden px-3 py-2.5 text-right whitespace-nowrap tabular sm:table-cell"><Cost row={r} /></td>
-                    <td className="px-3 py-2.5 text-right whitespace-nowrap tabular">{formatMs(r.latency_ms)}</td>
-                    <td className="hidden px-4 py-2.5 text-right sm:table-cell">
-                      <span className={cx("tabular", r.attempts.length > 1 ? "font-semibold text-amber-600 dark:text-amber-400" : "text-zinc-500")}>{r.attempts.length}</span>
-                    </td>
-                  </tr>
-                ))}
+                {rows.map((r) => {
+                  const failure = logError(r);
+                  return (
+                    <tr
+                      key={r.id}
+                      tabIndex={0}
+                      data-testid="log-row"
+                      onClick={() => setSelected(r)}
+                      onKeyDown={(e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); setSelected(r); } }}
+                      className={cx("cursor-pointer hover:bg-zinc-50 focus:bg-zinc-50 focus:outline-none dark:hover:bg-zinc-800/40 dark:focus:bg-zinc-800/40", fresh.has(r.id) && "bg-teal-50/70 dark:bg-teal-400/5")}
+                    >
+                      <td className="px-3 py-2.5 whitespace-nowrap text-zinc-600 tabular sm:px-4 dark:text-zinc-400" title={formatDateTime(r.ts)}>{formatClock(r.ts, now)}</td>
+                      <td className="px-2 py-2.5 sm:px-3"><Badge tone={httpTone(r.status)}>{r.status}</Badge></td>
+                      {/* Room for the error, on two lines at most; the detail has it whole. */}
+                      <td className="hidden px-3 py-2 text-xs text-red-700 lg:table-cell dark:text-red-300">
+                        {failure && <span className="line-clamp-2 min-w-60 max-w-80 [overflow-wrap:anywhere]">{failure}</span>}
+                      </td>
+                      <td className="hidden px-3 py-2.5 font-mono text-xs whitespace-nowrap text-zinc-600 2xl:table-cell dark:text-zinc-400">{r.route}{r.stream && <span className="ml-1.5 rounded bg-zinc-100 px-1 py-px font-sans text-[10px] font-medium text-zinc-500 dark:bg-zinc-800">SSE</span>}</td>
+                      <td className="px-2 py-2.5 sm:px-3">{r.model ? <ModelName name={r.model} className="max-w-[8.5rem] sm:max-w-52" /> : <span className="text-zinc-400">—</span>}</td>
+                      <td className="hidden px-3 py-2.5 whitespace-nowrap sm:table-cell">{accountName(r.account_id, r.account_name)}</td>
+                      <td className="hidden px-3 py-2.5 whitespace-nowrap text-zinc-600 lg:table-cell dark:text-zinc-400">{keyName(r.key_id)}</td>
+                      <td className="hidden px-3 py-2.5 text-right whitespace-nowrap tabular text-zinc-600 md:table-cell dark:text-zinc-400">{compact(r.input_tokens)} / {compact(r.output_tokens)}</td>
+                      <td className="hidden px-3 py-2.5 text-right whitespace-nowrap tabular sm:table-cell"><Cost row={r} /></td>
+                      <td className="px-3 py-2.5 text-right whitespace-nowrap tabular">{formatMs(r.latency_ms)}</td>
+                      <td className="hidden px-4 py-2.5 text-right sm:table-cell">
+                        <span className={cx("tabular", r.attempts.length > 1 ? "font-semibold text-amber-600 dark:text-amber-400" : "text-zinc-500")}>{r.attempts.length}</span>
+                      </td>
+                    </tr>
+                  );
+                })}
               </tbody>
             </table>
           </div>
         )}
-        {rows.length > 0 && (
+        {statusValid && rows.length > 0 && (
           <div className="flex items-center justify-between border-t border-zinc-200 px-4 py-2.5 text-xs text-zinc-500 dark:border-zinc-800 dark:text-zinc-400">
             <span>{formatInt(rows.length)} request{rows.length === 1 ? "" : "s"} shown{live && " · live"}</span>
             {cursor ? (
@@ -229,20 +267,20 @@ export function Logs() {
             )}
           </div>
         )}
-      </Card>
+      </Card>}
 
       <LogDetail row={selected} onClose={() => setSelected(null)} accountName={accountName} keyName={keyName} keyOwner={keyOwner} now={now} />
     </>
   );
 }
 
-function nameOf(list: (Account | ApiKey)[] | undefined, id: number | null): string {
+function nameOf(list: ApiKey[] | undefined, id: number | null): string {
   if (id === null) return "—";
   return list?.find((x) => x.id === id)?.name ?? `#${id}`;
 }
 
 function LogDetail({ row, onClose, accountName, keyName, keyOwner, now }: {
-  row: LogRow | null; onClose: () => void; accountName: (id: number | null) => string; keyName: (id: number | null) => string;
+  row: LogRow | null; onClose: () => void; accountName: (id: number | null, logged?: string | null) => string; keyName: (id: number | null) => string;
   keyOwner: (id: number | null) => string | null; now: number;
 }) {
   return (
@@ -259,7 +297,7 @@ function LogDetail({ row, onClose, accountName, keyName, keyOwner, now }: {
 
           <dl className="grid grid-cols-2 gap-x-6 gap-y-3 sm:grid-cols-3">
             <Item label="Model">{row.model ?? "—"}</Item>
-            <Item label="Account">{accountName(row.account_id)}</Item>
+            <Item label="Account">{accountName(row.account_id, row.account_name)}</Item>
             <Item label="Key">{keyName(row.key_id)}{keyOwner(row.key_id) && <span className="text-zinc-500 dark:text-zinc-400"> · {keyOwner(row.key_id)}</span>}</Item>
             <Item label="Latency">{formatMs(row.latency_ms)}</Item>
             <Item label="First byte">{formatMs(row.ttfb_ms)}</Item>
@@ -269,6 +307,12 @@ function LogDetail({ row, onClose, accountName, keyName, keyOwner, now }: {
             <Item label="Cache read / write">{formatInt(row.cache_read_tokens)} / {formatInt(row.cache_creation_tokens)}</Item>
             <Item label="Cost"><Cost row={row} explain /></Item>
           </dl>
+          {logError(row) && (
+            <div className="rounded-lg bg-red-50 px-3.5 py-2.5 text-red-800 ring-1 ring-inset ring-red-600/20 dark:bg-red-500/10 dark:text-red-200 dark:ring-red-400/25">
+              <p className="text-xs font-medium">Error</p>
+              <p data-testid="log-error" className="mt-0.5 [overflow-wrap:anywhere]">{logError(row)}</p>
+            </div>
+          )}
           {row.user_agent && <dl><Item label="User agent"><span className="font-mono text-xs break-all">{row.user_agent}</span></Item></dl>}
           {row.instance && <dl><Item label="Instance"><span className="font-mono text-xs break-all">{row.instance}</span></Item></dl>}
           <div className="flex items-center gap-2">
@@ -286,12 +330,15 @@ function LogDetail({ row, onClose, accountName, keyName, keyOwner, now }: {
                 {row.attempts.map((a, i) => (
                   <li key={i} className="flex flex-wrap items-center gap-x-3 gap-y-1 rounded-lg bg-zinc-50 px-3 py-2 ring-1 ring-zinc-200 dark:bg-zinc-800/50 dark:ring-zinc-700/60">
                     <span className="flex size-5 items-center justify-center rounded-full bg-zinc-200 text-[11px] font-semibold text-zinc-700 dark:bg-zinc-700 dark:text-zinc-200">{i + 1}</span>
-                    <span className="font-medium">{accountName(a.account_id)}</span>
+                    <span className="font-medium">{accountName(a.account_id, a.account_name)}</span>
                     <Badge tone={httpTone(a.status)}>{a.status ?? "no answer"}</Badge>
                     {a.error_type && <span className="text-xs text-zinc-600 dark:text-zinc-400">{a.error_type}</span>}
                     <span className="ml-auto tabular text-xs text-zinc-500 dark:text-zinc-400">{formatMs(a.duration_ms)}</span>
                     {a.proxy && (
                       <p className="basis-full pl-8 text-xs break-all text-red-700 dark:text-red-300">{proxyFailure(a.error_type, a.proxy)}</p>
+                    )}
+                    {a.message && (
+                      <p className="basis-full pl-8 text-xs text-zinc-600 [overflow-wrap:anywhere] dark:text-zinc-400">{a.message}</p>
                     )}
                   </li>
                 ))}

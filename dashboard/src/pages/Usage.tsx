@@ -1,11 +1,13 @@
 import { useState } from "react";
 import { IconRefresh } from "../components/icons";
+import { ModelName } from "../components/ModelName";
 import { Button, Card, cx, Empty, ErrorBanner, inputClass, Loading, PageHeader, Segmented, Stat } from "../components/ui";
 import { useSession } from "../context";
 import { describeError, type UsageCounts, type UsageGroup, type UsagePeriod, type UsageReport } from "../lib/api";
 import { compact, formatInt } from "../lib/format";
 import { useDebounced, usePoll } from "../lib/hooks";
 import { formatUsd } from "../lib/money";
+import { accountLabel } from "../lib/names";
 import { byPeriod, defaultRange, groupName, groupOf, periodLabel, rangeLabel } from "../lib/report";
 
 const GROUPS: { value: UsageGroup; label: string }[] = [
@@ -86,7 +88,9 @@ export function Usage() {
         {report.loading ? <Loading label="Loading usage…" /> : !r ? null : r.data.length === 0 ? (
           <Empty title="No requests in this range">Widen the range, or come back once clients have used their keys.</Empty>
         ) : (
-          <UsageTable report={r} name={(group) => groupName(r.group_by, group, keys.data, accounts.data)} />
+          <UsageTable report={r} name={(group) => r.group_by === "account" && typeof group === "number"
+            ? accountLabel(group, accounts.data) // a deleted account: the name this browser saw
+            : groupName(r.group_by, group, keys.data, accounts.data)} />
         )}
       </Card>
     </>
@@ -153,9 +157,15 @@ function UsageTable({ report, name }: { report: UsageReport; name: (group: numbe
               const label = name(group);
               return (
                 <tr key={String(group)} data-testid="usage-row">
-                  <td className={cx("max-w-[9rem] truncate px-3 py-2.5 sm:max-w-64 sm:px-4", group === null ? "text-zinc-400 italic dark:text-zinc-500" : "font-medium text-zinc-900 dark:text-white")} title={label}>
-                    {label}
-                  </td>
+                  {report.group_by === "model" && group !== null ? (
+                    <td className="px-3 py-2.5 font-medium text-zinc-900 sm:px-4 dark:text-white">
+                      <ModelName name={label} className="max-w-[9rem] sm:max-w-64" />
+                    </td>
+                  ) : (
+                    <td className={cx("max-w-[9rem] truncate px-3 py-2.5 sm:max-w-64 sm:px-4", group === null ? "text-zinc-400 italic dark:text-zinc-500" : "font-medium text-zinc-900 dark:text-white")} title={label}>
+                      {label}
+                    </td>
+                  )}
                   <Figures counts={row} />
                 </tr>
               );
