@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -203,13 +203,8 @@ class Forwarder:
             cache_creation_tokens=tokens.cache_write, cost_usd=spent.usd, priced=spent.priced,
             latency_ms=(self._monotonic() - call.received) * 1000, ttfb_ms=ttfb_ms,
             client=call.client, user_agent=call.user_agent, error_message=error_message,
-            attempts=tuple(self._named(attempt) for attempt in attempts),
+            attempts=tuple(attempts),
         )
-
-    def _named(self, attempt: Attempt) -> Attempt:
-        """The attempt with its account's name as it is now, for the log to keep."""
-        account = self._pool.current(attempt.account_id)
-        return attempt if account is None else replace(attempt, account_name=account.name)
 
     async def _attempt(self, call: Call, account: Account, attempts: list[Attempt]) -> Relay:
         started = self._monotonic()
@@ -227,7 +222,8 @@ class Forwarder:
             await response.aclose()
             refused = summarize_message(body)
             attempts.append(Attempt(account.id, 401, refused.error_type,
-                                    self.elapsed_ms(started), message=refused.error_message))
+                                    self.elapsed_ms(started), message=refused.error_message,
+                                    account_name=account.name))
             credential = await self._refresh(account, credential, attempts, keep_valid=False)
             call_secrets += _secrets_of(credential)
             started = self._monotonic()
@@ -253,7 +249,8 @@ class Forwarder:
             await self._pool.report(account.id, AccountUpdate(
                 AccountState.INVALID, None, account.consecutive_failures + 1,
                 "the stored credential cannot be opened; enter it again"), self._clock())
-            attempts.append(Attempt(account.id, None, "credential_error", 0.0))
+            attempts.append(Attempt(account.id, None, "credential_error", 0.0,
+                                    account_name=account.name))
             raise _Retry from None
         if (account.type is AccountType.OAUTH and self._refresher is not None
                 and refresh_due(credential, self._clock())):
@@ -281,7 +278,8 @@ class Forwarder:
                 None if failed.invalid else failed.retry_at,
                 account.consecutive_failures + 1, failed.message)
             await self._pool.report(account.id, update, now)
-            attempts.append(Attempt(account.id, None, "oauth_refresh_failed", 0.0))
+            attempts.append(Attempt(account.id, None, "oauth_refresh_failed", 0.0,
+                                    account_name=account.name))
             raise _Retry from None
         self._pool.refreshed(account.id, fresh)
         return fresh
@@ -336,7 +334,8 @@ class Forwarder:
         outcome = classify_transport_error(kind, now=self._clock(),
                                            failures=account.consecutive_failures,
                                            jitter=self._jitter())
-        attempts.append(Attempt(account.id, None, kind, self.elapsed_ms(started), proxy))
+        attempts.append(Attempt(account.id, None, kind, self.elapsed_ms(started), proxy,
+                                account_name=account.name))
         await self._pool.report(account.id, outcome.update, self._clock())
 
     async def _upstream_error(self, call: Call, account: Account, response: UpstreamResponse,
@@ -344,7 +343,8 @@ class Forwarder:
                               secrets: tuple[bytes, ...]) -> Relay:
         body, outcome, summary = await self._judge_error(account, response, secrets)
         attempts.append(Attempt(account.id, response.status, summary.error_type,
-                                self.elapsed_ms(started), message=summary.error_message))
+                                self.elapsed_ms(started), message=summary.error_message,
+                                account_name=account.name))
         if outcome.verdict is Verdict.RETRY_NEXT:
             log.info("account %s answered %s; trying the next account", account.name,
                      response.status, extra={"account": {"id": account.id}})
@@ -385,7 +385,8 @@ class Forwarder:
                 "the upstream answered 2xx with a body that is not a message"), started, attempts)
             raise _Retry
         upstream_ms = self.elapsed_ms(started)
-        attempts.append(Attempt(account.id, response.status, None, upstream_ms))
+        attempts.append(Attempt(account.id, response.status, None, upstream_ms,
+                                account_name=account.name))
         await self._succeeded(account)
         self.record(call, status=response.status, attempts=attempts,
                     account_id=account.id, summary=summary, ttfb_ms=upstream_ms)
@@ -415,8 +416,8 @@ class Forwarder:
             await self._transport_failure(account, httpx.RemoteProtocolError(
                 "the upstream ended the stream before its first event"), started, attempts)
             raise _Retry
-        attempts.append(Attempt(account.id, response.status, None,
-                                self.elapsed_ms(started)))
+        attempts.append(Attempt(account.id, response.status, None, self.elapsed_ms(started),
+                                account_name=account.name))
         await self._succeeded(account)
         body = StreamRelay(self, call, account, response, first, chunks, attempts, secrets)
         return Relay(response.status, downstream_headers(response.header_items()), body,
