@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -121,7 +122,7 @@ def test_account_test_says_what_upstream_answered_and_sets_the_exit_status(stack
                                                    "invalid x-api-key")])
     failed = cli(stack, "accounts", "test", "b")
     assert failed.returncode == 1
-    assert failed.stdout == ("b: failed (401 authentication_error): invalid x-api-key; the "
+    assert failed.stdout == ("b: failed, 401 authentication_error: invalid x-api-key; the "
                              "account is invalid.\n")
     stack.up.script(account_key("a"), [steps.overloaded()])
     result = cli(stack, "accounts", "test", "a", "--json")
@@ -130,6 +131,14 @@ def test_account_test_says_what_upstream_answered_and_sets_the_exit_status(stack
     assert (answer["ok"], answer["status"], answer["error_type"]) == (False, 529,
                                                                       "overloaded_error")
     assert answer["account"]["status"] == "cooldown"
+    with stack.admin() as admin:  # an upstream nobody answers on
+        admin.put(f"/admin/accounts/{stack.accounts['a']}",
+                  json={"base_url": "http://127.0.0.1:9"})
+    ok(cli(stack, "accounts", "reset", "a"))
+    unreachable = cli(stack, "accounts", "test", "a")
+    assert unreachable.returncode == 1
+    assert re.fullmatch(r"a: failed, no answer from upstream \(connect\); the account is in "
+                        r"cooldown, in \d+ s\.\n", unreachable.stdout), unreachable.stdout
 
 
 def test_a_proxy_password_never_goes_on_the_command_line(stack: Stack) -> None:

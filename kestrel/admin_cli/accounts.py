@@ -145,15 +145,19 @@ def test_account(args: argparse.Namespace, session: Session) -> int:
     if session.as_json:
         session.print_json(result)
         return 0 if result["ok"] else 1
-    after = result["account"]["status"]
+    after = _status(result["account"], session.now).text
+    after = f"in {after}" if after.startswith("cooldown") else after
     if result["ok"]:
         session.print(f"{account['name']}: ok, upstream answered {result['status']} in "
                       f"{millis(result['latency_ms'])}; the account is {after}.")
         return 0
-    said = " ".join(str(part) for part in (result["status"], result["error_type"],
-                                           result["proxy"]) if part is not None)
+    if result["status"] is None:  # no HTTP answer: the connection or the proxy failed
+        via = f" through {result['proxy']}" if result["proxy"] else ""
+        said = f"no answer from upstream{via} ({result['error_type']})"
+    else:
+        said = f"{result['status']} {result['error_type'] or ''}".rstrip()
     message = f": {result['message']}" if result["message"] else ""
-    session.print(f"{account['name']}: failed ({said}){message}; the account is {after}.")
+    session.print(f"{account['name']}: failed, {said}{message}; the account is {after}.")
     return 1
 
 
