@@ -300,6 +300,9 @@ class Forwarder:
     async def _observe_usage(self, account: Account, response: UpstreamResponse) -> None:
         """Every answer may carry the subscription's usage windows (OAuth) or the key's rate
         limit headroom (API keys): keep the latest."""
+        now = self._clock()
+        # Headroom is read at most once a second per account: most answers skip it.
+        limits_due = self._pool.rate_limits_due(account.id, now)
         # Only the rate-limit headers matter here: pick them from the raw bytes rather than
         # decoding every header of every answer.
         unified: dict[str, str] = {}
@@ -307,9 +310,10 @@ class Forwarder:
         for raw_name, raw_value in response.headers:
             name = raw_name.lower()
             if name.startswith(_RATELIMIT_PREFIX):
-                kept = unified if name.startswith(_UNIFIED_PREFIX) else limits
-                kept[name.decode("latin-1")] = raw_value.decode("latin-1")
-        now = self._clock()
+                if name.startswith(_UNIFIED_PREFIX):
+                    unified[name.decode("latin-1")] = raw_value.decode("latin-1")
+                elif limits_due:
+                    limits[name.decode("latin-1")] = raw_value.decode("latin-1")
         if limits:
             await self._pool.observe_rate_limits(account.id, limits, now)
         if not unified:

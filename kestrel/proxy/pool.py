@@ -169,9 +169,7 @@ class AccountPool:
         """Keep the API rate-limit headroom an answer reported. Parsed at most once a second
         per account (a busy account answers far more often than anyone reads it), stored every
         USAGE_WRITE_SECONDS."""
-        seen = self._rate_limits.get(account_id)
-        if (seen is not None and now - seen.observed_at < LIMITS_PARSE_SECONDS) \
-                or account_id not in self._accounts:
+        if not self.rate_limits_due(account_id, now) or account_id not in self._accounts:
             return
         limits = parse_rate_limits(headers, now=now)
         if limits is None:
@@ -184,6 +182,11 @@ class AccountPool:
             except Exception:
                 # Shown, never acted on: an unwritable database must not fail the request.
                 log.warning("could not store the rate limits of account %s", account_id)
+
+    def rate_limits_due(self, account_id: int, now: float) -> bool:
+        """Whether an answer's headroom is worth reading (see `observe_rate_limits`)."""
+        seen = self._rate_limits.get(account_id)
+        return seen is None or now - seen.observed_at >= LIMITS_PARSE_SECONDS
 
     def rate_limits(self, account_id: int) -> RateLimits | None:
         """The latest headroom this process saw for the account."""
