@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Attempt } from "../src/lib/api";
 import { modelParts } from "../src/lib/format";
-import { filtersFromSearch, logError, NO_FILTERS, searchOf, statusProblem, toQuery } from "../src/lib/logs";
+import { errorSource, filtersFromSearch, firstBack, logError, NO_FILTERS, searchOf, statusProblem, toQuery } from "../src/lib/logs";
 import { accountLabel, knownNames, rememberAccounts, type NameStore } from "../src/lib/names";
 import { navHref, rememberSearch } from "../src/lib/router";
 
@@ -43,23 +43,53 @@ describe("log filters", () => {
 
 describe("a logged error", () => {
   const attempt = (error_type: string | null, proxy: string | null = null): Attempt =>
-    ({ account_id: 1, status: null, error_type, duration_ms: 5, proxy });
+    ({ account_id: 1, status: null, error_type, duration_ms: 5, proxy, message: null, account_name: null });
+  const row = (status: number, error_type: string | null, attempts: Attempt[] = [], error_message: string | null = null) =>
+    ({ status, error_type, error_message, attempts });
 
   it("is nothing for a success, even after a failed try", () => {
-    expect(logError({ status: 200, error_type: null, attempts: [attempt("rate_limit_error"), attempt(null)] })).toBeNull();
+    expect(logError(row(200, null, [attempt("rate_limit_error"), attempt(null)]))).toBeNull();
   });
 
-  it("reads as its type, or its status, and why: the server's words first", () => {
-    expect(logError({ status: 400, error_type: "invalid_request_error", attempts: [] })).toBe("invalid_request_error");
-    expect(logError({ status: 502, error_type: null, attempts: [] })).toBe("HTTP 502");
+  it("reads as its type, or its status, and why in the server's words", () => {
+    expect(logError(row(400, "invalid_request_error"))).toBe("invalid_request_error");
+    expect(logError(row(502, null))).toBe("HTTP 502");
     const proxied = [attempt("proxy_unreachable", "http://127.0.0.1:9")];
-    expect(logError({ status: 429, error_type: "rate_limit_error", attempts: proxied }))
-      .toBe("rate_limit_error: proxy http://127.0.0.1:9 could not be reached");
-    expect(logError({ status: 429, error_type: "all_cooling_down", error_message: "every account is cooling down", attempts: proxied }))
+    expect(logError(row(429, "all_cooling_down", proxied, "every account is cooling down")))
       .toBe("all_cooling_down: every account is cooling down");
-    expect(logError({ status: 400, error_type: "invalid_request_error", error_message: null,
-      attempts: [{ ...attempt("invalid_request_error"), message: "max_tokens: too large" }] }))
+    expect(logError(row(400, "invalid_request_error", [{ ...attempt("invalid_request_error"), message: "too large" }], "max_tokens: too large")))
       .toBe("invalid_request_error: max_tokens: too large");
+  });
+
+  it("in a row written before the server kept messages, says what the proxy did", () => {
+    expect(logError(row(503, "none_can_serve", [attempt("proxy_unreachable", "http://127.0.0.1:9")])))
+      .toBe("none_can_serve: proxy http://127.0.0.1:9 could not be reached");
+  });
+
+  it("says who answered: the pool, Kestrel before any try, or the upstream", () => {
+    expect(errorSource(row(429, "all_cooling_down", [attempt("rate_limit_error")]))).toMatch(/no account could serve/);
+    expect(errorSource(row(503, "no_accounts"))).toMatch(/no account could serve/);
+    expect(errorSource(row(403, "model_not_allowed"))).toMatch(/before any account was tried/);
+    expect(errorSource(row(400, "invalid_request_error", [attempt("invalid_request_error")]))).toBe("Error");
+  });
+});
+
+describe("every account cooling down", () => {
+  const message = "every Anthropic account is rate-limited or cooling down; the first is back in 42 s";
+
+  it("names the account back first and when, from Kestrel's message", () => {
+    expect(firstBack({ error_type: "all_cooling_down", error_message: `${message} (alpha, at 2026-12-05T10:00:42Z)` }))
+      .toEqual({ account: "alpha", at: Date.parse("2026-12-05T10:00:42Z") });
+    // A name with a comma or brackets of its own is kept whole.
+    expect(firstBack({ error_type: "all_cooling_down", error_message: `${message} (eu (2), at ams, at 2026-12-05T10:00:42Z)` })?.account)
+      .toBe("eu (2), at ams");
+  });
+
+  it("is nothing for another error, or a message that does not say", () => {
+    expect(firstBack({ error_type: "rate_limit_error", error_message: `${message} (alpha, at 2026-12-05T10:00:42Z)` })).toBeNull();
+    expect(firstBack({ error_type: "all_cooling_down", error_message: message })).toBeNull();
+    expect(firstBack({ error_type: "all_cooling_down", error_message: null })).toBeNull();
+    expect(firstBack({ error_type: "all_cooling_down", error_message: `${message} (alpha, at 2026-13-45T99:00:00Z)` })).toBeNull();
   });
 });
 
@@ -80,7 +110,7 @@ describe("account names", () => {
     expect(accountLabel(8, undefined, known)).toBe("retired"); // the list is not loaded yet
     expect(accountLabel(7, undefined, known)).toBe("#7");
     expect(accountLabel(null, now, known)).toBe("—");
-    // The name the log kept (newer servers) wins over the browser's memory; the current one over both.
+    // The name the log row kept wins over the browser's memory; the current one over both.
     expect(accountLabel(8, now, known, "old-name")).toBe("old-name (deleted)");
     expect(accountLabel(7, now, {}, "kept")).toBe("kept (deleted)");
     expect(accountLabel(9, now, known, "renamed-since")).toBe("main");

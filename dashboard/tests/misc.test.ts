@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { SeriesPoint } from "../src/lib/api";
 import { hrefOf, pageOf } from "../src/lib/router";
-import { autoWindow, chartPoints, costPoints, DAYS, errorRate, hasTtfbSeries, niceMax, pointLabel, tickLabel, ttfbByModel } from "../src/lib/series";
+import { autoWindow, chartPoints, costPoints, DAYS, niceMax, pointLabel, poolErrorRate, tickLabel } from "../src/lib/series";
 import { snippets } from "../src/lib/snippets";
 
 describe("snippets", () => {
@@ -29,18 +29,28 @@ describe("routes", () => {
 });
 
 describe("chart data", () => {
-  const point = (requests: number, errors: number): SeriesPoint => ({
-    start: "2026-03-01T12:00:00.000Z", requests, errors, input_tokens: 10, output_tokens: 5,
-    cache_read_tokens: 2, cache_creation_tokens: 1, cost_usd: 0.01, p50_latency_ms: requests ? 100 : null,
-    p95_latency_ms: requests ? 200 : null,
+  const point = (requests: number, pool_errors: number, client_errors = 0): SeriesPoint => ({
+    start: "2026-03-01T12:00:00.000Z", requests, errors: pool_errors + client_errors, pool_errors, client_errors,
+    input_tokens: 10, output_tokens: 5, cache_read_tokens: 2, cache_creation_tokens: 1, cost_usd: 0.01,
+    p50_latency_ms: requests ? 100 : null, p95_latency_ms: requests ? 200 : null,
+    p50_ttfb_ms: requests ? 40 : null, p95_ttfb_ms: requests ? 90 : null,
   });
 
-  it("splits requests into succeeded and failed and computes the error rate", () => {
-    const [busy, idle] = chartPoints([point(10, 2), point(0, 0)]);
-    expect(busy.values).toMatchObject({ ok: 8, errors: 2, error_rate: 0.2, p50: 100, cache_write: 1 });
-    expect(idle.values.error_rate).toBeNull();
+  it("splits requests into succeeded, failed by the pool and the client's errors", () => {
+    const [busy, idle] = chartPoints([point(10, 2, 3), point(0, 0)]);
+    expect(busy.values).toMatchObject({ ok: 5, pool_errors: 2, client_errors: 3, p50: 100, cache_write: 1, ttfb_p50: 40, ttfb_p95: 90 });
     expect(idle.values.p50).toBeNull();
+    expect(idle.values.ttfb_p50).toBeNull();
     expect(busy.t).toBe(Date.parse("2026-03-01T12:00:00Z"));
+  });
+
+  it("rates errors by the pool's failures alone: the client's own leave it at zero", () => {
+    const [busy, clients, idle] = chartPoints([point(10, 2, 3), point(4, 0, 4), point(0, 0)]);
+    expect(busy.values.error_rate).toBe(0.2);
+    expect(clients.values.error_rate).toBe(0);
+    expect(idle.values.error_rate).toBeNull();
+    expect(poolErrorRate({ requests: 4, pool_errors: 1 })).toBe(0.25);
+    expect(poolErrorRate({ requests: 0, pool_errors: 0 })).toBeNull();
   });
 
   it("rounds axis tops up", () => {
@@ -72,11 +82,6 @@ describe("chart data", () => {
     expect(tickLabel(points[2].t, DAYS)).toBe("Dec 2");
     expect(pointLabel(points[2].t, DAYS)).toBe("Wed, Dec 2");
   });
-
-  it("computes the error rate of a window", () => {
-    expect(errorRate({ totals: { requests: 4, errors: 1 } as never })).toBe(0.25);
-    expect(errorRate({ totals: { requests: 0, errors: 0 } as never })).toBeNull();
-  });
 });
 
 describe("the overview's window", () => {
@@ -87,30 +92,5 @@ describe("the overview's window", () => {
     expect(autoWindow({ hour: 0, day: 0 })).toBeUndefined(); // the week decides
     expect(autoWindow({ hour: 0, day: 0, week: 4 })).toBe("7d");
     expect(autoWindow({ hour: 0, day: 0, week: 0 })).toBe("1h");
-  });
-});
-
-describe("time to first byte", () => {
-  const group = (model: string | null, p50: number | null, p95: number | null) => ({
-    model, requests: 1, errors: 0, errors_by_type: {}, input_tokens: 0, output_tokens: 0, cache_read_tokens: 0,
-    cache_creation_tokens: 0, cost_usd: 0, p50_latency_ms: 1, p95_latency_ms: 1, p50_ttfb_ms: p50, p95_ttfb_ms: p95,
-  });
-  const point = (extra: object = {}): SeriesPoint => ({
-    start: "2026-03-01T12:00:00.000Z", requests: 1, errors: 0, input_tokens: 0, output_tokens: 0,
-    cache_read_tokens: 0, cache_creation_tokens: 0, cost_usd: 0, p50_latency_ms: 5, p95_latency_ms: 9, ...extra,
-  });
-
-  it("is charted over time when the series carries it", () => {
-    expect(hasTtfbSeries([point()])).toBe(false);
-    expect(hasTtfbSeries([])).toBe(false);
-    const series = [point({ p50_ttfb_ms: 2, p95_ttfb_ms: 4 }), point({ p50_ttfb_ms: null, p95_ttfb_ms: null })];
-    expect(hasTtfbSeries(series)).toBe(true);
-    expect(chartPoints(series).map((p) => [p.values.ttfb_p50, p.values.ttfb_p95])).toEqual([[2, 4], [null, null]]);
-    expect(chartPoints([point()])[0].values.ttfb_p50).toBeNull();
-  });
-
-  it("else per model, busiest first, those without one left out", () => {
-    const rows = ttfbByModel([group("a", 3, 5), group(null, 1, 2), group("b", null, null), group("c", 7, 9)], 2);
-    expect(rows).toEqual([{ model: "a", p50: 3, p95: 5 }, { model: "unknown model", p50: 1, p95: 2 }]);
   });
 });

@@ -150,6 +150,16 @@ class AccountProxy:
     hint: str
 
 
+def _unused_id(conn: Session) -> int:
+    """An id no account had before, as far as any trace of one goes. The database alone would
+    give a deleted newest account's id to the next one (SQLite's rowid is the highest plus
+    one), and that account would inherit the other's request logs, usage and stats."""
+    used = [conn.execute(f"SELECT MAX({column}) FROM {table}").fetchone()[0]
+            for table, column in (("accounts", "id"), ("request_logs", "account_id"),
+                                  ("usage_days", "account_id"))]
+    return max((value for value in used if value is not None), default=0) + 1
+
+
 def _check_name_free(conn: Session, name: str, account_id: int | None) -> None:
     # Checked inside the write transaction (which holds the write lock), so it cannot race.
     row = conn.execute("SELECT id FROM accounts WHERE name = ?", (name,)).fetchone()
@@ -195,10 +205,13 @@ class AccountStore:
 
         def run(conn: Session) -> Account:
             _check_name_free(conn, name, None)
-            account_id = conn.insert(
-                "INSERT INTO accounts (name, type, credential, credential_hint, base_url, "
-                "priority, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, type.value, b"", hint, base_url, priority, int(enabled), now, now))
+            account_id = _unused_id(conn)
+            conn.execute(
+                "INSERT INTO accounts (id, name, type, credential, credential_hint, base_url, "
+                "priority, enabled, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (account_id, name, type.value, b"", hint, base_url, priority, int(enabled), now,
+                 now))
             conn.execute("UPDATE accounts SET credential = ?, proxy = ?, proxy_hint = ? "
                          "WHERE id = ?", (self._seal(account_id, credential),
                                           *self._proxy_columns(account_id, proxy), account_id))
@@ -314,10 +327,11 @@ class AccountStore:
                 raise Conflict(f"an API-key account named {name!r} exists; choose another name",
                                field="name")
             if row is None:
-                account_id = conn.insert(
-                    "INSERT INTO accounts (name, type, credential, credential_hint, created_at, "
-                    "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (name, AccountType.OAUTH.value, b"", hint, now, now))
+                account_id = _unused_id(conn)
+                conn.execute(
+                    "INSERT INTO accounts (id, name, type, credential, credential_hint, "
+                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (account_id, name, AccountType.OAUTH.value, b"", hint, now, now))
                 created = True
             else:
                 account_id, created = row[0], False

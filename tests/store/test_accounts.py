@@ -14,15 +14,18 @@ from kestrel.domain import (
     AccountState,
     AccountStatus,
     AccountType,
+    Attempt,
     Conflict,
     Credential,
     NotFound,
+    RequestLog,
     StoreError,
     ValidationError,
 )
 from kestrel.store.accounts import AccountProxy, AccountStore
 from kestrel.store.database import Database
 from kestrel.store.meta import check_encryption_key
+from kestrel.store.request_logs import RequestLogStore
 
 from support.db import raw, with_db
 
@@ -279,3 +282,31 @@ def test_a_proxy_url_is_sealed_apart_and_its_change_is_a_new_credential_version(
         assert kept.credential_version == cleared.credential_version
     with_store(tmp_path / "k.db", body)
     assert not any(b"PROXYSECRET" in data for data in _database_files(tmp_path).values())
+
+
+def test_a_deleted_accounts_id_is_not_given_to_the_next_one(db_target: str) -> None:
+    """The newest account, deleted after it served or failed a request, keeps its id: the next
+    account (API key or OAuth) must not inherit its request logs, usage and stats."""
+    async def body(db: Database) -> list[int]:
+        store = AccountStore(db, Sealer(KEY))
+        logs = RequestLogStore(db)
+        first = await store.create(name="first", type=AccountType.API_KEY,
+                                   credential=Credential(api_key=API_KEY), now=1.0)
+        gone = await store.create(name="gone", type=AccountType.API_KEY,
+                                  credential=Credential(api_key=OTHER_KEY), now=2.0)
+        await logs.insert_many([RequestLog(ts=3.0, request_id="r", route="/v1/messages",
+                                           status=429, attempts=(
+                                               Attempt(gone.id, 429, "rate_limit_error", 1.0),))])
+        await logs.insert_many([RequestLog(ts=3.5, request_id="s", route="/v1/messages",
+                                           status=200, account_id=gone.id)])
+        await store.delete(gone.id, now=4.0)
+        added = await store.create(name="added", type=AccountType.API_KEY,
+                                   credential=Credential(api_key=API_KEY), now=5.0)
+        await store.delete(added.id, now=6.0)  # never used: no trace, its id may come again
+        login, _ = await store.save_oauth_login(
+            name="login", credential=Credential(access_token=ACCESS_TOKEN,
+                                                refresh_token=REFRESH_TOKEN, expires_at=9e9),
+            email=None, organization=None, now=7.0)
+        return [first.id, gone.id, added.id, login.id]
+    first, gone, added, login = with_db(db_target, body)
+    assert gone == first + 1 and added == gone + 1 and login == added

@@ -140,55 +140,6 @@ function ChartHeader({ title, series, summary }: { title: string; series: Series
   );
 }
 
-/**
- * Horizontal bars, one row per item (a model…), each with a bar per series overlaid from the
- * largest: for figures that have no time series, as the same panel as the time charts.
- */
-export function BarList({ title, listLabel, summary, rows, series, format, height = 150, emptyText = "No requests in this window" }: {
-  title: string;
-  /** The list's accessible name. */
-  listLabel: string;
-  summary?: React.ReactNode;
-  rows: { key: string; label: React.ReactNode; values: Record<string, number> }[];
-  series: SeriesDef[];
-  format: (value: number) => string;
-  height?: number;
-  emptyText?: string;
-}) {
-  const top = Math.max(0, ...rows.flatMap((r) => series.map((s) => r.values[s.key] ?? 0)));
-  // Widest first, so that each narrower bar is drawn over the one it is part of.
-  const drawn = [...series].reverse();
-  return (
-    <div>
-      <ChartHeader title={title} series={series} summary={summary} />
-      <div className="relative" style={{ minHeight: height }}>
-        {rows.length === 0 ? (
-          <div className="absolute inset-0 flex items-center justify-center text-xs text-zinc-400 dark:text-zinc-500">{emptyText}</div>
-        ) : (
-          <ul aria-label={listLabel} className="space-y-2.5 pt-1">
-            {rows.map((r) => (
-              <li key={r.key} className="text-xs">
-                <div className="mb-1 flex items-baseline justify-between gap-3">
-                  <span className="min-w-0 flex-1 text-zinc-700 dark:text-zinc-300">{r.label}</span>
-                  <span className="shrink-0 tabular text-zinc-500 dark:text-zinc-400">
-                    {series.map((s) => `${s.label} ${format(r.values[s.key] ?? 0)}`).join(" · ")}
-                  </span>
-                </div>
-                <div className="relative h-2 overflow-hidden rounded-full bg-zinc-100 dark:bg-zinc-800">
-                  {drawn.map((s) => (
-                    <div key={s.key} className={cx("absolute inset-y-0 left-0 rounded-full", s.dot)}
-                      style={{ width: `${top > 0 ? Math.max(1, ((r.values[s.key] ?? 0) / top) * 100) : 0}%` }} />
-                  ))}
-                </div>
-              </li>
-            ))}
-          </ul>
-        )}
-      </div>
-    </div>
-  );
-}
-
 function Bars({ points, series, y, step }: { points: ChartPoint[]; series: SeriesDef[]; y: (v: number) => number; step: number }) {
   const gap = step > 6 ? Math.min(3, step * 0.25) : step > 2 ? 1 : 0;
   return (

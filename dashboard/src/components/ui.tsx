@@ -369,7 +369,7 @@ export function Stat({ label, value, sub, tone, className, testId }: {
   return (
     <Card className={cx("px-4 py-3.5", className)} testId={testId}>
       <p className="text-xs font-medium tracking-wide text-zinc-500 uppercase dark:text-zinc-400">{label}</p>
-      <p className={cx("mt-1 text-2xl font-semibold tabular tracking-tight", toneText(tone))}>
+      <p data-tone={tone ?? "neutral"} className={cx("mt-1 text-2xl font-semibold tabular tracking-tight", toneText(tone))}>
         {value}
       </p>
       {sub && <p className="mt-0.5 truncate text-xs text-zinc-500 dark:text-zinc-400">{sub}</p>}

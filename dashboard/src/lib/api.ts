@@ -24,6 +24,17 @@ export interface UsageSummary {
   windows?: Record<string, UsageWindowRaw>;
 }
 
+/** One rate limit of an API-key account (`anthropic-ratelimit-<name>-*`). */
+export interface Headroom {
+  limit: number | null;
+  remaining: number | null;
+  reset_at: string | null;
+}
+
+export type RateLimitName = "requests" | "tokens" | "input_tokens" | "output_tokens";
+
+export type RateLimits = { observed_at: string | null } & Partial<Record<RateLimitName, Headroom>>;
+
 export interface Account {
   id: number;
   name: string;
@@ -43,6 +54,9 @@ export interface Account {
   email?: string | null;
   organization?: string | null;
   usage_windows?: UsageSummary | Record<string, UsageWindowRaw> | UsageWindowRaw[] | null;
+  /** API-key accounts: what was left of each rate limit at the latest answer that reported it
+   * (only the limits reported); null until one did. */
+  rate_limits: RateLimits | null;
   /** The account's own egress proxy, password masked (`socks5h://alice:…@10.0.0.5:1080`); null:
    * the server's environment proxy, if any. Absent on servers without per-account proxies. */
   proxy_url?: string | null;
@@ -123,13 +137,13 @@ export interface Attempt {
   error_type: string | null;
   duration_ms: number;
   /** The proxy (`scheme://host:port`) when the attempt failed there: `proxy_unreachable`,
-   * `proxy_refused` or `proxy_auth`. Absent on older servers. */
-  proxy?: string | null;
-  /** The upstream's error message; absent on older servers. */
-  message?: string | null;
-  /** The account's name when the request was made (kept after a deletion); absent or null on
-   * older servers and rows. */
-  account_name?: string | null;
+   * `proxy_refused` or `proxy_auth`. */
+  proxy: string | null;
+  /** The upstream's error message; null in rows written before messages were kept. */
+  message: string | null;
+  /** The account's name when the request was made (kept after a deletion); null in rows
+   * written before names were kept. */
+  account_name: string | null;
 }
 
 export interface LogRow {
@@ -140,13 +154,14 @@ export interface LogRow {
   status: number;
   key_id: number | null;
   account_id: number | null;
-  /** The serving account's name at the time; absent or null on older servers and rows. */
-  account_name?: string | null;
+  /** The serving account's name at the time; null in rows written before names were kept. */
+  account_name: string | null;
   model: string | null;
   stream: boolean;
   error_type: string | null;
-  /** Why, in words (the upstream's message or Kestrel's own); absent on older servers. */
-  error_message?: string | null;
+  /** Why, in words: the upstream's message, or Kestrel's own (for `all_cooling_down`, naming
+   * the account back first and when); null in rows written before messages were kept. */
+  error_message: string | null;
   input_tokens: number;
   output_tokens: number;
   cache_read_tokens: number;
@@ -180,9 +195,16 @@ export interface LogFilters {
 
 export type Window = "1h" | "24h" | "7d";
 
-export interface StatsGroup {
-  requests: number;
+/** Errors, split by whom they are on: the pool (5xx, Kestrel's own 429/503 when no account
+ * could serve, streams broken midway) or the client (bad requests, keys refused...). */
+export interface ErrorCounts {
   errors: number;
+  pool_errors: number;
+  client_errors: number;
+}
+
+export interface StatsGroup extends ErrorCounts {
+  requests: number;
   errors_by_type: Record<string, number>;
   input_tokens: number;
   output_tokens: number;
@@ -195,10 +217,9 @@ export interface StatsGroup {
   p95_ttfb_ms: number | null;
 }
 
-export interface SeriesPoint {
+export interface SeriesPoint extends ErrorCounts {
   start: string;
   requests: number;
-  errors: number;
   input_tokens: number;
   output_tokens: number;
   cache_read_tokens: number;
@@ -206,10 +227,22 @@ export interface SeriesPoint {
   cost_usd: number;
   p50_latency_ms: number | null;
   p95_latency_ms: number | null;
-  /** Time to first byte per bucket: absent on servers that give it only in totals and groups. */
-  p50_ttfb_ms?: number | null;
-  p95_ttfb_ms?: number | null;
+  p50_ttfb_ms: number | null;
+  p95_ttfb_ms: number | null;
 }
+
+/** An account's upstream tries in the window, for any request: served (2xx) or failed. */
+export interface AccountTries {
+  attempts: number;
+  served: number;
+  failed: number;
+  /** By upstream error type, `http_<status>`, or what broke (`connect`, `timeout`, `proxy_*`). */
+  failures_by_type: Record<string, number>;
+  last_failure_at: string | null;
+}
+
+/** One account's figures: the requests it gave the final answer to, and all its tries. */
+export type AccountStats = StatsGroup & AccountTries & { account_id: number | null };
 
 export interface Stats {
   window: Window;
@@ -217,7 +250,8 @@ export interface Stats {
   until: string;
   bucket_seconds: number;
   totals: StatsGroup;
-  accounts: (StatsGroup & { account_id: number | null })[];
+  /** By requests served, then tries: an account that only failed is listed too. */
+  accounts: AccountStats[];
   keys: (StatsGroup & { key_id: number | null })[];
   models: (StatsGroup & { model: string | null })[];
   series: SeriesPoint[];
@@ -395,7 +429,7 @@ export class Client {
   }
 
   accounts = () => this.request<{ data: Account[] }>("GET", "/admin/accounts").then((r) => {
-    rememberAccounts(r.data); // so that logs of an account deleted later keep its name
+    rememberAccounts(r.data); // an account deleted later keeps its name in usage and older logs
     return r.data;
   });
   createAccount = (input: AccountInput) => this.request<Account>("POST", "/admin/accounts", input);

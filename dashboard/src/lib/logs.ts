@@ -79,16 +79,37 @@ export function searchOf(filters: FilterState): string {
 
 /**
  * What went wrong with a logged request, in a line: its error type (or its HTTP status when it
- * has none), then why in words: the server's message when it keeps one, else what the last
- * failed attempt's proxy did, else that attempt's message. Null for a request that succeeded.
+ * has none), then why in words: the server's message; in rows written before it kept one, what
+ * the last failed attempt's proxy did. Null for a request that succeeded.
  */
 export function logError(row: Pick<LogRow, "status" | "error_type" | "error_message" | "attempts">): string | null {
   if (row.error_type === null && row.status < 400) return null;
   const kind = row.error_type ?? `HTTP ${row.status}`;
-  const failed = [...row.attempts].reverse();
-  const proxied = failed.find((a) => a.proxy);
-  const why = row.error_message
-    || (proxied?.proxy ? proxyFailure(proxied.error_type, proxied.proxy) : null)
-    || failed.find((a) => a.message)?.message;
+  const proxied = [...row.attempts].reverse().find((a) => a.proxy);
+  const why = row.error_message || (proxied?.proxy ? proxyFailure(proxied.error_type, proxied.proxy) : null);
   return why ? `${kind}: ${why}` : kind;
+}
+
+/** Why Kestrel refuses a request itself because of the pool (kestrel/proxy/pool.py). */
+const POOL_REFUSALS = ["no_accounts", "all_cooling_down", "none_can_serve"];
+
+/** Who gave a failed request its answer, in words: the pool (no account could serve it),
+ * Kestrel before any account was tried (the client's key, its limits, its request), or the
+ * upstream. */
+export function errorSource(row: Pick<LogRow, "error_type" | "attempts">): string {
+  if (row.error_type !== null && POOL_REFUSALS.includes(row.error_type)) return "Kestrel answered: no account could serve it";
+  if (row.attempts.length === 0) return "Kestrel answered before any account was tried";
+  return "Error";
+}
+
+/**
+ * For Kestrel's own 429 when every account is cooling down: the account back first, and when,
+ * as its message names them ("… back in 60 s (alpha, at 2026-12-05T10:00:00Z)"). Null for any
+ * other request, or a message that does not say.
+ */
+export function firstBack(row: Pick<LogRow, "error_type" | "error_message">): { account: string; at: number } | null {
+  if (row.error_type !== "all_cooling_down" || !row.error_message) return null;
+  const match = / \((.+), at (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)\)$/.exec(row.error_message);
+  const at = match ? Date.parse(match[2]) : NaN;
+  return match && !Number.isNaN(at) ? { account: match[1], at } : null;
 }

@@ -1,6 +1,8 @@
-// Names of accounts this browser has seen, so that logs and usage of a deleted account still
-// read "retired (deleted)" rather than "#8": the server's logs carry only the account id, and a
-// deleted account is gone from `/admin/accounts`. Names are not secrets (never a credential).
+// Names of accounts this browser has seen, so that a deleted account still reads "retired
+// (deleted)" rather than "#8" where the server gives only its id: usage by account (the usage
+// report names no account), and log rows written before the server kept names (their
+// `account_name` is null; newer rows carry it and need none of this). A deleted account is
+// gone from `/admin/accounts`. Names are not secrets (never a credential).
 
 import type { Account } from "./api";
 
@@ -50,9 +52,10 @@ export function rememberAccounts(accounts: Pick<Account, "id" | "name">[], store
 }
 
 /**
- * An account's name for a log or a report: from the current list; once the list is loaded and
- * lacks it, the name the log kept (`logged`, from newer servers) or this browser remembers,
- * marked "(deleted)", else "#id (deleted)". Before the list has loaded, either name or "#id".
+ * An account's name for a log or a report: from the current list (a rename since shows the
+ * name of now, as the filters and the accounts page do); once the list is loaded and lacks it,
+ * the name the log row kept (`logged`) or this browser remembers, marked "(deleted)", else
+ * "#id (deleted)". Before the list has loaded, either name or "#id".
  */
 export function accountLabel(
   id: number | null, accounts: Pick<Account, "id" | "name">[] | undefined, known: Record<string, string> = knownNames(),

@@ -1,6 +1,6 @@
 // /admin/stats series and /admin/usage days → what the charts draw.
 
-import type { SeriesPoint, Stats, StatsGroup, UsageRow, Window } from "./api";
+import type { SeriesPoint, StatsGroup, UsageRow, Window } from "./api";
 import { formatClock, parseTime } from "./format";
 import { costPerDay, dayStart } from "./report";
 
@@ -14,23 +14,19 @@ export function chartPoints(series: SeriesPoint[]): ChartPoint[] {
     t: parseTime(p.start) ?? 0,
     values: {
       ok: p.requests - p.errors,
-      errors: p.errors,
-      error_rate: p.requests > 0 ? p.errors / p.requests : null,
+      pool_errors: p.pool_errors,
+      client_errors: p.client_errors,
+      error_rate: poolErrorRate(p),
       input: p.input_tokens,
       output: p.output_tokens,
       cache_read: p.cache_read_tokens,
       cache_write: p.cache_creation_tokens,
       p50: p.p50_latency_ms,
       p95: p.p95_latency_ms,
-      ttfb_p50: p.p50_ttfb_ms ?? null,
-      ttfb_p95: p.p95_ttfb_ms ?? null,
+      ttfb_p50: p.p50_ttfb_ms,
+      ttfb_p95: p.p95_ttfb_ms,
     },
   }));
-}
-
-/** Whether the server gives time to first byte per bucket (newer servers), not only in totals. */
-export function hasTtfbSeries(series: SeriesPoint[]): boolean {
-  return series.length > 0 && series.every((p) => "p50_ttfb_ms" in p);
 }
 
 /** Requests in the last hour, day and week, as far as they are known yet (a week is asked for
@@ -53,23 +49,16 @@ export function autoWindow(counts: WindowCounts): Window | undefined {
   return counts.week > 0 ? "7d" : "1h";
 }
 
-/** The models (busiest first, at most `limit`) with a time to first byte, for a chart by model. */
-export function ttfbByModel(models: (StatsGroup & { model: string | null })[], limit = 6): { model: string; p50: number; p95: number }[] {
-  return models
-    .filter((m) => m.p50_ttfb_ms !== null && m.p95_ttfb_ms !== null)
-    .slice(0, limit)
-    .map((m) => ({ model: m.model ?? "unknown model", p50: m.p50_ttfb_ms ?? 0, p95: m.p95_ttfb_ms ?? 0 }));
-}
-
 /** One point a day from `from` to `to`, valued at the day's cost over all groups (0 when none):
  * the chart of a `period=day` report. */
 export function costPoints(rows: UsageRow[], from: string, to: string): ChartPoint[] {
   return costPerDay(rows, from, to).map(({ day, cost }) => ({ t: dayStart(day) ?? 0, values: { cost } }));
 }
 
-export function errorRate(stats: Pick<Stats, "totals">): number | null {
-  const { requests, errors } = stats.totals;
-  return requests > 0 ? errors / requests : null;
+/** The share of requests the pool failed (null without requests): the pool's health. The
+ * client's own mistakes (bad requests, refused keys) are left out: they say nothing of it. */
+export function poolErrorRate(group: Pick<StatsGroup, "requests" | "pool_errors">): number | null {
+  return group.requests > 0 ? group.pool_errors / group.requests : null;
 }
 
 /**

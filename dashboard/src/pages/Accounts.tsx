@@ -1,5 +1,5 @@
 import { useState } from "react";
-import { ProxyVia, StatusBadge, TypeBadge, UsageBars, UsageCompact } from "../components/AccountBits";
+import { Failures, HeadroomBars, HeadroomCompact, ProxyVia, StatusBadge, TypeBadge } from "../components/AccountBits";
 import { IconEdit, IconLink, IconPlay, IconPlus, IconRefresh, IconTrash } from "../components/icons";
 import { useNotice } from "../components/Notice";
 import { Button, Card, Confirm, cx, Empty, ErrorBanner, Loading, PageHeader, Toggle } from "../components/ui";
@@ -7,13 +7,18 @@ import { AccountForm, OAuthConnect } from "./AccountForms";
 import { useSession } from "../context";
 import { describeTest, testFailed, type TestSummary } from "../lib/accountTest";
 import { describeError, type Account } from "../lib/api";
-import { relativeTime } from "../lib/format";
+import { compact, relativeTime } from "../lib/format";
 import { useNow, usePoll } from "../lib/hooks";
 
 export function Accounts() {
   const { client, features } = useSession();
   const oauth = features.oauth !== "absent";
   const accounts = usePoll(() => client.accounts(), [client], 3000);
+  // What each account served and how its tries failed, over the last day.
+  const stats = usePoll(() => client.stats("24h"), [client], 10_000);
+  const statsOf = (a: Account) => stats.data?.accounts.find((x) => x.account_id === a.id);
+  // Unknown until the stats have loaded: not "no requests".
+  const served = (a: Account) => stats.data ? requestCount(statsOf(a)?.requests ?? 0) : "—";
   const now = useNow(1000);
   const [notice, notify] = useNotice();
   const [adding, setAdding] = useState(false);
@@ -69,7 +74,7 @@ export function Accounts() {
   };
 
   const list = accounts.data ?? [];
-  const showUsage = list.some((a) => a.usage_windows);
+  const showHeadroom = list.some((a) => a.usage_windows || a.rate_limits);
 
   const actions = (a: Account) => (
     <div className="flex items-center justify-end gap-1">
@@ -131,10 +136,11 @@ export function Accounts() {
                 <tr>
                   <th className="px-4 py-2.5 font-medium">Account</th>
                   <th className="px-3 py-2.5 font-medium">Status</th>
-                  {showUsage && <th className="px-3 py-2.5 font-medium">Subscription usage</th>}
+                  {showHeadroom && <th className="px-3 py-2.5 font-medium">Headroom</th>}
                   <th className="px-3 py-2.5 text-right font-medium">Priority</th>
                   <th className="hidden px-3 py-2.5 font-medium 2xl:table-cell">Upstream</th>
                   <th className="px-3 py-2.5 font-medium whitespace-nowrap">Last used</th>
+                  <th className="px-3 py-2.5 font-medium whitespace-nowrap">Last 24 h</th>
                   <th className="px-3 py-2.5 font-medium">Enabled</th>
                   <th className="px-4 py-2.5"><span className="sr-only">Actions</span></th>
                 </tr>
@@ -159,12 +165,16 @@ export function Accounts() {
                         <div className="mt-1 max-w-48 truncate text-xs text-red-600 dark:text-red-400" title={a.last_error}>{a.last_error}</div>
                       )}
                     </td>
-                    {showUsage && <td className="px-3 py-3"><UsageCompact account={a} now={now} /></td>}
+                    {showHeadroom && <td className="px-3 py-3"><HeadroomCompact account={a} now={now} /></td>}
                     <td className="px-3 py-3 text-right tabular">{a.priority}</td>
                     <td className="hidden max-w-48 truncate px-3 py-3 text-xs text-zinc-600 2xl:table-cell dark:text-zinc-400" title={a.base_url ?? undefined}>
                       {a.base_url ? <span className="font-mono">{a.base_url}</span> : <span className="text-zinc-400 dark:text-zinc-500">Default</span>}
                     </td>
                     <td className="px-3 py-3 whitespace-nowrap text-zinc-600 dark:text-zinc-400" title={a.last_used_at ?? undefined}>{relativeTime(a.last_used_at, now)}</td>
+                    <td className="px-3 py-3">
+                      <div className="whitespace-nowrap text-zinc-700 dark:text-zinc-300">{served(a)}</div>
+                      <Failures stats={statsOf(a)} now={now} className="mt-1 w-44" />
+                    </td>
                     <td className="px-3 py-3">{enabledToggle(a)}</td>
                     <td className="px-4 py-2">
                       {actions(a)}
@@ -193,7 +203,11 @@ export function Accounts() {
                     </div>
                     <StatusBadge account={a} now={now} />
                   </div>
-                  <UsageBars account={a} now={now} />
+                  <HeadroomBars account={a} now={now} />
+                  <div className="text-xs text-zinc-600 dark:text-zinc-400">
+                    Last 24 h: {served(a)}
+                    <Failures stats={statsOf(a)} now={now} className="mt-0.5" />
+                  </div>
                   {a.last_error && a.status !== "active" && (
                     <p className="line-clamp-2 text-xs text-red-600 dark:text-red-400">{a.last_error}</p>
                   )}
@@ -246,4 +260,9 @@ export function Accounts() {
       {notice}
     </>
   );
+}
+
+/** Requests an account gave the final answer to: "12 requests", "1 request", "no requests". */
+function requestCount(requests: number): string {
+  return requests === 0 ? "no requests" : `${compact(requests)} request${requests === 1 ? "" : "s"}`;
 }

@@ -6,12 +6,13 @@ import { useSession } from "../context";
 import { describeError, type ApiKey, type LogRow } from "../lib/api";
 import { compact, formatClock, formatDateTime, formatInt, formatMs, httpTone, relativeTime } from "../lib/format";
 import { useDebounced, useNow, usePoll } from "../lib/hooks";
-import { filtersFromSearch, logError, NO_FILTERS, RANGES, searchOf, statusProblem, toQuery, type FilterState } from "../lib/logs";
+import { errorSource, filtersFromSearch, firstBack, logError, NO_FILTERS, RANGES, searchOf, statusProblem, toQuery, type FilterState } from "../lib/logs";
 import { logCost } from "../lib/money";
 import { accountLabel, knownNames } from "../lib/names";
 import { appendOlder, mergeNewer } from "../lib/paging";
 import { proxyFailure } from "../lib/proxy";
 import { hrefOf, navigate, rememberSearch, useLocation } from "../lib/router";
+import { attemptFailure, failedBefore } from "../lib/tries";
 
 const PAGE_SIZE = 50;
 const TAIL_MS = 3000;
@@ -133,7 +134,8 @@ export function Logs() {
     }
   };
 
-  // An account deleted since keeps the name this browser saw (the logs keep only its id).
+  // An account deleted since: the name the row kept, else (a row written before names were
+  // kept) the one this browser saw.
   const known = useMemo(() => knownNames(), [accounts.data]);
   const accountName = (id: number | null, logged?: string | null) => accountLabel(id, accounts.data, known, logged);
   const keyName = (id: number | null) => nameOf(keys.data, id);
@@ -242,7 +244,10 @@ export function Logs() {
                       </td>
                       <td className="hidden px-3 py-2.5 font-mono text-xs whitespace-nowrap text-zinc-600 2xl:table-cell dark:text-zinc-400">{r.route}{r.stream && <span className="ml-1.5 rounded bg-zinc-100 px-1 py-px font-sans text-[10px] font-medium text-zinc-500 dark:bg-zinc-800">SSE</span>}</td>
                       <td className="px-2 py-2.5 sm:px-3">{r.model ? <ModelName name={r.model} className="max-w-[8.5rem] sm:max-w-52" /> : <span className="text-zinc-400">—</span>}</td>
-                      <td className="hidden px-3 py-2.5 whitespace-nowrap sm:table-cell">{accountName(r.account_id, r.account_name)}</td>
+                      <td className="hidden px-3 py-2.5 sm:table-cell">
+                        <div className="whitespace-nowrap">{accountName(r.account_id, r.account_name)}</div>
+                        <FailedTries row={r} accountName={accountName} />
+                      </td>
                       <td className="hidden px-3 py-2.5 whitespace-nowrap text-zinc-600 lg:table-cell dark:text-zinc-400">{keyName(r.key_id)}</td>
                       <td className="hidden px-3 py-2.5 text-right whitespace-nowrap tabular text-zinc-600 md:table-cell dark:text-zinc-400">{compact(r.input_tokens)} / {compact(r.output_tokens)}</td>
                       <td className="hidden px-3 py-2.5 text-right whitespace-nowrap tabular sm:table-cell"><Cost row={r} /></td>
@@ -309,8 +314,9 @@ function LogDetail({ row, onClose, accountName, keyName, keyOwner, now }: {
           </dl>
           {logError(row) && (
             <div className="rounded-lg bg-red-50 px-3.5 py-2.5 text-red-800 ring-1 ring-inset ring-red-600/20 dark:bg-red-500/10 dark:text-red-200 dark:ring-red-400/25">
-              <p className="text-xs font-medium">Error</p>
-              <p data-testid="log-error" className="mt-0.5 [overflow-wrap:anywhere]">{logError(row)}</p>
+              <p className="text-xs font-medium">{errorSource(row)}</p>
+              <p data-testid="log-error" className="mt-0.5 font-medium [overflow-wrap:anywhere]">{logError(row)}</p>
+              <FirstBack row={row} now={now} />
             </div>
           )}
           {row.user_agent && <dl><Item label="User agent"><span className="font-mono text-xs break-all">{row.user_agent}</span></Item></dl>}
@@ -348,6 +354,31 @@ function LogDetail({ row, onClose, accountName, keyName, keyOwner, now }: {
         </div>
       )}
     </Modal>
+  );
+}
+
+/** Under the account that answered: the tries that failed before ("after alpha 429"), or all of
+ * them when none answered ("tried alpha 429, beta 529"). Nothing when the first try answered. */
+function FailedTries({ row, accountName }: { row: LogRow; accountName: (id: number | null, logged?: string | null) => string }) {
+  const failed = failedBefore(row);
+  if (failed.length === 0) return null;
+  const tries = failed.map((a) => `${accountName(a.account_id, a.account_name)} ${attemptFailure(a)}`).join(", ");
+  return (
+    <div className="max-w-56 truncate text-xs text-amber-700 dark:text-amber-400" title={tries}>
+      {row.account_id === null ? "tried" : "after"} {tries}
+    </div>
+  );
+}
+
+/** When every account was cooling down: which one comes back first, and when (or since when). */
+function FirstBack({ row, now }: { row: LogRow; now: number }) {
+  const back = firstBack(row);
+  if (!back) return null;
+  return (
+    <p data-testid="first-back" className="mt-1.5 text-xs">
+      First back: <span className="font-semibold">{back.account}</span>, at {formatClock(back.at, now)}{" "}
+      ({back.at - now >= 5000 ? relativeTime(back.at, now) : `back ${relativeTime(back.at, now)}`})
+    </p>
   );
 }
 

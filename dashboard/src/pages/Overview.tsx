@@ -1,7 +1,6 @@
 import { useEffect, useState } from "react";
 import { AccountCard } from "../components/AccountBits";
-import { BarList, TimeChart, type SeriesDef } from "../components/Chart";
-import { ModelName } from "../components/ModelName";
+import { TimeChart, type SeriesDef } from "../components/Chart";
 import { Button, Card, Empty, ErrorBanner, Loading, PageHeader, Segmented, Stat } from "../components/ui";
 import { useSession } from "../context";
 import { describeError, type Client, type Stats, type Window } from "../lib/api";
@@ -10,14 +9,16 @@ import { useNow, usePoll } from "../lib/hooks";
 import { formatUsd, usdAxis } from "../lib/money";
 import { addDays, localDay } from "../lib/report";
 import { hrefOf, navigate } from "../lib/router";
-import { autoWindow, chartPoints, costPoints, DAYS, errorRate, hasTtfbSeries, ttfbByModel } from "../lib/series";
+import { autoWindow, chartPoints, costPoints, DAYS, poolErrorRate } from "../lib/series";
 
 const REQUESTS: SeriesDef[] = [
   { key: "ok", label: "Succeeded", fill: "fill-teal-500", stroke: "stroke-teal-500", dot: "bg-teal-500" },
-  { key: "errors", label: "Failed", fill: "fill-red-500", stroke: "stroke-red-500", dot: "bg-red-500" },
+  { key: "pool_errors", label: "Failed", fill: "fill-red-500", stroke: "stroke-red-500", dot: "bg-red-500" },
+  // The client's own mistakes: not the pool's failures, so not in its colour.
+  { key: "client_errors", label: "Client errors", fill: "fill-zinc-400 dark:fill-zinc-500", stroke: "stroke-zinc-400", dot: "bg-zinc-400 dark:bg-zinc-500" },
 ];
 const ERROR_RATE: SeriesDef[] = [
-  { key: "error_rate", label: "Error rate", fill: "fill-red-500", stroke: "stroke-red-500", dot: "bg-red-500" },
+  { key: "error_rate", label: "Failed by the pool", fill: "fill-red-500", stroke: "stroke-red-500", dot: "bg-red-500" },
 ];
 const TOKENS: SeriesDef[] = [
   { key: "input", label: "Input", fill: "fill-sky-500", stroke: "stroke-sky-500", dot: "bg-sky-500" },
@@ -88,7 +89,7 @@ export function Overview() {
   const serving = list.filter((a) => a.status === "active").length;
   const cooling = list.filter((a) => a.status === "cooldown").length;
   const broken = list.filter((a) => a.status === "invalid" || a.status === "exhausted").length;
-  const rate = s ? errorRate(s) : null;
+  const rate = s ? poolErrorRate(s.totals) : null;
   const tokens = s ? s.totals.input_tokens + s.totals.output_tokens : 0;
   const d = daily.data;
   const costs = d ? costPoints(d.data, d.from, d.to) : [];
@@ -110,9 +111,11 @@ export function Overview() {
       {stats.error != null && <ErrorBanner className="mb-4" error={`Could not load statistics: ${describeError(stats.error)}`} onRetry={stats.refresh} />}
 
       <div className="grid grid-cols-2 gap-3 md:grid-cols-3 xl:grid-cols-6">
-        <Stat label="Requests" value={s ? compact(s.totals.requests) : "—"} sub={s ? `${compact(s.totals.errors)} failed` : " "} />
-        <Stat label="Error rate" value={rate === null ? "—" : percent(rate)} tone={rate !== null && rate > 0.05 ? "bad" : rate ? "warn" : undefined}
-          sub={s ? topError(s.totals.errors_by_type) : " "} />
+        <Stat label="Requests" value={s ? compact(s.totals.requests) : "—"}
+          sub={s ? `${compact(s.totals.pool_errors)} failed` : " "} />
+        {/* The pool's health: what it failed. The client's own mistakes are said apart, in grey. */}
+        <Stat testId="error-rate-stat" label="Error rate" value={rate === null ? "—" : percent(rate)} tone={rate !== null && rate > 0.05 ? "bad" : rate ? "warn" : undefined}
+          sub={s ? <span data-testid="client-errors" title={errorsTitle(s.totals)}>{clientErrors(s.totals.client_errors)}</span> : " "} />
         <Stat label="Tokens" value={s ? compact(tokens) : "—"}
           sub={s ? `${compact(s.totals.input_tokens)} in · ${compact(s.totals.output_tokens)} out · ${compact(s.totals.cache_read_tokens)} cached` : " "} />
         <Stat label="Cost" value={s ? formatUsd(s.totals.cost_usd) : "—"} sub={WINDOW_LABELS[shown]} />
@@ -173,26 +176,25 @@ export function Overview() {
   );
 }
 
-/** Time to first byte: over time when the server gives it per bucket, else per model (the
- * window's p50 and p95 of each, which every server gives). */
+/** Time to first byte over the window, with its p50 and p95 for the whole of it. */
 function FirstByte({ stats, points, window }: { stats: Stats; points: ReturnType<typeof chartPoints>; window: string }) {
   const { p50_ttfb_ms: p50, p95_ttfb_ms: p95 } = stats.totals;
   const summary = p50 !== null && <span className="tabular">p50 {formatMs(p50)} · p95 {formatMs(p95)}</span>;
   return (
     <div data-testid="ttfb-chart">
-      {hasTtfbSeries(stats.series) ? (
-        <TimeChart title="Time to first byte" window={window} points={points} series={TTFB} kind="lines" format={(v) => formatMs(v)} summary={summary} />
-      ) : (
-        <BarList title="Time to first byte" listLabel="Time to first byte by model" summary={summary} series={TTFB} format={(v) => formatMs(v)}
-          rows={ttfbByModel(stats.models).map((m) => ({ key: m.model, label: <ModelName name={m.model} />, values: { ttfb_p50: m.p50, ttfb_p95: m.p95 } }))} />
-      )}
+      <TimeChart title="Time to first byte" window={window} points={points} series={TTFB} kind="lines" format={(v) => formatMs(v)} summary={summary} />
     </div>
   );
 }
 
-function topError(byType: Record<string, number>): string {
-  const entries = Object.entries(byType).sort((a, b) => b[1] - a[1]);
-  if (entries.length === 0) return "no errors";
-  const [type, count] = entries[0];
-  return `most: ${type} (${compact(count)})`;
+/** The client's own errors, which the error rate leaves out: said apart, so that they are not lost. */
+function clientErrors(count: number): string {
+  return count === 0 ? "no client errors" : `${compact(count)} client error${count === 1 ? "" : "s"}`;
+}
+
+/** The error rate's tooltip: what it leaves out, and every error of the window by type. */
+function errorsTitle(totals: Stats["totals"]): string {
+  const byType = Object.entries(totals.errors_by_type).sort((a, b) => b[1] - a[1]);
+  return ["The share of requests the pool failed. Client errors (bad requests, keys refused or over their limits, clients gone) are not counted.",
+    ...byType.map(([type, count]) => `${type}: ${compact(count)}`)].join("\n");
 }
