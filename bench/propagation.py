@@ -78,7 +78,7 @@ def main() -> None:
             from support.postgres import start_cluster
 
             server = start_cluster()
-            stack.callback(server.stop)
+            stack.callback(server.close)
             env["DATABASE_URL"] = server.database()
         cluster = stack.enter_context(running_cluster(workdir, args.processes, env=env))
         first, *others = cluster.nodes
