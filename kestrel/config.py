@@ -428,21 +428,37 @@ def _check_admin_key(source: str, value: str, problems: list[str]) -> bool:
 
 
 def _check_base_url(value: str, problems: list[str]) -> str:
-    shown = f"CLAUDE_BASE_URL: {value!r}"
+    problem = base_url_problem(value)
+    if problem is not None:
+        # user:password@ is a credential: say so without echoing it
+        shown = "CLAUDE_BASE_URL:" if "@" in value else f"CLAUDE_BASE_URL: {value!r}"
+        problems.append(f"{shown} {problem}")
+    return value.rstrip("/")
+
+
+def base_url_problem(value: str) -> str | None:
+    """What makes `value` unusable as an upstream base URL (CLAUDE_BASE_URL, an account's
+    `base_url`), or None. Everything the transport would only find out when it connects (a
+    host name the resolver refuses, a port out of range) is refused here, when it is typed."""
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
     except ValueError:
-        problems.append(f"{shown} is not a valid URL")
-        return value
-    if "@" in parts.netloc:  # user:password@ is a credential: say so without echoing it
-        problems.append("CLAUDE_BASE_URL: must not contain user:password@ (the URL is not shown)")
-        return value
+        return "is not a valid URL"
+    if "@" in parts.netloc:
+        return "must not contain user:password@ (the URL is not shown)"
     if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"\s", value):
-        problems.append(f"{shown} is not an http:// or https:// URL")
-    elif parts.query or parts.fragment or value.endswith(("?", "#")):
-        problems.append(f"{shown} must not have a query or fragment")
-    return value.rstrip("/")
+        return "is not an http:// or https:// URL"
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        return "must not have a query or fragment"
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
+        return "must not hold control characters"
+    if ":" not in parts.hostname:  # a name or IPv4 address: as the resolver will take it
+        try:
+            parts.hostname.encode("idna")
+        except UnicodeError:
+            return "has a host name that is not valid"
+    return None
 
 
 # --- first-run secrets --------------------------------------------------------------------------

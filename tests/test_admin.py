@@ -97,6 +97,11 @@ def test_account_lifecycle(kestrel: KestrelProcess) -> None:
         # credentials in a URL would be stored and shown in clear
         (b'{"name": "x", "api_key": "sk-ant-api03-0123456789", "base_url": "https://u:p@h/"}',
          422, "invalid_request_error", "base_url"),
+        # what the transport would only find out when connecting (once a 500 on every request)
+        *((b'{"name": "x", "api_key": "sk-ant-api03-0123456789", "base_url": "%s"}' % url,
+           422, "invalid_request_error", "base_url")
+          for url in (b"http://[::1", b"http://h:99999", b"http://h/\\u007f", b"http://a..b",
+                      b"http://" + b"a" * 64 + b".example", b"http://a b")),
         (b'{"name": "x", "api_key": "sk-ant-api03-0123456789", "colour": "red"}', 422,
          "invalid_request_error", "colour"),
         (b'{"name": "x", "api_key": "sk-ant-api03-0123456789", "type": "oauth"}', 422,

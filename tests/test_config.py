@@ -45,6 +45,8 @@ def problems_of(environ: dict[str, str], **overrides: object) -> list[str]:
      "CLAUDE_BASE_URL: 'https://example.com#top' must not have a query or fragment"),
     ("CLAUDE_BASE_URL", "http://example.com:99999",
      "CLAUDE_BASE_URL: 'http://example.com:99999' is not a valid URL"),
+    ("CLAUDE_BASE_URL", "https://api..anthropic.com",
+     "CLAUDE_BASE_URL: 'https://api..anthropic.com' has a host name that is not valid"),
     ("MAX_BODY_BYTES", "12MB", "MAX_BODY_BYTES: '12MB' is not a positive whole number of bytes"),
     ("MAX_BODY_BYTES", "0", "MAX_BODY_BYTES: '0' is not a positive whole number of bytes"),
     ("SHUTDOWN_GRACE_SECONDS", "-1",

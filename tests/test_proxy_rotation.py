@@ -11,6 +11,7 @@ import anthropic
 import pytest
 
 from fake_upstream import error, overloaded, rate_limited, stream_error_after
+from support.db import raw
 from support.stack import Stack, account_key, message_body, running_stack
 
 
@@ -85,6 +86,26 @@ def test_unreachable_account_fails_over(stack: Stack) -> None:
     assert stack.served_by() == "b"
     a = stack.account("a")
     assert a["status"] == "cooldown" and a["last_error"]
+
+
+@pytest.mark.parametrize("stored", ["http://api..example", "http://example.test/\x7f"])
+def test_a_stored_base_url_that_cannot_be_used_fails_over(stack: Stack, stored: str) -> None:
+    """A base URL from before they were checked as strictly as now (written under the API's
+    feet here): a name the resolver refuses, a character no URL may hold. The account fails
+    like one that cannot be reached, and the next serves; nothing answers 500."""
+    with raw(stack.kestrel.workdir / "kestrel.db") as conn:
+        conn.execute("UPDATE accounts SET base_url = ? WHERE name = 'a'", (stored,))
+    stack.restart()
+    assert post(stack)[0] == 200
+    assert stack.served_by() == "b"
+    (row,) = stack.logs(expect=1)
+    assert [(t["account_name"], t["error_type"]) for t in row["attempts"]] == [
+        ("a", "connect"), ("b", None)]
+    with stack.admin() as admin:
+        admin.post(f"/admin/accounts/{stack.accounts['a']}/reset")
+        tested = admin.post(f"/admin/accounts/{stack.accounts['a']}/test")
+    assert tested.status_code == 200
+    assert (tested.json()["ok"], tested.json()["error_type"]) == (False, "connect")
 
 
 def test_all_accounts_rate_limited_gives_429_with_retry_after(stack: Stack) -> None:

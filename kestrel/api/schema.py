@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
+from kestrel.config import base_url_problem
 from kestrel.domain import ValidationError
 
 Schema = dict[str, Any]
@@ -92,15 +92,11 @@ def _validate_string(schema: Schema, value: str, where: str, path: str) -> None:
     if "pattern" in schema and not re.search(schema["pattern"], value):
         raise ValidationError(f"{where} has an invalid format", field=field)
     if schema.get("format") == "uri":
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValidationError(f"{where} must be an http:// or https:// URL", field=field)
-        if parts.query or parts.fragment:
-            raise ValidationError(f"{where} must not have a query or fragment", field=field)
-        # A URL is stored and shown in clear (admin answers, logs), unlike sealed credentials.
-        if parts.username is not None or parts.password is not None:
-            raise ValidationError(f"{where} must not contain a user name or password",
-                                  field=field)
+        # A URL is stored and shown in clear (admin answers, logs), unlike sealed credentials:
+        # one with user:password@ is refused, and never quoted.
+        problem = base_url_problem(value)
+        if problem is not None:
+            raise ValidationError(f"{where} {problem}", field=field)
 
 
 def _validate_object(schema: Schema, value: dict[str, Any], path: str) -> None:

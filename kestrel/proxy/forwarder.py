@@ -291,8 +291,14 @@ class Forwarder:
         headers = [(name.encode("latin-1"), value.encode("latin-1"))
                    for name, value in upstream_headers(call.headers, account.type, credential)]
         try:
-            return await self._transport.send(call.method, self._url(base_url + call.target),
-                                              headers, call.body, self._pool.proxy(account.id))
+            url = self._url(base_url + call.target)
+        except httpx.InvalidURL:  # stored before base URLs were checked as strictly as now
+            await self._transport_failure(account, httpx.ConnectError(
+                "the account's base URL cannot be used"), started, attempts)
+            raise _Retry from None
+        try:
+            return await self._transport.send(call.method, url, headers, call.body,
+                                              self._pool.proxy(account.id))
         except httpx.HTTPError as exc:
             await self._transport_failure(account, exc, started, attempts)
             raise _Retry from None

@@ -279,7 +279,8 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
                     limit=MAX_HEAD_BYTES)
         except TimeoutError:
             raise httpx.ConnectTimeout(f"no connection to {hostname}:{port} in time") from None
-        except (OSError, ssl.SSLError) as exc:
+        except (OSError, ssl.SSLError, UnicodeError) as exc:  # UnicodeError: a name the
+            # resolver refuses (an empty or overlong label), found only when connecting
             raise httpx.ConnectError(f"cannot connect to {hostname}:{port}: "
                                      f"{type(exc).__name__}") from None
         return _Connection(reader, writer)
@@ -319,7 +320,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             # 407 is the proxy asking for a login; tinyproxy answers a CONNECT with 401.
             raise ProxyFailed(proxy, "auth" if exc.status in (401, 407) else "refused",
                               f"it answered {exc.status} to CONNECT") from None
-        except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+        except (OSError, ssl.SSLError, asyncio.IncompleteReadError, UnicodeError) as exc:
             if stage == "tls":  # the proxy did its part: the origin's TLS failed
                 raise httpx.ConnectError(f"cannot connect to {host}:{port} through "
                                          f"{proxy.label}: {type(exc).__name__}") from None
