@@ -19,7 +19,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -28,38 +27,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from kestrel.store.request_logs import percentile  # noqa: E402
+
 from fake_upstream import rate_limited  # noqa: E402
-from support.cluster import running_cluster, seconds_until  # noqa: E402
+from support.cluster import (  # noqa: E402
+    running_cluster,
+    seconds_until,
+    serves,
+    spread,
+    status_is,
+)
 from support.stack import Stack, account_key, message_body  # noqa: E402
-
-
-def pool_status(node: Stack, name: str) -> str | None:
-    with node.admin() as admin:
-        text = admin.get("/metrics").text
-    for line in text.splitlines():
-        if line.startswith("kestrel_account_up{") and f'account="{name}"' in line:
-            return line.split('status="', 1)[1].split('"', 1)[0]
-    return None
-
-
-def spread(change: Callable[[], object], seen: Callable[[Stack], bool],
-           nodes: list[Stack], pool: ThreadPoolExecutor) -> list[float]:
-    """Seconds from just before `change()` until each node shows it, watched in parallel."""
-    started = time.monotonic()
-    change()
-    watches = [pool.submit(_seen_at, lambda node=node: seen(node)) for node in nodes]
-    return [watch.result() - started for watch in watches]
-
-
-def _seen_at(condition: Callable[[], bool]) -> float:
-    """The moment `condition()` first held, polled every 5 ms (10 s at most)."""
-    seconds_until(condition, timeout=10.0)
-    return time.monotonic()
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
 
 
 def main() -> None:
@@ -82,25 +60,25 @@ def main() -> None:
             env["DATABASE_URL"] = server.database()
         cluster = stack.enter_context(running_cluster(workdir, args.processes, env=env))
         first, *others = cluster.nodes
-        pool = stack.enter_context(ThreadPoolExecutor(len(others)))
+        watchers = stack.enter_context(ThreadPoolExecutor(len(others)))
         cluster.add_account("a", priority=10)
         cluster.add_account("b")
         for node in others:
-            seconds_until(lambda node=node: pool_status(node, "b") == "active", timeout=10)
+            seconds_until(lambda node=node: status_is("b", "active")(node), timeout=10)
 
         def measure(kind: str, change: Callable[[], object],
                     seen: Callable[[Stack], bool]) -> None:
-            delays.setdefault(kind, []).extend(spread(change, seen, others, pool))
+            delays.setdefault(kind, []).extend(spread(change, seen, others, watchers))
 
         with first.admin() as admin:
             a = first.accounts["a"]
             for n in range(args.changes):
                 measure("account disabled", lambda: admin.put(
                     f"/admin/accounts/{a}", json={"enabled": False}),
-                    lambda node: pool_status(node, "a") == "disabled")
+                    status_is("a", "disabled"))
                 measure("account enabled", lambda: admin.put(
                     f"/admin/accounts/{a}", json={"enabled": True}),
-                    lambda node: pool_status(node, "a") == "active")
+                    status_is("a", "active"))
                 cluster.up.script(account_key("a"), [rate_limited(retry_after=60)])
 
                 def hit_429(n: int = n) -> None:
@@ -108,32 +86,25 @@ def main() -> None:
                         assert client.post("/v1/messages",
                                            json=message_body(f"r{n}")).status_code == 200
                 measure("cooldown learnt (429)", hit_429,
-                        lambda node: pool_status(node, "a") == "cooldown")
+                        status_is("a", "cooldown"))
                 measure("account reset", lambda: admin.post(f"/admin/accounts/{a}/reset"),
-                        lambda node: pool_status(node, "a") == "active")
+                        status_is("a", "active"))
                 key = admin.post("/admin/keys", json={"name": f"k{n}"}).json()
-
-                def serves(node: Stack, secret: str = key["key"]) -> bool:
-                    with node.http(headers={"x-api-key": secret}) as client:
-                        return client.post("/v1/messages",
-                                           json=message_body()).status_code == 200
                 for node in others:  # each has checked the key once and cached it
-                    assert serves(node)
+                    assert serves(node, key["key"])
                 measure("key revoked", lambda key_id=key["id"]: admin.delete(
-                    f"/admin/keys/{key_id}"), lambda node, serves=serves: not serves(node))
+                    f"/admin/keys/{key_id}"), lambda node, key=key: not serves(node, key["key"]))
     load_after = os.getloadavg()
     engine = "PostgreSQL" if args.postgres else "SQLite"
     print(f"Changes through 1 of {args.processes} processes on {engine}, seen by the "
           f"{args.processes - 1} others (seconds; polled every 5 ms)")
     print(f"{'change':24} {'n':>4} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>7}")
-    everything: list[float] = []
-    for kind, times in delays.items():
-        everything += times
+    everything = [t for times in delays.values() for t in times]
+    for kind, times in [*delays.items(), ("all", everything)]:
+        ordered = sorted(times)
         print(f"{kind:24} {len(times):4} {statistics.median(times):7.3f} "
-              f"{percentile(times, 95):7.3f} {percentile(times, 99):7.3f} {max(times):7.3f}")
-    print(f"{'all':24} {len(everything):4} {statistics.median(everything):7.3f} "
-          f"{percentile(everything, 95):7.3f} {percentile(everything, 99):7.3f} "
-          f"{max(everything):7.3f}")
+              f"{percentile(ordered, 95) or 0:7.3f} {percentile(ordered, 99) or 0:7.3f} "
+              f"{ordered[-1]:7.3f}")
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
 
 

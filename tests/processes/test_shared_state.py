@@ -8,9 +8,7 @@ What a process holds in memory is read from the process itself: its pool from `/
 
 from __future__ import annotations
 
-import re
 import statistics
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -22,41 +20,20 @@ import httpx
 from fake_oauth import FakeOAuth
 
 from fake_upstream import rate_limited
-from support.cluster import running_cluster, seconds_until
+from support.cluster import (
+    pool_statuses,
+    running_cluster,
+    seconds_until,
+    serves,
+    spread,
+    status_is,
+)
 from support.figures import report
 from support.oauthkit import connect
 from support.process import loopback_addresses
 from support.stack import Stack, account_key, message_body
 
 LIMIT_SECONDS = 1.0  # the issue's bar for a change to reach every process
-
-
-def pool_statuses(node: Stack) -> dict[str, str]:
-    """account name → status, as the process's pool has it."""
-    with node.admin() as admin:
-        text = admin.get("/metrics").text
-    statuses = {}
-    for line in text.splitlines():
-        if line.startswith("kestrel_account_up{"):
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
-            statuses[labels["account"]] = labels["status"]
-    return statuses
-
-
-def spread(change: Callable[[], None], seen: Callable[[Stack], bool],
-           nodes: list[Stack]) -> list[float]:
-    """Seconds from just before `change()` until each node shows it."""
-    started = time.monotonic()
-    change()
-    times = []
-    for node in nodes:
-        seconds_until(lambda node=node: seen(node), timeout=5.0)
-        times.append(time.monotonic() - started)
-    return times
-
-
-def status_is(name: str, status: str | None) -> Callable[[Stack], bool]:
-    return lambda node: pool_statuses(node).get(name) == status
 
 
 def test_changes_made_through_one_process_reach_the_others_within_a_second(
@@ -115,15 +92,10 @@ def test_changes_made_through_one_process_reach_the_others_within_a_second(
                     sends_new_key)
             for n in range(4):
                 key = admin.post("/admin/keys", json={"name": f"k{n}"}).json()
-
-                def serves(node: Stack, key: str = key["key"]) -> bool:
-                    with node.http(headers={"x-api-key": key}) as client:
-                        return client.post("/v1/messages",
-                                           json=message_body()).status_code == 200
                 for node in others:  # each process has checked the key and cached it
-                    seconds_until(lambda node=node: serves(node))
+                    seconds_until(lambda node=node, key=key: serves(node, key["key"]))
                 measure("key revoked", lambda key_id=key["id"]: admin.delete(
-                    f"/admin/keys/{key_id}"), lambda node, serves=serves: not serves(node))
+                    f"/admin/keys/{key_id}"), lambda node, key=key: not serves(node, key["key"]))
     for kind, times in delays.items():
         report("Changes reaching 2 other processes (s)", ("change", "n", "median", "max"),
                (kind, len(times), f"{statistics.median(times):.3f}", f"{max(times):.3f}"))

@@ -7,8 +7,10 @@ directory (so the same `kestrel.db` and settings), its own port. `Cluster.nodes[
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 
 from fake_upstream import FakeAnthropic
 from support.process import KestrelProcess
-from support.stack import ADMIN_KEY, ENCRYPTION_KEY, Stack
+from support.stack import ADMIN_KEY, ENCRYPTION_KEY, Stack, message_body
 
 
 @dataclass
@@ -58,3 +60,46 @@ def seconds_until(condition: Callable[[], bool], *, timeout: float = 5.0,
             raise AssertionError(f"not true after {timeout} s")
         time.sleep(step)
     return time.monotonic() - started
+
+
+# --- what a process holds, read from the process itself ---------------------------------------
+
+
+def pool_statuses(node: Stack) -> dict[str, str]:
+    """account name → status, as the process's pool has it (its `/metrics` gauges render the
+    pool the proxy chooses from)."""
+    with node.admin() as admin:
+        text = admin.get("/metrics").text
+    statuses = {}
+    for line in text.splitlines():
+        if line.startswith("kestrel_account_up{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            statuses[labels["account"]] = labels["status"]
+    return statuses
+
+
+def status_is(name: str, status: str | None) -> Callable[[Stack], bool]:
+    return lambda node: pool_statuses(node).get(name) == status
+
+
+def serves(node: Stack, secret: str) -> bool:
+    """Whether the process's proxy takes the client key `secret` (its key cache's answer)."""
+    with node.http(headers={"x-api-key": secret}) as client:
+        return client.post("/v1/messages", json=message_body()).status_code == 200
+
+
+def spread(change: Callable[[], object], seen: Callable[[Stack], bool], nodes: list[Stack],
+           watchers: ThreadPoolExecutor | None = None) -> list[float]:
+    """Seconds from just before `change()` until each node shows it, polled every 5 ms: one
+    node after the other, or all at once on `watchers` (one thread per node)."""
+    started = time.monotonic()
+    change()
+    if watchers is None:
+        return [_seen_at(lambda node=node: seen(node)) - started for node in nodes]
+    watches = [watchers.submit(_seen_at, lambda node=node: seen(node)) for node in nodes]
+    return [watch.result() - started for watch in watches]
+
+
+def _seen_at(condition: Callable[[], bool]) -> float:
+    seconds_until(condition, timeout=10.0)
+    return time.monotonic()
