@@ -197,6 +197,15 @@ class ApiKey:
             self.monthly_budget_usd))
 
 
+def one_line(text: str | None, limit: int) -> str:
+    """`text` on one line (every run of whitespace a single space), cut to `limit` characters
+    with an ellipsis: an error message as a table cell or a log column can hold it."""
+    if not text:
+        return ""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def mask_secret(secret: str) -> str:
     """A hint that lets an operator recognise a credential without revealing it.
 

@@ -12,10 +12,10 @@ from kestrel.admin_cli.render import (
     limits,
     money,
     relative,
-    shorten,
     state,
     table,
 )
+from kestrel.domain import one_line
 
 NOW = datetime(2026, 12, 4, 12, 0, 0, tzinfo=UTC).timestamp()
 
@@ -69,6 +69,6 @@ def test_a_keys_limits_in_a_few_words() -> None:
 
 
 def test_long_text_is_cut_on_one_line() -> None:
-    assert shorten("upstream\nsaid  no", 40) == "upstream said no"
-    assert shorten("x" * 50, 10) == "xxxxxxxxx…"
-    assert shorten(None, 10) == ""
+    assert one_line("upstream\nsaid  no", 40) == "upstream said no"
+    assert one_line("x" * 50, 10) == "xxxxxxxxx…"
+    assert one_line(None, 10) == ""

@@ -10,11 +10,11 @@ from kestrel.admin_cli.render import (
     Styled,
     millis,
     relative,
-    shorten,
     state,
     table,
 )
 from kestrel.admin_cli.session import Session, read_secret
+from kestrel.domain import one_line
 from kestrel.egress import parse_proxy
 
 # What a person can read on one line of a wide terminal; --json has the whole text.
@@ -44,7 +44,7 @@ def list_accounts(args: argparse.Namespace, session: Session) -> int:
         return 0
     rows = [[str(a["id"]), a["name"], a["type"].replace("_", "-"), _status(a, session.now),
              str(a["priority"]), a["credential_hint"], relative(a["last_used_at"], session.now),
-             shorten(a["last_error"], ERROR_WIDTH)] for a in accounts]
+             one_line(a["last_error"], ERROR_WIDTH)] for a in accounts]
     session.print(table(["ID", "NAME", "TYPE", "STATUS", "PRIORITY", "CREDENTIAL", "LAST USED",
                          "LAST ERROR"], rows, session.colour))
     return 0

@@ -17,10 +17,10 @@ from kestrel.admin_cli.render import (
     millis,
     money,
     parse_iso,
-    shorten,
     table,
 )
 from kestrel.admin_cli.session import Session
+from kestrel.domain import one_line
 
 # How often --follow asks for new rows: the server writes its request logs in batches every
 # few hundred milliseconds, so asking more often finds nothing more.
@@ -107,7 +107,7 @@ def _log_row(row: dict[str, Any], names: Names) -> list[Cell]:
             row["route"], row["model"] or "-", names.key(row["key_id"]), account,
             f"{count(tokens)}/{count(row['output_tokens'])}",
             money(row["cost_usd"]) if row["priced"] else "unpriced", millis(row["latency_ms"]),
-            shorten(row["error_type"], ERROR_WIDTH)]
+            one_line(row["error_type"], ERROR_WIDTH)]
 
 
 def show_stats(args: argparse.Namespace, session: Session) -> int:

@@ -102,13 +102,6 @@ def millis(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f} ms"
 
 
-def shorten(text: str | None, width: int) -> str:
-    if not text:
-        return ""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
 def limits(key: Mapping[str, object]) -> str:
     """A key's limits in a few words, `-` for none: `rpm 60 · $5/day · 2 models`."""
     parts = []

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kestrel.domain import Attempt, RequestLog, ValidationError
+from kestrel.domain import Attempt, RequestLog, ValidationError, one_line
 from kestrel.store.database import Database
 from kestrel.store.session import Session
 
@@ -53,11 +53,8 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 def bounded(message: str | None) -> str | None:
-    """One line of at most MAX_MESSAGE_CHARS characters."""
-    if not message:
-        return None
-    flat = " ".join(message.split())
-    return flat if len(flat) <= MAX_MESSAGE_CHARS else flat[: MAX_MESSAGE_CHARS - 1] + "…"
+    """One line of at most MAX_MESSAGE_CHARS characters; None for no message."""
+    return one_line(message, MAX_MESSAGE_CHARS) or None
 
 
 def _attempts_json(attempts: Iterable[Attempt]) -> str:
