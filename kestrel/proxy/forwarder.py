@@ -221,9 +221,8 @@ class Forwarder:
             body = scrub(await _read_bounded(response, MAX_ERROR_BODY_BYTES), call_secrets)
             await response.aclose()
             refused = summarize_message(body)
-            attempts.append(Attempt(account.id, 401, refused.error_type,
-                                    self.elapsed_ms(started), message=refused.error_message,
-                                    account_name=account.name))
+            attempts.append(_try_of(account, 401, refused.error_type, self.elapsed_ms(started),
+                                    message=refused.error_message))
             credential = await self._refresh(account, credential, attempts, keep_valid=False)
             call_secrets += _secrets_of(credential)
             started = self._monotonic()
@@ -249,8 +248,7 @@ class Forwarder:
             await self._pool.report(account.id, AccountUpdate(
                 AccountState.INVALID, None, account.consecutive_failures + 1,
                 "the stored credential cannot be opened; enter it again"), self._clock())
-            attempts.append(Attempt(account.id, None, "credential_error", 0.0,
-                                    account_name=account.name))
+            attempts.append(_try_of(account, None, "credential_error", 0.0))
             raise _Retry from None
         if (account.type is AccountType.OAUTH and self._refresher is not None
                 and refresh_due(credential, self._clock())):
@@ -278,8 +276,7 @@ class Forwarder:
                 None if failed.invalid else failed.retry_at,
                 account.consecutive_failures + 1, failed.message)
             await self._pool.report(account.id, update, now)
-            attempts.append(Attempt(account.id, None, "oauth_refresh_failed", 0.0,
-                                    account_name=account.name))
+            attempts.append(_try_of(account, None, "oauth_refresh_failed", 0.0))
             raise _Retry from None
         self._pool.refreshed(account.id, fresh)
         return fresh
@@ -344,17 +341,15 @@ class Forwarder:
         outcome = classify_transport_error(kind, now=self._clock(),
                                            failures=account.consecutive_failures,
                                            jitter=self._jitter())
-        attempts.append(Attempt(account.id, None, kind, self.elapsed_ms(started), proxy,
-                                account_name=account.name))
+        attempts.append(_try_of(account, None, kind, self.elapsed_ms(started), proxy=proxy))
         await self._pool.report(account.id, outcome.update, self._clock())
 
     async def _upstream_error(self, call: Call, account: Account, response: UpstreamResponse,
                               started: float, attempts: list[Attempt],
                               secrets: tuple[bytes, ...]) -> Relay:
         body, outcome, summary = await self._judge_error(account, response, secrets)
-        attempts.append(Attempt(account.id, response.status, summary.error_type,
-                                self.elapsed_ms(started), message=summary.error_message,
-                                account_name=account.name))
+        attempts.append(_try_of(account, response.status, summary.error_type,
+                                self.elapsed_ms(started), message=summary.error_message))
         if outcome.verdict is Verdict.RETRY_NEXT:
             log.info("account %s answered %s; trying the next account", account.name,
                      response.status, extra={"account": {"id": account.id}})
@@ -395,8 +390,7 @@ class Forwarder:
                 "the upstream answered 2xx with a body that is not a message"), started, attempts)
             raise _Retry
         upstream_ms = self.elapsed_ms(started)
-        attempts.append(Attempt(account.id, response.status, None, upstream_ms,
-                                account_name=account.name))
+        attempts.append(_try_of(account, response.status, None, upstream_ms))
         await self._succeeded(account)
         self.record(call, status=response.status, attempts=attempts,
                     account_id=account.id, summary=summary, ttfb_ms=upstream_ms)
@@ -426,8 +420,7 @@ class Forwarder:
             await self._transport_failure(account, httpx.RemoteProtocolError(
                 "the upstream ended the stream before its first event"), started, attempts)
             raise _Retry
-        attempts.append(Attempt(account.id, response.status, None, self.elapsed_ms(started),
-                                account_name=account.name))
+        attempts.append(_try_of(account, response.status, None, self.elapsed_ms(started)))
         await self._succeeded(account)
         body = StreamRelay(self, call, account, response, first, chunks, attempts, secrets)
         return Relay(response.status, downstream_headers(response.header_items()), body,
@@ -489,6 +482,13 @@ class Forwarder:
 
     def elapsed_ms(self, since: float) -> float:
         return (self._monotonic() - since) * 1000
+
+
+def _try_of(account: Account, status: int | None, error_type: str | None, duration_ms: float,
+            *, proxy: str | None = None, message: str | None = None) -> Attempt:
+    """One try of `account`, with its name as it is now: the log keeps it past a rename."""
+    return Attempt(account.id, status, error_type, duration_ms, proxy=proxy, message=message,
+                   account_name=account.name)
 
 
 def _is_sound(path: str, body: bytes, summary: MessageSummary) -> bool:
