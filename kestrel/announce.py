@@ -16,7 +16,7 @@ from kestrel.config import Settings
 log = logging.getLogger("kestrel.serve")
 
 
-def url_for(host: str, port: int) -> str:
+def url_for(host: str, port: int | str) -> str:
     """The URL a client on this machine uses to reach a server bound to `host`."""
     if host in ("0.0.0.0", ""):
         host = "127.0.0.1"

@@ -218,9 +218,10 @@ class App:
 
     def _record_refusal(self, row: RequestLog) -> None:
         """A request refused for its key: always counted, logged within the budget."""
-        self.metrics.observe(row)
-        if self.settings.request_log and self._refusal_budget.take(row.ts):
-            self.log_writer.submit(row)
+        if self._refusal_budget.take(row.ts):
+            self._record(row)
+        else:
+            self.metrics.observe(row)
 
     def _writer_stats(self) -> WriterStats:
         writer = self.log_writer

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from kestrel.announce import url_for
 from kestrel.config import DEFAULT_DB_PATH, DEFAULT_PORT, secrets_path_for
 
 REFUSED = 1
@@ -56,9 +57,9 @@ def find_target(url: str | None, db: str | None, environ: Mapping[str, str]) -> 
 def local_url(environ: Mapping[str, str]) -> str:
     """The server this machine runs by the same settings: HOST and PORT, or their defaults."""
     host = environ.get("HOST", "").strip()
-    host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
-    port = environ.get("PORT", "").strip() or str(DEFAULT_PORT)
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    # `::` is every address too; a client reaches it on the loopback as it does `0.0.0.0`.
+    return url_for("" if host == "::" else host,
+                   environ.get("PORT", "").strip() or DEFAULT_PORT)
 
 
 def stored_admin_key(db_path: Path) -> str | None:
