@@ -24,6 +24,7 @@ from kestrel.http.messages import Handler, Headers, HTTPError, Request, RequestT
 from kestrel.http.wire import (
     DateCache,
     InvalidResponse,
+    ResponseHead,
     choose_request_id,
     error_response,
     internal_error_response,
@@ -364,40 +365,41 @@ class Connection:
 
     async def _respond(self, method: str, response: Response, exchange: _Exchange, *,
                        close: bool) -> None:
-        def head(resp: Response) -> tuple[h11.Response, bool]:
+        def head_of(resp: Response) -> ResponseHead:
             return response_head(method, resp, request_id=exchange.request_id,
                                  date=self._dates.get(time.time()),
                                  server=self._server_header, close=close)
 
         try:
-            event, send_body = head(response)
+            head = head_of(response)
         except InvalidResponse as exc:
             log.error("%s (%s %s)", exc, method, exchange.path)
             response = internal_error_response()  # the caller still closes the original body
-            event, send_body = head(response)
+            head = head_of(response)
         body = response.body
-        if send_body and not isinstance(body, bytes):
-            await self._send(event)
-            exchange.status = event.status_code
+        if head.send_body and not isinstance(body, bytes):
+            await self._send(head)
+            exchange.status = head.status
             self.phase = Phase.RESPONDING
             await self._stream(body, exchange)
             await self._send(h11.EndOfMessage())
         else:
-            await self._send_whole(event, body if send_body and isinstance(body, bytes) else b"",
-                                   exchange)
+            await self._send_whole(
+                head,
+                body if head.send_body and isinstance(body, bytes) else b"", exchange)
         exchange.finished = True
 
-    async def _send_whole(self, head: h11.Response, data: bytes, exchange: _Exchange) -> None:
+    async def _send_whole(self, head: ResponseHead, data: bytes, exchange: _Exchange) -> None:
         """Head, body and end in as few writes as WRITE_SLICE allows, one for most answers:
         each write is a system call, and on a quiet connection a packet of its own."""
         first, rest = data[:WRITE_SLICE], data[WRITE_SLICE:]
-        events: list[h11.Event] = [head]
+        events: list[h11.Event | ResponseHead] = [head]
         if first:
             events.append(h11.Data(data=first))
         if not rest:
             events.append(h11.EndOfMessage())
         await self._send(*events)
-        exchange.status = head.status_code
+        exchange.status = head.status
         exchange.bytes_sent += len(first)
         self.phase = Phase.RESPONDING
         if rest:
@@ -445,14 +447,13 @@ class Connection:
     async def _send_continue(self) -> None:
         await self._send(h11.InformationalResponse(status_code=100, headers=[]))
 
-    async def _send(self, *events: h11.Event) -> None:
+    async def _send(self, *events: h11.Event | ResponseHead) -> None:
         channel = self._channel
         if self._client_gone or channel.closing():
             self._h11.send_failed()
             raise _ClientGone
-        send = self._h11.send
-        data = send(events[0]) if len(events) == 1 else b"".join(
-            [send(event) or b"" for event in events])
+        data = self._encode(events[0]) if len(events) == 1 else b"".join(
+            [self._encode(event) for event in events])
         try:
             if data:
                 channel.write(data)
@@ -469,6 +470,11 @@ class Connection:
             self._h11.send_failed()
             self._client_gone = True
             raise _ClientGone from None
+
+    def _encode(self, event: h11.Event | ResponseHead) -> bytes:
+        if isinstance(event, ResponseHead):
+            return event.encode(self._h11.send(event.framing) or b"")
+        return self._h11.send(event) or b""
 
     # -- closing -----------------------------------------------------------------------------
 

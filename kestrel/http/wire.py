@@ -11,6 +11,7 @@ import json
 import re
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 
@@ -145,33 +146,47 @@ def refuse_before_handler(event: h11.Request, limits: ServerLimits) -> HTTPError
 # RFC 9110 §5.1 and §5.5: a token for the name (already lower case here); visible characters
 # and obs-text for the value, with spaces and tabs only inside it. Stricter than h11, which
 # lets control characters other than NUL through, and as strict as the upstream's fields are
-# read (`kestrel/proxy/http1.py`).
-_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
-_VISIBLE = rb"[\x21-\x7e\x80-\xff]"
-_FIELD_VALUE = re.compile(rb"(?:%s(?:[\x21-\x7e\x80-\xff \t]*%s)?)?" % (_VISIBLE, _VISIBLE))
+# read (`kestrel/proxy/http1.py`). Checked on all the fields at once, each written as
+# name NUL value CRLF: NUL and CR LF can be in neither part, so when the block matches and
+# holds one NUL per field, every line is one field and every field one line.
+_FIELD_LINES = re.compile(
+    rb"(?:[!#$%&'*+\-.^_`|~0-9a-z]+\x00(?:[\x21-\x7e\x80-\xff](?:[\x21-\x7e\x80-\xff \t]*"
+    rb"[\x21-\x7e\x80-\xff])?)?\r\n)*")
 
 
-def _h11_response(status: int, headers: list[tuple[str, str]]) -> h11.Response:
-    """h11's event for a response, the fields checked here in one pass.
+@dataclass(frozen=True, slots=True)
+class ResponseHead:
+    """A response head in two parts: what h11 must see to frame the body and keep the
+    connection's state (the status, `content-length`, `connection: close`; h11 adds
+    `transfer-encoding` itself), and every other field, already checked and encoded.
 
-    h11 checks every field of an event it is given, twice over counting its conversions; a
-    proxied answer has fifteen, and that was a tenth of a request's CPU. `_parsed=True` is
-    h11's own way in for fields already checked (its parser's), and h11 is pinned to the
-    version it was read in (0.16). Raises ValueError (and UnicodeError, TypeError) for a
-    status or field h11 would refuse; the caller has made sure the status is an integer.
+    h11 validates the fields of each event it sends, and then again in the copy it makes to
+    set the framing; a proxied answer has fifteen fields, and that was a tenth of a request's
+    CPU. Its own fields are the ones it decides on, so it is given only those.
     """
-    if not 200 <= status < 1000:
-        raise ValueError("status")
-    fields = []
-    for name, value in headers:
-        raw_name, raw_value = name.encode("ascii"), value.encode("ascii")
-        if _FIELD_NAME.fullmatch(raw_name) is None or _FIELD_VALUE.fullmatch(raw_value) is None:
-            raise ValueError("field")
-        fields.append((raw_name, raw_value))
-    # h11 sends an empty reason phrase unless given one; some tools print it.
-    reason = HTTPStatus(status).phrase.encode("ascii") if status in _KNOWN_STATUSES else b""
-    return h11.Response(status_code=int(status), headers=fields, reason=reason,
-                        http_version=b"1.1", _parsed=True)
+
+    framing: h11.Response
+    fields: bytes  # "name: value\r\n" for each field, in order
+    send_body: bool  # whether body bytes may follow (not for HEAD, 1xx, 204, 304)
+
+    @property
+    def status(self) -> int:
+        return self.framing.status_code
+
+    def encode(self, framing_bytes: bytes) -> bytes:
+        """The whole head on the wire, from the bytes h11 wrote for `framing`: the other
+        fields go after the status line."""
+        split = framing_bytes.index(b"\r\n") + 2
+        return framing_bytes[:split] + self.fields + framing_bytes[split:]
+
+
+def _encode_fields(headers: list[tuple[str, str]]) -> bytes:
+    """The fields as they go on the wire. Raises ValueError or UnicodeError for a field that
+    h11 or RFC 9110 would refuse."""
+    block = "".join([f"{name}\x00{value}\r\n" for name, value in headers]).encode("ascii")
+    if block.count(0) != len(headers) or _FIELD_LINES.fullmatch(block) is None:
+        raise ValueError("field")
+    return block.replace(b"\x00", b": ")
 
 
 def response_head(
@@ -182,19 +197,21 @@ def response_head(
     date: str,
     server: str,
     close: bool,
-) -> tuple[h11.Response, bool]:
-    """The h11 response event for `response`, and whether body bytes may follow it.
+) -> ResponseHead:
+    """The head of `response`, and whether body bytes may follow it.
 
     Raises `InvalidResponse` if the handler's status or headers are not valid HTTP.
     """
     status = response.status
-    if not isinstance(status, int):
+    # h11 sends 1xx as informational responses only; 1000 and up are not statuses.
+    if not isinstance(status, int) or not 200 <= status < 1000:
         raise InvalidResponse(f"handler returned an invalid status ({status!r})")
-    # 1xx, 204 and 304 have no body by definition; HEAD gets the GET's headers but no body
-    # bytes at all (h11 raises on any Data after a HEAD response).
-    bodiless_status = 100 <= status < 200 or status in (204, 304)
+    # 204 and 304 have no body by definition; HEAD gets the GET's headers but no body bytes at
+    # all (h11 raises on any Data after a HEAD response).
+    bodiless_status = status in (204, 304)
     send_body = method != "HEAD" and not bodiless_status
     headers: list[tuple[str, str]] = []
+    framing: list[tuple[bytes, bytes]] = []
     given_length: str | None = None
     for name, value in response.headers:
         key = name.lower()
@@ -205,9 +222,11 @@ def response_head(
     if isinstance(response.body, bytes) and not bodiless_status:
         if method == "HEAD" and not response.body and given_length is not None:
             # A HEAD-specific handler that states the length its GET would have.
-            headers.append(("content-length", given_length))
+            if not (given_length.isascii() and given_length.isdigit()):
+                raise InvalidResponse("handler returned an invalid content-length")
+            framing.append((b"content-length", given_length.encode("ascii")))
         else:
-            headers.append(("content-length", str(len(response.body))))
+            framing.append((b"content-length", b"%d" % len(response.body)))
     # An iterable body gets no Content-Length: h11 then sends it chunked to HTTP/1.1 clients
     # and delimits it by closing the connection for HTTP/1.0 ones.
     # h11 adds neither `Date` nor `Server`; a handler's own values win.
@@ -218,11 +237,17 @@ def response_head(
         headers.append(("server", server))
     headers.append(("x-request-id", request_id))
     if close:
-        headers.append(("connection", "close"))
+        framing.append((b"connection", b"close"))
     try:
-        event = _h11_response(status, headers)
-    except (h11.LocalProtocolError, UnicodeError, TypeError, ValueError):
-        # Not h11's message: it quotes the offending header value, and values hold secrets.
-        raise InvalidResponse(f"handler returned an invalid status ({status!r}) or header "
+        fields = _encode_fields(headers)
+    except (UnicodeError, TypeError, ValueError):
+        # Never the value itself: values hold secrets.
+        raise InvalidResponse(f"handler returned an invalid header "
                               f"(names: {', '.join(key for key, _ in headers)})") from None
-    return event, send_body
+    # h11 sends an empty reason phrase unless given one; some tools print it.
+    reason = HTTPStatus(status).phrase.encode("ascii") if status in _KNOWN_STATUSES else b""
+    # `_parsed=True` is h11's own way in for fields already checked: these are ours, and h11
+    # checks them again anyway in the copy it makes to set the framing.
+    event = h11.Response(status_code=int(status), headers=framing, reason=reason,
+                         http_version=b"1.1", _parsed=True)
+    return ResponseHead(event, fields, send_body)
