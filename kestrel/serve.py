@@ -8,6 +8,7 @@ ready, and drains when told to or when the supervisor is gone.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -24,10 +25,17 @@ from kestrel.workers.siblings import Siblings
 
 log = logging.getLogger("kestrel.serve")
 
+# Allocations between two collections of the youngest generation (CPython's default is 700).
+# A request allocates a few hundred objects that die with it; at 700 a collection ran every few
+# requests and found them still alive, in flight, and carried them into older generations that
+# are scanned again later. See `_settle_heap`.
+YOUNG_COLLECTION_EVERY = 10_000
+
 
 async def serve(settings: Settings, handoff: Handoff | None = None) -> int:
     siblings = Siblings(handoff)
     app = await App.open(settings, siblings)
+    _settle_heap()
     server = Server(
         app.handle,
         limits=ServerLimits(max_body_bytes=settings.max_body_bytes,
@@ -64,6 +72,20 @@ async def serve(settings: Settings, handoff: Handoff | None = None) -> int:
     finally:
         await app.close()
         await siblings.retire()  # after close: the request log's last rows are counted
+
+
+def _settle_heap() -> None:
+    """Keep the cyclic garbage collector off the request path as far as it can be.
+
+    What start-up built (modules, the app, its caches) lives as long as the process: frozen, it
+    is never scanned again. Requests then collect the young generation every
+    YOUNG_COLLECTION_EVERY allocations instead of 700. Nothing else changes: reference counting
+    still frees almost everything at once, and cycles are still collected, a little later.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_EVERY, middle, old)
 
 
 async def _start_worker(server: Server, siblings: Siblings, handoff: Handoff,
