@@ -8,6 +8,7 @@ failure can only end the stream.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -392,8 +393,12 @@ class Forwarder:
         upstream_ms = self.elapsed_ms(started)
         attempts.append(_try_of(account, response.status, None, upstream_ms))
         await self._succeeded(account)
-        self.record(call, status=response.status, attempts=attempts,
-                    account_id=account.id, summary=summary, ttfb_ms=upstream_ms)
+        # Once the answer is on its way: the client waits for nothing it does not need (the
+        # row's latency then includes handing the answer over). The callback runs before the
+        # connection reads anything more, so the key's next request finds its slot free.
+        asyncio.get_running_loop().call_soon(functools.partial(
+            self.record, call, status=response.status, attempts=attempts,
+            account_id=account.id, summary=summary, ttfb_ms=upstream_ms))
         spent_upstream = sum(a.duration_ms for a in attempts)
         overhead = max(0.0, self.elapsed_ms(call.received) - spent_upstream)
         headers = downstream_headers(response.header_items())
