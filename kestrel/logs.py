@@ -23,6 +23,8 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, TextIO
 
+from kestrel.http import AccessEntry, AccessLog
+
 request_id_var: ContextVar[str | None] = ContextVar("kestrel_request_id", default=None)
 
 STRUCTURED_GROUPS = ("http", "event", "account", "upstream")
@@ -156,18 +158,25 @@ class _WorkerField(logging.Filter):
         return True
 
 
-def _pairs(record: logging.LogRecord, skip_http: tuple[str, ...]) -> list[tuple[str, Any]]:
+def _pairs(request_id: str | None, worker: int | None, groups: dict[str, dict[str, Any]],
+           skip_http: tuple[str, ...]) -> list[tuple[str, Any]]:
     """The worker and request ids, then every field of every group, flattened for the
     one-line form."""
-    request_id = _request_id(record)
     pairs: list[tuple[str, Any]] = [] if request_id is None else [("request_id", request_id)]
-    if (worker := getattr(record, "worker", None)) is not None:
+    if worker is not None:
         pairs.insert(0, ("worker", worker))
-    for group, fields in _groups(record).items():
+    for group, fields in groups.items():
         pairs.extend((str(k), v) for k, v in fields.items()
                      if not (k == "request_id" and v == request_id)
                      and not (group == "http" and k in skip_http))
     return pairs
+
+
+def _access_line(entry: AccessEntry) -> tuple[str, dict[str, dict[str, Any]]]:
+    """An access entry's message and fields, redacted as the filter redacts a record: the
+    method and path are the client's text."""
+    return (redact(f"{entry.method} {entry.path} {entry.status}"),
+            {"http": _redact_value(entry._asdict())})  # type: ignore[dict-item]
 
 
 def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> str | None:
@@ -194,22 +203,33 @@ class JsonFormatter(logging.Formatter):
         self._second_text = ""
 
     def format(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
+        return self._line(record.created, int(record.msecs), record.levelname.lower(),
+                          record.name, record.getMessage(), getattr(record, "worker", None),
+                          _request_id(record), _groups(record), _exception_text(self, record))
+
+    def format_access(self, created: float, worker: int | None, entry: AccessEntry) -> str:
+        message, groups = _access_line(entry)
+        return self._line(created, int((created - int(created)) * 1000), "info", ACCESS_LOGGER,
+                          message, worker, None, groups, None)
+
+    def _line(self, created: float, msecs: int, level: str, logger: str, message: str,
+              worker: int | None, request_id: str | None, groups: dict[str, dict[str, Any]],
+              exc: str | None) -> str:
+        second = int(created)
         if second != self._second:  # a busy server logs many lines a second: format it once
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
             self._second = second
         line: dict[str, Any] = {
-            "ts": f"{self._second_text}{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
+            "ts": f"{self._second_text}{msecs:03d}Z",
+            "level": level,
+            "logger": logger,
+            "msg": message,
         }
-        if (worker := getattr(record, "worker", None)) is not None:
+        if worker is not None:
             line["worker"] = worker
-        if (request_id := _request_id(record)) is not None:
+        if request_id is not None:
             line["request_id"] = request_id
-        line.update(_groups(record))
-        exc = _exception_text(self, record)
+        line.update(groups)
         if exc is not None:
             line["exc"] = exc
         return _JSON_LINE.encode(line)
@@ -228,21 +248,31 @@ class PrettyFormatter(logging.Formatter):
     """
 
     def format(self, record: logging.LogRecord) -> str:
-        clock = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
-        level = _PRETTY_LEVELS.get(record.levelname, record.levelname)
-        text = record.getMessage()
-        http = getattr(record, "http", None)
+        return self._line(record.created, int(record.msecs),
+                          _PRETTY_LEVELS.get(record.levelname, record.levelname), record.name,
+                          record.getMessage(), getattr(record, "worker", None),
+                          _request_id(record), _groups(record), _exception_text(self, record))
+
+    def format_access(self, created: float, worker: int | None, entry: AccessEntry) -> str:
+        message, groups = _access_line(entry)
+        return self._line(created, int((created - int(created)) * 1000), "INFO", ACCESS_LOGGER,
+                          message, worker, None, groups, None)
+
+    def _line(self, created: float, msecs: int, level: str, logger: str, text: str,
+              worker: int | None, request_id: str | None, groups: dict[str, dict[str, Any]],
+              exc: str | None) -> str:
+        clock = datetime.fromtimestamp(created).strftime("%H:%M:%S")
+        http = groups.get("http")
         summed_up: tuple[str, ...] = ()
-        if isinstance(http, dict) and all(k in http for k in _HTTP_SUMMARY):
+        if http is not None and all(k in http for k in _HTTP_SUMMARY):
             summary = (f"{http['method']} {http['path']} {http['status']} "
                        f"{_number(http['duration_ms'])}ms")
             text = summary if summary.startswith(text) else f"{summary} {text}"
             summed_up = _HTTP_SUMMARY
         pairs = " ".join(f"{_PRETTY_NAMES.get(k, k)}={_pretty_value(v)}"
-                         for k, v in _pairs(record, summed_up))
-        line = f"{clock}.{int(record.msecs):03d} {level:<5} {record.name}  {text}"
+                         for k, v in _pairs(request_id, worker, groups, summed_up))
+        line = f"{clock}.{msecs:03d} {level:<5} {logger}  {text}"
         line = f"{line} {pairs}" if pairs else line
-        exc = _exception_text(self, record)
         return f"{line}\n{exc}" if exc else line
 
 
@@ -290,9 +320,11 @@ class _KestrelHandler(logging.StreamHandler[TextIO]):
     Why: a busy server logs an access line per request, and redacting, formatting and writing
     each on its own, between two requests, goes slow (the code and data of the formatter go cold
     in between); the same work done for a batch in one go, as one system call, took a request's
-    CPU from 523 to 472 µs at 16 connections (bench/RESULTS.md, run 6). The price: an access
-    line appears up to 0.1 s late, and a process killed outright loses the access lines of its
-    last 0.1 s (an orderly exit writes them).
+    CPU from 523 to 472 µs at 16 connections (bench/RESULTS.md, run 6). The server hands its
+    access lines over as `AccessEntry` tuples (`access`), not log records: a record costs more
+    to make than the line it becomes (run 9). The price: an access line appears up to 0.1 s
+    late, and a process killed outright loses the access lines of its last 0.1 s (an orderly
+    exit writes them).
 
     Redaction and formatting happen when the batch is written, so a log call must hand over
     values, not objects it goes on changing; the request id is taken when the call is made.
@@ -300,9 +332,14 @@ class _KestrelHandler(logging.StreamHandler[TextIO]):
     instead of adding one.
     """
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, lines: JsonFormatter | PrettyFormatter,
+                 worker: int | None) -> None:
         super().__init__(stream)
-        self._waiting: list[logging.LogRecord] = []
+        self.setFormatter(lines)
+        self._lines = lines
+        self._worker = worker
+        # Log records, and (time, entry) pairs from the server, in the order they came.
+        self._waiting: list[logging.LogRecord | tuple[float, AccessEntry]] = []
         self._batch = threading.RLock()  # over the waiting lines and their writing
         self._wake = threading.Event()  # set: lines wait, or the handler is closing
         self._closed = False
@@ -312,30 +349,41 @@ class _KestrelHandler(logging.StreamHandler[TextIO]):
 
     def handle(self, record: logging.LogRecord) -> bool:
         setattr(record, _REQUEST_ID, request_id_var.get())
+        self._wait(record, now=record.name != ACCESS_LOGGER)
+        return True
+
+    def access(self, entry: AccessEntry) -> None:
+        """The server's access line for one exchange (an `AccessLog`)."""
+        self._wait((time.time(), entry), now=False)
+
+    def _wait(self, item: logging.LogRecord | tuple[float, AccessEntry], *, now: bool) -> None:
         with self._batch:
-            self._waiting.append(record)
-            now = record.name != ACCESS_LOGGER or len(self._waiting) >= MAX_WAITING_LINES
+            self._waiting.append(item)
+            now = now or len(self._waiting) >= MAX_WAITING_LINES
         if now or self._closed:
             self.flush()
         elif not self._wake.is_set():
             self._wake.set()
-        return True
 
     def flush(self) -> None:
         with self._batch:
-            records, self._waiting = self._waiting, []
+            items, self._waiting = self._waiting, []
             lines = []
-            for record in records:
+            for item in items:
                 try:  # as StreamHandler.emit: a line that fails is reported, the rest go out
-                    if self.filter(record):
-                        lines.append(self.format(record))
+                    if isinstance(item, tuple):
+                        lines.append(self._lines.format_access(item[0], self._worker, item[1]))
+                    elif self.filter(item):
+                        lines.append(self.format(item))
                 except Exception:
-                    self.handleError(record)
+                    if isinstance(item, logging.LogRecord):
+                        self.handleError(item)
             try:
                 if lines:
                     self.stream.write("\n".join(lines) + "\n")
                 self.stream.flush()
             except Exception:
+                records = [item for item in items if isinstance(item, logging.LogRecord)]
                 if records:
                     self.handleError(records[-1])
 
@@ -360,12 +408,11 @@ def setup_logging(*, level: str, fmt: str, stream: TextIO | None = None,
     if level.lower() not in LEVELS:
         raise ValueError(f"log level {level!r} is not one of {', '.join(LEVELS)}")
     stream = sys.stderr if stream is None else stream
-    handler = _KestrelHandler(stream)
+    pretty = resolve_format(fmt, stream) == "pretty"
+    handler = _KestrelHandler(stream, PrettyFormatter() if pretty else JsonFormatter(), worker)
     handler.addFilter(RedactingFilter())
     if worker is not None:
         handler.addFilter(_WorkerField(worker))
-    pretty = resolve_format(fmt, stream) == "pretty"
-    handler.setFormatter(PrettyFormatter() if pretty else JsonFormatter())
 
     # Nothing Kestrel writes names the thread or process of a line; skipping them makes every
     # record cheaper (the knobs the logging HOWTO gives for this, under "Optimization").
@@ -380,3 +427,14 @@ def setup_logging(*, level: str, fmt: str, stream: TextIO | None = None,
     logger.addHandler(handler)
     logger.setLevel(LEVELS[level.lower()])
     logger.propagate = False
+
+
+def access_log() -> AccessLog | None:
+    """Where the server hands its access lines: the handler `setup_logging` installed, when
+    the access logger is on (`LOG_LEVEL=info` or `debug`); None otherwise, and the server then
+    makes no entries at all. Asked once, when the server is built, after logging is set up."""
+    if not logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO):
+        return None
+    handler = next((h for h in logging.getLogger("kestrel").handlers
+                    if isinstance(h, _KestrelHandler)), None)
+    return handler.access if handler is not None else None

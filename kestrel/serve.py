@@ -19,7 +19,7 @@ from kestrel.announce import announce_started
 from kestrel.app import App
 from kestrel.config import Settings
 from kestrel.http.server import Server, ServerLimits
-from kestrel.logs import ACCESS_LOGGER
+from kestrel.logs import access_log
 from kestrel.workers.handoff import Handoff
 from kestrel.workers.siblings import Siblings
 
@@ -40,7 +40,7 @@ async def serve(settings: Settings, handoff: Handoff | None = None) -> int:
         app.handle,
         limits=ServerLimits(max_body_bytes=settings.max_body_bytes,
                             shutdown_grace=settings.shutdown_grace),
-        access_logger=logging.getLogger(ACCESS_LOGGER),
+        access_log=access_log(),
         server_header=f"kestrel/{__version__}",
     )
     stop = asyncio.Event()

@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
+from kestrel.http import AccessEntry
 from kestrel.logs import (
     ACCESS_LOGGER,
     MAX_WAITING_LINES,
+    access_log,
     redact,
     request_id_var,
     resolve_format,
@@ -125,6 +127,60 @@ def test_a_worker_process_names_itself_on_every_line() -> None:
     setup_logging(level="info", fmt="json", stream=stream)  # not a worker: no such key
     logging.getLogger("kestrel").info("alone")
     assert "worker" not in json.loads(written(stream).splitlines()[-1])
+
+
+ENTRY = AccessEntry(method="GET", path="/health", status=200, duration_ms=1.2,
+                    request_id="req_abc", client="127.0.0.1", bytes_sent=15)
+
+
+def test_the_servers_access_entries_become_the_lines_a_record_would() -> None:
+    # The server hands over tuples, not records; what comes out is the line an access record
+    # with the same fields made, in both forms, the worker's index included.
+    for fmt in ("json", "pretty"):
+        stream = io.StringIO()
+        setup_logging(level="info", fmt=fmt, stream=stream, worker=1)
+        sink = access_log()
+        assert sink is not None
+        sink(ENTRY)
+        logging.getLogger(ACCESS_LOGGER).info("GET /health 200", extra={"http": ENTRY._asdict()})
+        from_entry, from_record = written(stream).splitlines()
+        if fmt == "json":
+            entry_line, record_line = json.loads(from_entry), json.loads(from_record)
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z",
+                                entry_line.pop("ts"))
+            del record_line["ts"]
+            assert entry_line == record_line == {
+                "level": "info", "logger": ACCESS_LOGGER, "msg": "GET /health 200",
+                "worker": 1, "http": ENTRY._asdict()}
+        else:
+            assert from_entry[12:] == from_record[12:]  # all but the clock
+            assert from_entry.endswith(" INFO  kestrel.access  GET /health 200 1.2ms worker=1 "
+                                       "req=req_abc client=127.0.0.1 bytes=15")
+
+
+def test_access_entries_are_redacted_and_keep_their_place_in_the_batch(
+    capture: Callable[..., io.StringIO]
+) -> None:
+    stream = capture("json", "info")
+    sink = access_log()
+    assert sink is not None
+    secret = "sk-ant-api03-" + "x" * 40
+    sink(ENTRY._replace(path=f"/v1/{secret}", method="POST"))
+    sink(ENTRY)
+    assert stream.getvalue() == ""  # waiting for the writer's tick
+    logging.getLogger("kestrel.app").info("after")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["msg"] for line in lines] == [
+        "POST /v1/sk-ant-…[redacted] 200", "GET /health 200", "after"]
+    assert lines[0]["http"]["path"] == "/v1/sk-ant-…[redacted]"
+    assert secret not in stream.getvalue()
+
+
+def test_no_access_entries_are_made_below_info(capture: Callable[..., io.StringIO]) -> None:
+    capture("json", "warning")
+    assert access_log() is None
+    capture("json", "info")
+    assert access_log() is not None
 
 
 def test_exceptions_are_included(capture: Callable[..., io.StringIO]) -> None:

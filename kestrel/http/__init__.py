@@ -2,6 +2,8 @@
 
 from kestrel.http.limits import ServerLimits
 from kestrel.http.messages import (
+    AccessEntry,
+    AccessLog,
     BadRequest,
     BodyTooLarge,
     Handler,
@@ -18,6 +20,8 @@ from kestrel.http.routing import Route, Router
 from kestrel.http.server import Server
 
 __all__ = [
+    "AccessEntry",
+    "AccessLog",
     "BadRequest",
     "BodyTooLarge",
     "HTTPError",

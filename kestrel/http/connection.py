@@ -20,7 +20,16 @@ import h11
 from kestrel.http.body import BodyState, RequestBody
 from kestrel.http.channel import Channel
 from kestrel.http.limits import LINGER_MAX_BYTES, LINGER_SECONDS, ServerLimits
-from kestrel.http.messages import Handler, Headers, HTTPError, Request, RequestTimeout, Response
+from kestrel.http.messages import (
+    AccessEntry,
+    AccessLog,
+    Handler,
+    Headers,
+    HTTPError,
+    Request,
+    RequestTimeout,
+    Response,
+)
 from kestrel.http.wire import (
     DateCache,
     InvalidResponse,
@@ -85,14 +94,14 @@ class Connection:
         handler: Handler,
         limits: ServerLimits,
         server_header: str,
-        access_logger: logging.Logger | None,
+        access_log: AccessLog | None,
         dates: DateCache,
     ) -> None:
         self._channel = channel
         self._handler = handler
         self._limits = limits
         self._server_header = server_header
-        self._access = access_logger
+        self._access = access_log
         self._dates = dates
         # Header-size trap: h11 refuses a head that grows past this while incomplete, with
         # error_status_hint 431.
@@ -513,20 +522,14 @@ class Connection:
             return
 
     def _log_access(self, exchange: _Exchange) -> None:
-        if self._access is None or not self._access.isEnabledFor(logging.INFO):
+        if self._access is None:
             return
         # 499 (nginx's "client closed request"): the client left before the response ended.
         status = 499 if self._client_gone and not exchange.finished else exchange.status
-        # Never header values: they carry credentials. The path has no query string.
-        self._access.info("%s %s %d", exchange.method, exchange.path, status, extra={"http": {
-            "method": exchange.method,
-            "path": exchange.path,
-            "status": status,
-            "duration_ms": round((self._loop.time() - exchange.started) * 1000, 1),
-            "request_id": exchange.request_id,
-            "client": self.client[0] if self.client else None,
-            "bytes_sent": exchange.bytes_sent,
-        }})
+        self._access(AccessEntry(
+            exchange.method, exchange.path, status,
+            round((self._loop.time() - exchange.started) * 1000, 1), exchange.request_id,
+            self.client[0] if self.client else None, exchange.bytes_sent))
 
 
 async def _close_iterator(body: object) -> None:

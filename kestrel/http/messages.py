@@ -1,4 +1,5 @@
-"""The values a handler sees and returns: `Request`, `Response`, `Headers`, and the HTTP errors.
+"""The values a handler sees and returns (`Request`, `Response`, `Headers`, the HTTP errors),
+and the `AccessEntry` the server hands its access log.
 
 This package is a small general-purpose HTTP/1.1 server; nothing here knows about Kestrel.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 BodyReceiver = Callable[[], Awaitable[bytes | None]]
 """Returns the next piece of the request body, or None once the body is complete."""
@@ -164,3 +165,23 @@ class Response:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+class AccessEntry(NamedTuple):
+    """What the access log says about one exchange, handed over when it ends.
+
+    A plain tuple, not a log record: the server makes one per request, and whoever writes the
+    log decides when and how to format it (Kestrel formats a batch at a time, off the loop).
+    Never header values or the query string: they carry credentials.
+    """
+
+    method: str
+    path: str  # without the query string
+    status: int  # 499 when the client left before the response ended (nginx's code)
+    duration_ms: float
+    request_id: str
+    client: str | None
+    bytes_sent: int
+
+
+AccessLog = Callable[[AccessEntry], None]

@@ -15,7 +15,7 @@ from kestrel.http.acceptor import Acceptor, fair_share
 from kestrel.http.channel import Channel
 from kestrel.http.connection import Connection
 from kestrel.http.limits import PIPELINE_BUFFER_FACTOR, ServerLimits
-from kestrel.http.messages import Handler
+from kestrel.http.messages import AccessLog, Handler
 from kestrel.http.wire import DateCache
 
 __all__ = ["DEFAULT_LIMITS", "Server", "ServerLimits"]
@@ -48,12 +48,12 @@ class Server:
         handler: Handler,
         *,
         limits: ServerLimits = DEFAULT_LIMITS,
-        access_logger: logging.Logger | None = None,
+        access_log: AccessLog | None = None,
         server_header: str = "kestrel",
     ) -> None:
         self._handler = handler
         self._limits = limits
-        self._access_logger = access_logger
+        self._access_log = access_log
         self._server_header = server_header
         self._dates = DateCache()
         self._listeners: list[asyncio.Server | Acceptor] = []
@@ -163,7 +163,7 @@ class Server:
             handler=self._handler,
             limits=self._limits,
             server_header=self._server_header,
-            access_logger=self._access_logger,
+            access_log=self._access_log,
             dates=self._dates,
         )
         task = connection.start()

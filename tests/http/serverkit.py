@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from typing import Any
 
-from kestrel.http import Handler, Request, Response, Server, ServerLimits
+from kestrel.http import AccessLog, Handler, Request, Response, Server, ServerLimits
 
 from support.rawhttp import (
     TEST_DEADLINE,
@@ -42,11 +42,11 @@ FAST = ServerLimits(
 async def serving(
     handler: Handler,
     *,
-    access_logger: logging.Logger | None = None,
+    access_log: AccessLog | None = None,
     server_header: str = "kestrel-test",
     **limits: Any,
 ) -> AsyncIterator[Server]:
-    server = Server(handler, limits=replace(FAST, **limits), access_logger=access_logger,
+    server = Server(handler, limits=replace(FAST, **limits), access_log=access_log,
                     server_header=server_header)
     await server.start("127.0.0.1", 0)
     try:

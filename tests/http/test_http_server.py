@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from kestrel.http import (
+    AccessEntry,
     BadRequest,
     MethodNotAllowed,
     NotFound,
@@ -21,7 +22,7 @@ from kestrel.http import (
     Router,
 )
 
-from serverkit import Client, ListHandler, captured, chunked, echo, request, run, serving
+from serverkit import Client, captured, chunked, echo, request, run, serving
 
 
 def test_keep_alive_serves_several_requests_on_one_connection() -> None:
@@ -349,34 +350,24 @@ def test_error_after_headers_truncates_the_body_and_closes() -> None:
     run(scenario())
 
 
-def test_access_log_record() -> None:
-    access = logging.getLogger("test.kestrel.access")
-    access.propagate = False
-    sink = ListHandler()
-    access.addHandler(sink)
-    access.setLevel(logging.INFO)
+def test_access_log_entry() -> None:
+    entries: list[AccessEntry] = []
 
     async def scenario() -> None:
-        async with serving(echo, access_logger=access) as server, \
+        async with serving(echo, access_log=entries.append) as server, \
                 await Client.connect(server.port) as client:
             await client.send(request("POST", "/v1/messages?key=secret-in-query",
                                       [("authorization", "Bearer secret-token"),
                                        ("x-request-id", "rid-7")], body=b"12345"))
             await client.response()
 
-    try:
-        run(scenario())
-    finally:
-        access.removeHandler(sink)
-    [record] = sink.records
-    assert record.levelno == logging.INFO
-    assert record.getMessage() == "POST /v1/messages 200"
-    fields = record.http  # type: ignore[attr-defined]
-    assert fields["method"] == "POST" and fields["path"] == "/v1/messages"
-    assert fields["status"] == 200 and fields["request_id"] == "rid-7"
-    assert fields["client"] == "127.0.0.1" and fields["bytes_sent"] == 5
-    assert isinstance(fields["duration_ms"], float) and fields["duration_ms"] >= 0
-    assert "secret" not in repr(record.__dict__)
+    run(scenario())
+    [entry] = entries
+    assert entry.method == "POST" and entry.path == "/v1/messages"
+    assert entry.status == 200 and entry.request_id == "rid-7"
+    assert entry.client == "127.0.0.1" and entry.bytes_sent == 5
+    assert isinstance(entry.duration_ms, float) and entry.duration_ms >= 0
+    assert "secret" not in repr(entry)
 
 
 def test_max_requests_per_connection() -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator
 
-from kestrel.http import Handler, Request, Response
+from kestrel.http import AccessEntry, Handler, Request, Response
 
-from serverkit import Client, ListHandler, captured, request, run, serving
+from serverkit import Client, captured, request, run, serving
 
 CHUNK = 256 * 1024
 
@@ -61,14 +60,10 @@ def test_client_disconnect_stops_an_endless_stream_within_a_second() -> None:
                 cleaned.set()
         return Response(200, [("content-type", "text/event-stream")], endless())
 
-    access = logging.getLogger("test.kestrel.access.disconnect")
-    access.propagate = False
-    sink = ListHandler()
-    access.addHandler(sink)
-    access.setLevel(logging.INFO)
+    entries: list[AccessEntry] = []
 
     async def scenario() -> None:
-        async with serving(handler, access_logger=access) as server:
+        async with serving(handler, access_log=entries.append) as server:
             client = await Client.connect(server.port)
             await client.send(request("GET", "/events"))
             await client.reader.readuntil(b"data: ping")
@@ -83,13 +78,9 @@ def test_client_disconnect_stops_an_endless_stream_within_a_second() -> None:
                 await asyncio.sleep(0.05)
             assert server.active_connections == 0
 
-    try:
-        run(scenario())
-    finally:
-        access.removeHandler(sink)
-    [record] = sink.records
-    assert record.http["status"] == 499  # type: ignore[attr-defined]
-    assert record.getMessage() == "GET /events 499"
+    run(scenario())
+    [entry] = entries
+    assert (entry.method, entry.path, entry.status) == ("GET", "/events", 499)
 
 
 def waiting(cancelled: asyncio.Event, *, read_body: bool) -> Handler:
