@@ -24,6 +24,7 @@ _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: ([^\r\n]*))?")
 # Field lines, then the blank line: an RFC 9110 §5.1 token for the name; a value of visible
 # characters, spaces, tabs and obs-text (bytes ≥ 0x80), never CR, LF, NUL or other controls.
 _FIELDS = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*\r\n")
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?")
 # The fields that decide how the body is framed and whether the connection stays open.
 _FRAMING_FIELDS = frozenset({b"transfer-encoding", b"content-length", b"connection"})
@@ -87,7 +88,11 @@ def parse_chunk_size(line: bytes) -> int:
     """The size from one chunk-size line (its CRLF included), extensions ignored."""
     if not line.endswith(b"\r\n") or len(line) > MAX_CHUNK_LINE_BYTES:
         raise MalformedResponse("a malformed chunk-size line")
-    match = _CHUNK_SIZE.fullmatch(line[:-2])
+    size = line[:-2]
+    # The usual line is the size alone: its digits are checked in one C call, not the regex.
+    if 0 < len(size) <= 15 and not size.strip(_HEX_DIGITS):
+        return int(size, 16)
+    match = _CHUNK_SIZE.fullmatch(size)
     if match is None:
         raise MalformedResponse("a malformed chunk-size line")
     return int(match.group(1), 16)

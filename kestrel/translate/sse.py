@@ -98,8 +98,12 @@ class SseDecoder:
         """
         events: list[SseEvent] = []
         raw = bytes(chunk)
-        if self._ignore and self._ignored_whole(raw):
-            return events
+        if self._ignore:
+            skipped = self._ignored_prefix(raw)
+            if skipped == len(raw):
+                return events
+            if skipped:
+                raw = raw[skipped:]
         if not self._started:
             # The BOM may itself arrive split, so wait for three bytes (or a mismatch) first.
             raw = bytes(self._buf) + raw
@@ -173,23 +177,32 @@ class SseDecoder:
 
     # --- internals --------------------------------------------------------------------------
 
-    def _ignored_whole(self, raw: bytes) -> bool:
-        """Count `raw` as one ignored event, if it is exactly that: the usual chunk of a stream
-        (one `event:` line naming an ignored event, its data, a blank line), arriving between
-        events. The line-by-line path would reach the same end a line at a time."""
+    def _ignored_prefix(self, raw: bytes) -> int:
+        """How many bytes at the start of `raw` are whole ignored events, counted as such.
+
+        The usual chunk of a stream is one event or, when the reader fell behind, a few: each
+        an `event:` line naming an ignored event, its data, a blank line. Those are taken here
+        whole, between events, with a few searches each; the line-by-line path would reach the
+        same end a line at a time. It takes over from the first event that is anything else.
+        """
         if (not self._started or self._buf or self._in_event or self._skip_lf
-                or self._discarding or len(raw) > self._max_line or not raw.endswith(b"\n\n")
-                or raw.find(b"\n\n") != len(raw) - 2 or b"\r" in raw):
-            return False
-        first, _, rest = raw.partition(b"\n")
-        name, value = _field(first)
-        if name != b"event":
-            return False
-        if value.decode("utf-8", errors="replace") not in self._ignore:
-            return False
-        if rest.startswith((b"data:", b"data\n")) or b"\ndata:" in rest or b"\ndata\n" in rest:
-            self.ignored += 1  # dispatched only with a data line, as the spec says
-        return True
+                or self._discarding or b"\r" in raw):
+            return 0
+        pos = 0
+        while True:
+            blank = raw.find(b"\n\n", pos)
+            if blank < 0 or blank + 2 - pos > self._max_line:
+                return pos
+            first_end = raw.find(b"\n", pos)
+            name, value = _field(raw[pos:first_end])
+            if name != b"event" or value.decode("utf-8", errors="replace") not in self._ignore:
+                return pos
+            rest = raw[first_end:blank + 1]  # from the first line's LF to the last line's
+            if b"\nevent" in rest:  # renamed by a later line: the line path decides
+                return pos
+            if b"\ndata:" in rest or b"\ndata\n" in rest:
+                self.ignored += 1  # dispatched only with a data line, as the spec says
+            pos = blank + 2
 
     def _append_partial(self, raw: bytes, start: int, stop: int) -> None:
         if self._discarding:

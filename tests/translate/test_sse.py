@@ -240,6 +240,12 @@ EVENT_CHUNKS = [
     b" of it\n\n",
     b"data: nameless\n\n",
     b"event: content_block_deltax\ndata: not quite the name\n\n",
+    # A reader that fell behind: several events in one chunk, ignored ones first.
+    b"event: ping\ndata: {}\n\nevent: content_block_delta\ndata: 1\n\n"
+    b"event: message_delta\ndata: {\"usage\": {}}\n\nevent: ping\ndata: {}\n\n",
+    b"event: content_block_delta\ndata: 2\n\nevent: content_block_delta\ndata: 3\n\n",
+    # Named as ignored, renamed by a later line: the last name counts.
+    b"event: ping\nevent: message_delta\ndata: {\"usage\": 1}\n\n",
 ]
 
 
@@ -252,4 +258,28 @@ def test_ignoring_returns_what_a_plain_decoder_does_minus_the_ignored() -> None:
         expected += plain.feed(chunk)
         got += ignoring.feed(chunk)
     assert got == [e for e in expected if e.event not in ignore]
-    assert ignoring.ignored == sum(e.event in ignore for e in expected) == 6
+    assert ignoring.ignored == sum(e.event in ignore for e in expected) == 11
+    assert SseEvent("message_delta", '{"usage": 1}') in got
+
+
+@settings(max_examples=300, database=None)
+@given(
+    events=st.lists(st.tuples(st.sampled_from([None, "ping", "content_block_delta",
+                                               "message_delta", "message_stop"]),
+                              event_data), max_size=10),
+    cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=12),
+    line_ending=st.sampled_from([b"\n", b"\r\n"]),
+)
+def test_ignoring_matches_a_plain_decoder_through_arbitrary_chunking(
+    events: list[tuple[str | None, str]], cuts: list[int], line_ending: bytes
+) -> None:
+    ignore = frozenset({"ping", "content_block_delta"})
+    wire = b"".join(encode_event(name, data) for name, data in events).replace(b"\n",
+                                                                              line_ending)
+    points = sorted({min(c, len(wire)) for c in cuts})
+    chunks = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)], strict=True)]
+    plain, ignoring = SseDecoder(), SseDecoder(ignore=ignore)
+    expected = [e for chunk in chunks for e in plain.feed(chunk)]
+    got = [e for chunk in chunks for e in ignoring.feed(chunk)]
+    assert got == [e for e in expected if e.event not in ignore]
+    assert ignoring.ignored == len(expected) - len(got)
