@@ -183,7 +183,7 @@ class Connection:
         self.phase = Phase.HANDLING
         method = event.method.decode("ascii")
         target = event.target.decode("latin-1")
-        headers = Headers.from_raw(event.headers)
+        headers = Headers.from_raw(event.headers.raw_items())
         exchange = _Exchange(
             started=self._loop.time(),
             method=method,

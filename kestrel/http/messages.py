@@ -24,9 +24,11 @@ class Headers:
 
     @classmethod
     def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
-        # h11 already lower-cases names; latin-1 maps every byte, so decoding cannot fail.
+        """From fields as they came on the wire (h11's `raw_items()`): names are tokens, so
+        lower-casing their bytes is lower-casing them; latin-1 maps every byte, so decoding
+        cannot fail."""
         headers = cls()
-        headers._items = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+        headers._items = [(k.lower().decode("latin-1"), v.decode("latin-1")) for k, v in raw]
         return headers
 
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -147,7 +149,15 @@ class Request:
     async def body(self) -> bytes:
         """The whole body; raises `BodyTooLarge` past the server's limit, before buffering it."""
         if self._body is None:
-            self._body = b"".join([chunk async for chunk in self.iter_body()])
+            if self._streaming:
+                raise RuntimeError("request body already consumed")
+            self._streaming = True
+            # Straight from the receiver, not through iter_body: an async generator per
+            # request costs more than the usual one-piece body it would carry.
+            chunks = []
+            while (chunk := await self._receive()) is not None:
+                chunks.append(chunk)
+            self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return self._body
 
 

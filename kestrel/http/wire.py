@@ -117,7 +117,7 @@ def protocol_error(exc: h11.RemoteProtocolError) -> HTTPError:
 def head_size(event: h11.Request) -> int:
     """Bytes of the request line and headers as they came on the wire (give or take spaces)."""
     size = len(event.method) + len(event.target) + len(b"HTTP/1.1") + 4
-    for name, value in event.headers:
+    for name, value in event.headers.raw_items():  # a list; the Sequence goes item by item
         size += len(name) + len(value) + 4
     return size
 
@@ -128,7 +128,7 @@ def refuse_before_handler(event: h11.Request, limits: ServerLimits) -> HTTPError
     A body over the size limit is not among them: the handler is asked, and its first read
     fails (see `RequestBody`), so the application can shape that 413 like its other errors.
     """
-    names = {name for name, _ in event.headers}
+    names = {name.lower() for name, _ in event.headers.raw_items()}
     if b"content-length" in names and b"transfer-encoding" in names:
         # h11 follows RFC 7230 and lets Transfer-Encoding win, but two framings in one request
         # is the classic request-smuggling shape: refuse it (RFC 9112 §6.3 allows that).

@@ -97,6 +97,10 @@ class AccountUpdate:
     last_error: str | None
 
 
+# What a served request says of its account: healthy, no cooldown, no failures, no error.
+HEALTHY = AccountUpdate(AccountState.OK, None, 0, None)
+
+
 @dataclass(frozen=True)
 class Outcome:
     verdict: Verdict
@@ -124,7 +128,7 @@ def classify_response(
     """
     failed = failures + 1
     if 200 <= status < 300:
-        return Outcome(Verdict.SERVED, AccountUpdate(AccountState.OK, None, 0, None))
+        return Outcome(Verdict.SERVED, HEALTHY)
 
     error_type, message, error_code = _parse_error_body(body)
     last_error = _last_error(str(status), error_type, message)

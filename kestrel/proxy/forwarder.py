@@ -35,6 +35,7 @@ from kestrel.oauth.windows import parse_usage_windows
 from kestrel.prices import PRICES, Price
 from kestrel.proxy.cooldown import (
     DEFAULT_COOLDOWN_MAX,
+    HEALTHY,
     AccountUpdate,
     Outcome,
     Verdict,
@@ -458,8 +459,7 @@ class Forwarder:
         return AccountTest(response.status, None, latency)
 
     async def _succeeded(self, account: Account) -> None:
-        await self._pool.report(account.id, AccountUpdate(AccountState.OK, None, 0, None),
-                                self._clock())
+        await self._pool.report(account.id, HEALTHY, self._clock())
 
     async def finish_stream(self, call: Call, account: Account, summary: MessageSummary,
                             status: int, error_type: str | None, attempts: list[Attempt],
