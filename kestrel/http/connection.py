@@ -53,6 +53,10 @@ WRITE_SLICE = 64 * 1024
 CLOSE_WAIT_SECONDS = 1.0
 
 
+# Every response ends with the same event (no trailers): one instance, not one per response.
+_END = h11.EndOfMessage()
+
+
 class Phase(enum.Enum):
     """Where a connection is in its life; what may interrupt it depends on this alone."""
 
@@ -394,7 +398,7 @@ class Connection:
             # one writes it as it is and closes the connection after it.
             await self._stream(body, exchange,
                                chunked=self._h11.their_http_version == b"1.1")
-            await self._send(h11.EndOfMessage())
+            await self._send(_END)
         else:
             await self._send_whole(
                 head,
@@ -409,14 +413,14 @@ class Connection:
         if first:
             events.append(h11.Data(data=first))
         if not rest:
-            events.append(h11.EndOfMessage())
+            events.append(_END)
         await self._send(*events)
         exchange.status = head.status
         exchange.bytes_sent += len(first)
         self.phase = Phase.RESPONDING
         if rest:
             await self._send_data(rest, exchange)
-            await self._send(h11.EndOfMessage())
+            await self._send(_END)
 
     async def _stream(self, body: AsyncIterable[bytes], exchange: _Exchange, *,
                       chunked: bool) -> None:

@@ -360,7 +360,7 @@ class Forwarder:
         self.record(call, status=response.status, error_type=summary.error_type,
                     error_message=summary.error_message, attempts=attempts,
                     account_id=account.id, summary=summary)
-        return Relay(response.status, downstream_headers(response.header_items()), body,
+        return Relay(response.status, downstream_headers(response.headers), body,
                      account.id)
 
     async def _judge_error(self, account: Account, response: UpstreamResponse,
@@ -402,7 +402,7 @@ class Forwarder:
             account_id=account.id, summary=summary, ttfb_ms=upstream_ms))
         spent_upstream = sum(a.duration_ms for a in attempts)
         overhead = max(0.0, self.elapsed_ms(call.received) - spent_upstream)
-        headers = downstream_headers(response.header_items())
+        headers = downstream_headers(response.headers)
         headers.append(("x-kestrel-overhead-ms", f"{overhead:.2f}"))
         return Relay(response.status, headers, body, account.id)
 
@@ -429,7 +429,7 @@ class Forwarder:
         attempts.append(_try_of(account, response.status, None, self.elapsed_ms(started)))
         await self._succeeded(account)
         body = StreamRelay(self, call, account, response, first, chunks, attempts, secrets)
-        return Relay(response.status, downstream_headers(response.header_items()), body,
+        return Relay(response.status, downstream_headers(response.headers), body,
                      account.id)
 
     async def test_account(self, account: Account, request_id: str) -> AccountTest:

@@ -29,8 +29,8 @@ _KESTREL_ONLY = frozenset({"x-api-key", "authorization", "x-admin-key", "x-reque
 
 OAUTH_BETA = "oauth-2025-04-20"
 
-_DOWNSTREAM_EXACT = frozenset({"content-type", "request-id", "retry-after", "x-should-retry"})
-_DOWNSTREAM_PREFIXES = ("anthropic-ratelimit-",)
+_DOWNSTREAM_EXACT = frozenset({b"content-type", b"request-id", b"retry-after", b"x-should-retry"})
+_DOWNSTREAM_PREFIX = b"anthropic-ratelimit-"
 
 
 def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
@@ -71,7 +71,12 @@ def upstream_headers(client_headers: Iterable[tuple[str, str]], account_type: Ac
     return kept
 
 
-def downstream_headers(upstream: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The upstream response headers a client of Anthropic needs to see."""
-    return [(name, value) for name, value in ((n.lower(), v) for n, v in upstream)
-            if name in _DOWNSTREAM_EXACT or name.startswith(_DOWNSTREAM_PREFIXES)]
+def downstream_headers(upstream: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """The upstream response headers a client of Anthropic needs to see, as text, names in
+    lower case. Chosen from the raw fields: the others are never decoded."""
+    kept = []
+    for raw_name, value in upstream:
+        name = raw_name.lower()
+        if name in _DOWNSTREAM_EXACT or name.startswith(_DOWNSTREAM_PREFIX):
+            kept.append((name.decode("latin-1"), value.decode("latin-1")))
+    return kept
