@@ -505,6 +505,28 @@ class _Body(httpx.AsyncByteStream):
         else:
             connection.close()
 
+    async def read_small(self) -> bytes | None:
+        """The whole body in one read when its length is known and at most READ_SIZE (most
+        answers that are not streams), else None: the iterator reads it. One await instead of
+        an async generator and the list it fills."""
+        connection = self._connection
+        head = self._head
+        if (connection is None or self._complete or head.framing is not Framing.LENGTH
+                or head.length > READ_SIZE):
+            return None
+        try:
+            data = await connection.read(connection.reader.readexactly(head.length),
+                                         self._read_timeout)
+        except asyncio.IncompleteReadError:
+            self._discard()
+            raise httpx.RemoteProtocolError(
+                "the upstream closed the connection before the end of the body") from None
+        except httpx.HTTPError:
+            self._discard()
+            raise
+        self._complete = True
+        return data
+
     async def _read(self, connection: _Connection, size: int) -> bytes:
         """Up to `size` bytes; the connection ending here means the body was cut short."""
         data = await connection.read(connection.reader.read(size), self._read_timeout)
@@ -553,6 +575,8 @@ class UpstreamResponse:
     async def aread(self) -> bytes:
         """The whole body, decoded; the connection goes back to the pool (or is closed)."""
         try:
+            if self._decoder is None and (whole := await self._stream.read_small()) is not None:
+                return whole
             return b"".join([chunk async for chunk in self.aiter_bytes()])
         finally:
             await self.aclose()
