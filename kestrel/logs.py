@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from kestrel.http import AccessEntry, AccessLog
 
@@ -172,11 +172,26 @@ def _pairs(request_id: str | None, worker: int | None, groups: dict[str, dict[st
     return pairs
 
 
-def _access_line(entry: AccessEntry) -> tuple[str, dict[str, dict[str, Any]]]:
-    """An access entry's message and fields, redacted as the filter redacts a record: the
-    method and path are the client's text."""
-    return (redact(f"{entry.method} {entry.path} {entry.status}"),
-            {"http": _redact_value(entry._asdict())})  # type: ignore[dict-item]
+class _Line(NamedTuple):
+    """What a line says, whichever form it is written in."""
+
+    created: float
+    msecs: int
+    level: str  # logging's name: INFO, WARNING
+    logger: str
+    message: str
+    worker: int | None
+    request_id: str | None
+    groups: dict[str, dict[str, Any]]
+    exc: str | None
+
+
+def _access_line(created: float, worker: int | None, entry: AccessEntry) -> _Line:
+    """An access entry's line, redacted as the filter redacts a record: the method and path
+    are the client's text."""
+    return _Line(created, int((created - int(created)) * 1000), "INFO", ACCESS_LOGGER,
+                 redact(f"{entry.method} {entry.path} {entry.status}"), worker, None,
+                 {"http": _redact_value(entry._asdict())}, None)  # type: ignore[dict-item]
 
 
 def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> str | None:
@@ -190,7 +205,23 @@ def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> 
 _JSON_LINE = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
-class JsonFormatter(logging.Formatter):
+class _KestrelFormatter(logging.Formatter):
+    """A formatter that writes log records and the server's access entries alike."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.render(_Line(record.created, int(record.msecs), record.levelname,
+                                 record.name, record.getMessage(),
+                                 getattr(record, "worker", None), _request_id(record),
+                                 _groups(record), _exception_text(self, record)))
+
+    def format_access(self, created: float, worker: int | None, entry: AccessEntry) -> str:
+        return self.render(_access_line(created, worker, entry))
+
+    def render(self, line: _Line) -> str:
+        raise NotImplementedError
+
+
+class JsonFormatter(_KestrelFormatter):
     """`{"ts", "level", "logger", "msg", "worker", "request_id", "http": {...}, ..., "exc"}`.
 
     The groups stay nested (`record["http"]["status"]`), so no field can clash with another
@@ -202,37 +233,25 @@ class JsonFormatter(logging.Formatter):
         self._second = -1
         self._second_text = ""
 
-    def format(self, record: logging.LogRecord) -> str:
-        return self._line(record.created, int(record.msecs), record.levelname.lower(),
-                          record.name, record.getMessage(), getattr(record, "worker", None),
-                          _request_id(record), _groups(record), _exception_text(self, record))
-
-    def format_access(self, created: float, worker: int | None, entry: AccessEntry) -> str:
-        message, groups = _access_line(entry)
-        return self._line(created, int((created - int(created)) * 1000), "info", ACCESS_LOGGER,
-                          message, worker, None, groups, None)
-
-    def _line(self, created: float, msecs: int, level: str, logger: str, message: str,
-              worker: int | None, request_id: str | None, groups: dict[str, dict[str, Any]],
-              exc: str | None) -> str:
-        second = int(created)
+    def render(self, line: _Line) -> str:
+        second = int(line.created)
         if second != self._second:  # a busy server logs many lines a second: format it once
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
             self._second = second
-        line: dict[str, Any] = {
-            "ts": f"{self._second_text}{msecs:03d}Z",
-            "level": level,
-            "logger": logger,
-            "msg": message,
+        out: dict[str, Any] = {
+            "ts": f"{self._second_text}{line.msecs:03d}Z",
+            "level": line.level.lower(),
+            "logger": line.logger,
+            "msg": line.message,
         }
-        if worker is not None:
-            line["worker"] = worker
-        if request_id is not None:
-            line["request_id"] = request_id
-        line.update(groups)
-        if exc is not None:
-            line["exc"] = exc
-        return _JSON_LINE.encode(line)
+        if line.worker is not None:
+            out["worker"] = line.worker
+        if line.request_id is not None:
+            out["request_id"] = line.request_id
+        out.update(line.groups)
+        if line.exc is not None:
+            out["exc"] = line.exc
+        return _JSON_LINE.encode(out)
 
 
 _PRETTY_LEVELS = {"WARNING": "WARN", "CRITICAL": "CRIT"}
@@ -240,29 +259,18 @@ _PRETTY_NAMES = {"request_id": "req", "bytes_sent": "bytes"}
 _HTTP_SUMMARY = ("method", "path", "status", "duration_ms")
 
 
-class PrettyFormatter(logging.Formatter):
+class PrettyFormatter(_KestrelFormatter):
     """`19:31:02.123 INFO  kestrel.http  GET /health 200 1.2ms req=req_abc client=127.0.0.1`.
 
     Local time, for a person at a terminal. A request line is summed up from its `http` fields
     (the message follows only if it adds something); other fields follow as key=value.
     """
 
-    def format(self, record: logging.LogRecord) -> str:
-        return self._line(record.created, int(record.msecs),
-                          _PRETTY_LEVELS.get(record.levelname, record.levelname), record.name,
-                          record.getMessage(), getattr(record, "worker", None),
-                          _request_id(record), _groups(record), _exception_text(self, record))
-
-    def format_access(self, created: float, worker: int | None, entry: AccessEntry) -> str:
-        message, groups = _access_line(entry)
-        return self._line(created, int((created - int(created)) * 1000), "INFO", ACCESS_LOGGER,
-                          message, worker, None, groups, None)
-
-    def _line(self, created: float, msecs: int, level: str, logger: str, text: str,
-              worker: int | None, request_id: str | None, groups: dict[str, dict[str, Any]],
-              exc: str | None) -> str:
-        clock = datetime.fromtimestamp(created).strftime("%H:%M:%S")
-        http = groups.get("http")
+    def render(self, line: _Line) -> str:
+        clock = datetime.fromtimestamp(line.created).strftime("%H:%M:%S")
+        level = _PRETTY_LEVELS.get(line.level, line.level)
+        text = line.message
+        http = line.groups.get("http")
         summed_up: tuple[str, ...] = ()
         if http is not None and all(k in http for k in _HTTP_SUMMARY):
             summary = (f"{http['method']} {http['path']} {http['status']} "
@@ -270,10 +278,11 @@ class PrettyFormatter(logging.Formatter):
             text = summary if summary.startswith(text) else f"{summary} {text}"
             summed_up = _HTTP_SUMMARY
         pairs = " ".join(f"{_PRETTY_NAMES.get(k, k)}={_pretty_value(v)}"
-                         for k, v in _pairs(request_id, worker, groups, summed_up))
-        line = f"{clock}.{msecs:03d} {level:<5} {logger}  {text}"
-        line = f"{line} {pairs}" if pairs else line
-        return f"{line}\n{exc}" if exc else line
+                         for k, v in _pairs(line.request_id, line.worker, line.groups,
+                                            summed_up))
+        out = f"{clock}.{line.msecs:03d} {level:<5} {line.logger}  {text}"
+        out = f"{out} {pairs}" if pairs else out
+        return f"{out}\n{line.exc}" if line.exc else out
 
 
 def _number(value: object) -> str:
@@ -332,7 +341,7 @@ class _KestrelHandler(logging.StreamHandler[TextIO]):
     instead of adding one.
     """
 
-    def __init__(self, stream: TextIO, lines: JsonFormatter | PrettyFormatter,
+    def __init__(self, stream: TextIO, lines: _KestrelFormatter,
                  worker: int | None) -> None:
         super().__init__(stream)
         self.setFormatter(lines)

@@ -403,44 +403,36 @@ def test_request_body_cannot_be_read_after_its_exchange() -> None:
     run(scenario())
 
 
+def streamed_answer(pieces: list[bytes | bytearray], request_bytes: bytes) -> tuple[bytes, bytes]:
+    """The head and body a client reading to the end of the connection gets for a handler
+    whose body yields `pieces`."""
+    async def handler(req: Request) -> Response:
+        async def gen() -> AsyncIterator[bytes | bytearray]:
+            for piece in pieces:
+                yield piece
+        return Response(200, [], gen())  # type: ignore[arg-type]
+
+    async def scenario() -> bytes:
+        async with serving(handler) as server, await Client.connect(server.port) as client:
+            await client.send(request_bytes)
+            return await asyncio.wait_for(client.reader.read(), 3)
+
+    head, _, body = run(scenario()).partition(b"\r\n\r\n")
+    return head, body
+
+
 def test_a_streamed_body_is_chunked_exactly_as_h11_would() -> None:
     big = b"x" * (200 * 1024)  # past one write: sliced, each slice a chunk of its own
-
-    async def handler(req: Request) -> Response:
-        async def gen() -> AsyncIterator[bytes]:
-            yield b"a"
-            yield b""  # nothing on the wire: an empty chunk would end the body
-            yield bytearray(b"bc")
-            yield big
-        return Response(200, [], gen())
-
-    async def scenario() -> None:
-        async with serving(handler) as server, await Client.connect(server.port) as client:
-            await client.send(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-            raw = await asyncio.wait_for(client.reader.read(), 3)
-            head, _, body = raw.partition(b"\r\n\r\n")
-            assert b"transfer-encoding: chunked" in head.lower()
-            slices = [big[i:i + 64 * 1024] for i in range(0, len(big), 64 * 1024)]
-            assert body == b"".join([b"1\r\na\r\n", b"2\r\nbc\r\n",
-                                     *(b"%x\r\n%b\r\n" % (len(p), p) for p in slices),
-                                     b"0\r\n\r\n"])
-
-    run(scenario())
+    # An empty piece puts nothing on the wire: an empty chunk would end the body.
+    head, body = streamed_answer([b"a", b"", bytearray(b"bc"), big],
+                                 b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head.lower()
+    slices = [big[i:i + 64 * 1024] for i in range(0, len(big), 64 * 1024)]
+    assert body == b"".join([b"1\r\na\r\n", b"2\r\nbc\r\n",
+                             *(b"%x\r\n%b\r\n" % (len(p), p) for p in slices), b"0\r\n\r\n"])
 
 
 def test_http_10_client_gets_a_close_delimited_stream() -> None:
-    async def handler(req: Request) -> Response:
-        async def gen() -> AsyncIterator[bytes]:
-            yield b"old "
-            yield b"client"
-        return Response(200, [], gen())
-
-    async def scenario() -> None:
-        async with serving(handler) as server, await Client.connect(server.port) as client:
-            await client.send(b"GET / HTTP/1.0\r\n\r\n")
-            raw = await asyncio.wait_for(client.reader.read(), 3)
-            head, _, body = raw.partition(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 200")
-            assert b"chunked" not in head.lower() and body == b"old client"
-
-    run(scenario())
+    head, body = streamed_answer([b"old ", b"client"], b"GET / HTTP/1.0\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"chunked" not in head.lower() and body == b"old client"
