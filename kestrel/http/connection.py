@@ -400,9 +400,8 @@ class Connection:
                                chunked=self._h11.their_http_version == b"1.1")
             await self._send(_END)
         else:
-            await self._send_whole(
-                head,
-                body if head.send_body and isinstance(body, bytes) else b"", exchange)
+            whole = body if head.send_body and isinstance(body, bytes) else b""
+            await self._send_whole(head, whole, exchange)
         exchange.finished = True
 
     async def _send_whole(self, head: ResponseHead, data: bytes, exchange: _Exchange) -> None:
