@@ -33,9 +33,10 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # The server owns the framing of every response: a handler (or an upstream whose headers it
 # forwards) cannot know whether we chunk, how long the body is on the wire, or whether this
 # connection stays open. `keep-alive` is meaningful only next to `connection`.
-_KNOWN_STATUSES = frozenset(int(status) for status in HTTPStatus)
-
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+
+# h11 sends an empty reason phrase unless given one; some tools print it.
+_REASONS = {int(status): status.phrase.encode("ascii") for status in HTTPStatus}
 
 
 class InvalidResponse(Exception):
@@ -148,10 +149,12 @@ def refuse_before_handler(event: h11.Request, limits: ServerLimits) -> HTTPError
 # lets control characters other than NUL through, and as strict as the upstream's fields are
 # read (`kestrel/proxy/http1.py`). Checked on all the fields at once, each written as
 # name NUL value CRLF: NUL and CR LF can be in neither part, so when the block matches and
-# holds one NUL per field, every line is one field and every field one line.
+# holds one NUL per field, every line is one field and every field one line. A value is runs
+# of visible characters with runs of spaces and tabs between them; the quantifiers are
+# possessive (Python 3.11), as nothing they take has to be given back.
 _FIELD_LINES = re.compile(
-    rb"(?:[!#$%&'*+\-.^_`|~0-9a-z]+\x00(?:[\x21-\x7e\x80-\xff](?:[\x21-\x7e\x80-\xff \t]*"
-    rb"[\x21-\x7e\x80-\xff])?)?\r\n)*")
+    rb"(?:[!#$%&'*+\-.^_`|~0-9a-z]++\x00"
+    rb"(?:[\x21-\x7e\x80-\xff]++(?:[ \t]++[\x21-\x7e\x80-\xff]++)*+)?+\r\n)*+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,8 +247,7 @@ def response_head(
         # Never the value itself: values hold secrets.
         raise InvalidResponse(f"handler returned an invalid header "
                               f"(names: {', '.join(key for key, _ in headers)})") from None
-    # h11 sends an empty reason phrase unless given one; some tools print it.
-    reason = HTTPStatus(status).phrase.encode("ascii") if status in _KNOWN_STATUSES else b""
+    reason = _REASONS.get(status, b"")
     # `_parsed=True` is h11's own way in for fields already checked: these are ours, and h11
     # checks them again anyway in the copy it makes to set the framing.
     event = h11.Response(status_code=int(status), headers=framing, reason=reason,
