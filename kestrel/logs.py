@@ -11,6 +11,7 @@ fields and tracebacks before any formatter sees them.
 
 from __future__ import annotations
 
+import abc
 import functools
 import json
 import logging
@@ -146,18 +147,6 @@ def _groups(record: logging.LogRecord) -> dict[str, dict[str, Any]]:
             if isinstance(value := getattr(record, group, None), dict)}
 
 
-class _WorkerField(logging.Filter):
-    """Stamps every record with the index of the worker process that logged it."""
-
-    def __init__(self, index: int) -> None:
-        super().__init__()
-        self._index = index
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.worker = self._index
-        return True
-
-
 def _pairs(request_id: str | None, worker: int | None, groups: dict[str, dict[str, Any]],
            skip_http: tuple[str, ...]) -> list[tuple[str, Any]]:
     """The worker and request ids, then every field of every group, flattened for the
@@ -205,20 +194,26 @@ def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> 
 _JSON_LINE = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
-class _KestrelFormatter(logging.Formatter):
-    """A formatter that writes log records and the server's access entries alike."""
+class _KestrelFormatter(logging.Formatter, abc.ABC):
+    """A formatter that writes log records and the server's access entries alike; in a worker
+    process (WORKERS) every line names the `worker`."""
+
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        self._worker = worker
 
     def format(self, record: logging.LogRecord) -> str:
         return self.render(_Line(record.created, int(record.msecs), record.levelname,
-                                 record.name, record.getMessage(),
-                                 getattr(record, "worker", None), _request_id(record),
-                                 _groups(record), _exception_text(self, record)))
+                                 record.name, record.getMessage(), self._worker,
+                                 _request_id(record), _groups(record),
+                                 _exception_text(self, record)))
 
-    def format_access(self, created: float, worker: int | None, entry: AccessEntry) -> str:
-        return self.render(_access_line(created, worker, entry))
+    def format_access(self, created: float, entry: AccessEntry) -> str:
+        return self.render(_access_line(created, self._worker, entry))
 
+    @abc.abstractmethod
     def render(self, line: _Line) -> str:
-        raise NotImplementedError
+        """The line in this formatter's form."""
 
 
 class JsonFormatter(_KestrelFormatter):
@@ -228,8 +223,8 @@ class JsonFormatter(_KestrelFormatter):
     group's or overwrite a core key.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__(worker)
         self._second = -1
         self._second_text = ""
 
@@ -341,12 +336,10 @@ class _KestrelHandler(logging.StreamHandler[TextIO]):
     instead of adding one.
     """
 
-    def __init__(self, stream: TextIO, lines: _KestrelFormatter,
-                 worker: int | None) -> None:
+    def __init__(self, stream: TextIO, lines: _KestrelFormatter) -> None:
         super().__init__(stream)
         self.setFormatter(lines)
         self._lines = lines
-        self._worker = worker
         # Log records, and (time, entry) pairs from the server, in the order they came.
         self._waiting: list[logging.LogRecord | tuple[float, AccessEntry]] = []
         self._batch = threading.RLock()  # over the waiting lines and their writing
@@ -381,7 +374,7 @@ class _KestrelHandler(logging.StreamHandler[TextIO]):
             for item in items:
                 try:  # as StreamHandler.emit: a line that fails is reported, the rest go out
                     if isinstance(item, tuple):
-                        lines.append(self._lines.format_access(item[0], self._worker, item[1]))
+                        lines.append(self._lines.format_access(*item))
                     elif self.filter(item):
                         lines.append(self.format(item))
                 except Exception:
@@ -418,10 +411,9 @@ def setup_logging(*, level: str, fmt: str, stream: TextIO | None = None,
         raise ValueError(f"log level {level!r} is not one of {', '.join(LEVELS)}")
     stream = sys.stderr if stream is None else stream
     pretty = resolve_format(fmt, stream) == "pretty"
-    handler = _KestrelHandler(stream, PrettyFormatter() if pretty else JsonFormatter(), worker)
+    lines = PrettyFormatter(worker) if pretty else JsonFormatter(worker)
+    handler = _KestrelHandler(stream, lines)
     handler.addFilter(RedactingFilter())
-    if worker is not None:
-        handler.addFilter(_WorkerField(worker))
 
     # Nothing Kestrel writes names the thread or process of a line; skipping them makes every
     # record cheaper (the knobs the logging HOWTO gives for this, under "Optimization").
