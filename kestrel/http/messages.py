@@ -140,18 +140,14 @@ class Request:
             if self._body:
                 yield self._body
             return
-        if self._streaming:
-            raise RuntimeError("request body already consumed")
-        self._streaming = True
+        self._claim_body()
         while (chunk := await self._receive()) is not None:
             yield chunk
 
     async def body(self) -> bytes:
         """The whole body; raises `BodyTooLarge` past the server's limit, before buffering it."""
         if self._body is None:
-            if self._streaming:
-                raise RuntimeError("request body already consumed")
-            self._streaming = True
+            self._claim_body()
             # Straight from the receiver, not through iter_body: an async generator per
             # request costs more than the usual one-piece body it would carry.
             chunks = []
@@ -159,6 +155,12 @@ class Request:
                 chunks.append(chunk)
             self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return self._body
+
+    def _claim_body(self) -> None:
+        """The body can be read from the connection once."""
+        if self._streaming:
+            raise RuntimeError("request body already consumed")
+        self._streaming = True
 
 
 @dataclass

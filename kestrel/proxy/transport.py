@@ -519,8 +519,7 @@ class _Body(httpx.AsyncByteStream):
                                          self._read_timeout)
         except asyncio.IncompleteReadError:
             self._discard()
-            raise httpx.RemoteProtocolError(
-                "the upstream closed the connection before the end of the body") from None
+            raise _cut_short() from None
         except httpx.HTTPError:
             self._discard()
             raise
@@ -531,8 +530,7 @@ class _Body(httpx.AsyncByteStream):
         """Up to `size` bytes; the connection ending here means the body was cut short."""
         data = await connection.read(connection.reader.read(size), self._read_timeout)
         if not data:
-            raise httpx.RemoteProtocolError(
-                "the upstream closed the connection before the end of the body")
+            raise _cut_short()
         return data
 
     def _discard(self) -> None:
@@ -593,6 +591,11 @@ class UpstreamResponse:
                 yield data
         except UndecodableBody as exc:
             raise httpx.RemoteProtocolError(str(exc)) from None
+
+
+def _cut_short() -> httpx.RemoteProtocolError:
+    return httpx.RemoteProtocolError(
+        "the upstream closed the connection before the end of the body")
 
 
 def _request_bytes(method: str, target: bytes, fields: list[tuple[bytes, bytes]],
