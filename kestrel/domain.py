@@ -221,6 +221,14 @@ def mask_secret(secret: str) -> str:
 # --- errors -------------------------------------------------------------------------------------
 
 
+# Why Kestrel answered a request itself for want of an account: the request log's error type
+# (kestrel/proxy/pool.py decides which; the stats count them as the pool's errors).
+NO_ACCOUNTS = "no_accounts"
+ALL_COOLING_DOWN = "all_cooling_down"
+NONE_CAN_SERVE = "none_can_serve"
+POOL_REFUSALS = frozenset({NO_ACCOUNTS, ALL_COOLING_DOWN, NONE_CAN_SERVE})
+
+
 class KestrelError(Exception):
     """Base of every error Kestrel turns into an HTTP answer.
 

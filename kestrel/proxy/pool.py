@@ -22,6 +22,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from kestrel.domain import (
+    ALL_COOLING_DOWN,
+    NO_ACCOUNTS,
+    NONE_CAN_SERVE,
     Account,
     AccountState,
     AccountStatus,
@@ -241,7 +244,7 @@ def unavailable(accounts: Iterable[Account], now: float) -> Unavailable:
     stay out of the client's message: they are the operator's business."""
     accounts = list(accounts)
     if not accounts:
-        return Unavailable(NoAccountAvailable(NO_ACCOUNTS_MESSAGE), "no_accounts",
+        return Unavailable(NoAccountAvailable(NO_ACCOUNTS_MESSAGE), NO_ACCOUNTS,
                            NO_ACCOUNTS_MESSAGE)
     cooling = [a for a in accounts
                if a.status(now) is AccountStatus.COOLDOWN and a.cooldown_until is not None]
@@ -252,11 +255,11 @@ def unavailable(accounts: Iterable[Account], now: float) -> Unavailable:
         message = (f"every Anthropic account is rate-limited or cooling down; the first is "
                    f"back in {int(wait)} s")
         when = datetime.fromtimestamp(back_at, UTC).isoformat(timespec="seconds")
-        return Unavailable(RateLimited(message, retry_after=wait), "all_cooling_down",
+        return Unavailable(RateLimited(message, retry_after=wait), ALL_COOLING_DOWN,
                            f"{message} ({first.name}, at {when.replace('+00:00', 'Z')})")
     states = sorted({a.status(now).value for a in accounts})
     hint = ("reset or fix them with the admin API"
             if AccountState.INVALID.value in states or AccountState.EXHAUSTED.value in states
             else "enable one with the admin API")
     message = f"no Anthropic account can serve: all are {' or '.join(states)}; {hint}"
-    return Unavailable(NoAccountAvailable(message), "none_can_serve", message)
+    return Unavailable(NoAccountAvailable(message), NONE_CAN_SERVE, message)

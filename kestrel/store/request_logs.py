@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kestrel.domain import Attempt, RequestLog, ValidationError, one_line
+from kestrel.domain import POOL_REFUSALS, Attempt, RequestLog, ValidationError, one_line
 from kestrel.store.database import Database
 from kestrel.store.session import Session
 
@@ -149,10 +149,6 @@ def is_error(status: int, error_type: str | None) -> bool:
 def error_kind(status: int, error_type: str | None) -> str:
     """What an error is counted as: its `error_type`, or `http_<status>` when it has none."""
     return error_type if error_type is not None else f"http_{status}"
-
-
-# Why Kestrel refused a request itself because of the pool (kestrel/proxy/pool.py).
-POOL_REFUSALS = frozenset({"no_accounts", "all_cooling_down", "none_can_serve"})
 
 
 def pool_failure(status: int, error_type: str | None) -> bool:
