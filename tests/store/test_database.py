@@ -216,3 +216,17 @@ def test_packaged_migrations_are_numbered_without_gaps() -> None:
     assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
     assert migrations[0].name == "0001_initial.sql"
     assert all(m.statements for m in migrations)
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 255, 256, 257, 700])
+@pytest.mark.parametrize("variables", [250_000, 7])
+def test_insert_rows_lands_every_row_in_order_across_statements(count: int,
+                                                                variables: int) -> None:
+    """Rows go in by multi-row statements of a few sizes, within the engine's limit on bound
+    values (7 here allows three rows of two values per statement)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, variables)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, label TEXT)")
+    rows = [(i, f"row {i}") for i in range(count)]
+    SqliteSession(conn).insert_rows("t", ["n", "label"], rows)
+    assert conn.execute("SELECT n, label FROM t ORDER BY id").fetchall() == rows
