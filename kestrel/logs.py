@@ -177,10 +177,15 @@ class _Line(NamedTuple):
 
 def _access_line(created: float, worker: int | None, entry: AccessEntry) -> _Line:
     """An access entry's line, redacted as the filter redacts a record: the method and path
-    are the client's text."""
+    are the client's text. One search over all its text fields finds nearly every line clean;
+    only a line that may hold a secret is redacted field by field."""
+    message = f"{entry.method} {entry.path} {entry.status}"
+    fields: dict[str, Any] = entry._asdict()
+    # Joined by NUL, which no word of the search holds: no match spans two fields.
+    if _ANY_WORD.search("\0".join([v for v in entry if type(v) is str]).casefold()):
+        message, fields = redact(message), _redact_value(fields)  # type: ignore[assignment]
     return _Line(created, int((created - int(created)) * 1000), "INFO", ACCESS_LOGGER,
-                 redact(f"{entry.method} {entry.path} {entry.status}"), worker, None,
-                 {"http": _redact_value(entry._asdict())}, None)  # type: ignore[dict-item]
+                 message, worker, None, {"http": fields}, None)
 
 
 def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> str | None:
@@ -342,7 +347,8 @@ class _KestrelHandler(logging.StreamHandler[TextIO]):
         self._lines = lines
         # Log records, and (time, entry) pairs from the server, in the order they came.
         self._waiting: list[logging.LogRecord | tuple[float, AccessEntry]] = []
-        self._batch = threading.RLock()  # over the waiting lines and their writing
+        self._batch = threading.Lock()  # over the waiting lines
+        self._writing = threading.RLock()  # over formatting and writing a batch
         self._wake = threading.Event()  # set: lines wait, or the handler is closing
         self._closed = False
         self._writer = threading.Thread(target=self._write_every_tick, daemon=True,
@@ -368,8 +374,11 @@ class _KestrelHandler(logging.StreamHandler[TextIO]):
             self._wake.set()
 
     def flush(self) -> None:
-        with self._batch:
-            items, self._waiting = self._waiting, []
+        # The waiting lines are taken under `_batch` alone, so that the event loop, adding the
+        # next line, never waits for a batch being formatted; `_writing` keeps batches in order.
+        with self._writing:
+            with self._batch:
+                items, self._waiting = self._waiting, []
             lines = []
             for item in items:
                 try:  # as StreamHandler.emit: a line that fails is reported, the rest go out

@@ -176,6 +176,23 @@ def test_access_entries_are_redacted_and_keep_their_place_in_the_batch(
     assert secret not in stream.getvalue()
 
 
+@pytest.mark.parametrize("field", ["method", "path", "request_id", "client"])
+def test_a_secret_in_any_text_field_of_an_access_entry_is_redacted(
+    capture: Callable[..., io.StringIO], field: str
+) -> None:
+    # Lines are searched once over all their text fields before any is redacted: whichever
+    # field holds the secret, the search must find it.
+    stream = capture("json", "info")
+    sink = access_log()
+    assert sink is not None
+    secret = "kst_" + "s" * 40
+    sink(ENTRY._replace(**{field: f"x{secret}"}))
+    logging.getLogger("kestrel.app").info("after")
+    (line, _) = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert line["http"][field] == "xkst_…[redacted]"
+    assert secret not in stream.getvalue()
+
+
 def test_no_access_entries_are_made_below_info(capture: Callable[..., io.StringIO]) -> None:
     capture("json", "warning")
     assert access_log() is None
