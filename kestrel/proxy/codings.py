@@ -86,8 +86,8 @@ def content_decoder(headers: Iterable[tuple[bytes, bytes]]) -> Decoder | None:
     Raises `UndecodableBody` for a coding Kestrel did not offer.
     """
     codings: list[bytes] = []
-    for name, value in headers:
-        if name.lower() == b"content-encoding":
+    for name, value in headers:  # names in lower case
+        if name == b"content-encoding":
             codings.extend(c for c in (part.strip().lower() for part in value.split(b","))
                            if c and c != b"identity")
     if not codings:

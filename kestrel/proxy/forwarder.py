@@ -312,8 +312,7 @@ class Forwarder:
         # decoding every header of every answer.
         unified: dict[str, str] = {}
         limits: dict[str, str] = {}
-        for raw_name, raw_value in response.headers:
-            name = raw_name.lower()
+        for name, raw_value in response.headers:
             if name.startswith(_RATELIMIT_PREFIX):
                 if name.startswith(_UNIFIED_PREFIX):
                     unified[name.decode("latin-1")] = raw_value.decode("latin-1")

@@ -73,10 +73,10 @@ def upstream_headers(client_headers: Iterable[tuple[str, str]], account_type: Ac
 
 def downstream_headers(upstream: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
     """The upstream response headers a client of Anthropic needs to see, as text, names in
-    lower case. Chosen from the raw fields: the others are never decoded."""
+    lower case. Chosen from the raw fields (names in lower case, as the transport parses
+    them): the others are never decoded."""
     kept = []
-    for raw_name, value in upstream:
-        name = raw_name.lower()
+    for name, value in upstream:
         if name in _DOWNSTREAM_EXACT or name.startswith(_DOWNSTREAM_PREFIX):
             kept.append((name.decode("latin-1"), value.decode("latin-1")))
     return kept

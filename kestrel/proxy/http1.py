@@ -47,7 +47,7 @@ class Framing(Enum):
 class ResponseHead:
     status: int
     reason: bytes
-    headers: list[tuple[bytes, bytes]]
+    headers: list[tuple[bytes, bytes]]  # names in lower case, values as they came
     framing: Framing
     length: int  # the body's size when `framing` is LENGTH, else 0
     keep_alive: bool  # whether the connection may carry another request after this one
@@ -69,13 +69,14 @@ def parse_head(block: bytes, *, method: bytes) -> ResponseHead:
     minor, status, reason = match.group(1), int(match.group(2)), match.group(3) or b""
     headers: list[tuple[bytes, bytes]] = []
     framing_fields: dict[bytes, list[bytes]] = {}  # the few headers framing depends on
+    # Names are lower-cased here, once: everything downstream looks fields up by name.
     for line in fields[:-4].split(b"\r\n") if len(fields) > 2 else ():
         name, _, value = line.partition(b":")
         value = value.strip(b" \t")
+        name = name.lower()
         headers.append((name, value))
-        key = name.lower()
-        if key in _FRAMING_FIELDS:
-            framing_fields.setdefault(key, []).append(value)
+        if name in _FRAMING_FIELDS:
+            framing_fields.setdefault(name, []).append(value)
     framing, length = _framing(status, method, framing_fields)
     keep_alive = (minor == b"1" and framing is not Framing.UNTIL_CLOSE
                   and not any(token.strip().lower() == b"close"

@@ -540,8 +540,9 @@ class _Body(httpx.AsyncByteStream):
 
 
 class UpstreamResponse:
-    """An upstream answer as the proxy reads it: status and headers as they came on the wire,
-    the body read (and its content coding undone) as the proxy asks for it."""
+    """An upstream answer as the proxy reads it: status and headers as they came on the wire
+    (names in lower case), the body read (and its content coding undone) as the proxy asks for
+    it."""
 
     __slots__ = ("status", "headers", "_stream", "_decoder")
 
@@ -555,13 +556,13 @@ class UpstreamResponse:
     def header(self, name: bytes) -> str | None:
         """The first value of the header `name` (lower case), if the answer has one."""
         for key, value in self.headers:
-            if key.lower() == name:
+            if key == name:
                 return value.decode("latin-1")
         return None
 
     def header_items(self) -> list[tuple[str, str]]:
         """Every header as text, names in lower case, in the order they came."""
-        return [(key.decode("latin-1").lower(), value.decode("latin-1"))
+        return [(key.decode("latin-1"), value.decode("latin-1"))
                 for key, value in self.headers]
 
     def aiter_bytes(self) -> AsyncIterator[bytes]:

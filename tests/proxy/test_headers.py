@@ -51,12 +51,13 @@ def test_merge_beta_adds_once() -> None:
 
 
 def test_downstream_keeps_what_clients_read() -> None:
-    upstream = [(b"Content-Type", b"text/event-stream"), (b"request-id", b"req_1"),
+    # Names in lower case, as the transport's parser hands them over.
+    upstream = [(b"content-type", b"text/event-stream"), (b"request-id", b"req_1"),
                 (b"retry-after", b"3"), (b"anthropic-ratelimit-tokens-remaining", b"10"),
                 (b"x-should-retry", b"true"), (b"content-length", b"99"),
                 (b"transfer-encoding", b"chunked"), (b"connection", b"close"),
                 (b"content-encoding", b"gzip"), (b"set-cookie", b"x=1"), (b"cf-ray", b"abc"),
-                (b"Anthropic-RateLimit-Requests-Limit", b"caf\xe9")]  # obs-text: latin-1
+                (b"anthropic-ratelimit-requests-limit", b"caf\xe9")]  # obs-text: latin-1
     assert downstream_headers(upstream) == [
         ("content-type", "text/event-stream"), ("request-id", "req_1"), ("retry-after", "3"),
         ("anthropic-ratelimit-tokens-remaining", "10"), ("x-should-retry", "true"),

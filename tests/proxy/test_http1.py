@@ -41,12 +41,12 @@ def test_framing(block: bytes, method: bytes, framing: Framing, length: int,
     assert (parsed.framing, parsed.length, parsed.keep_alive) == (framing, length, keep_alive)
 
 
-def test_status_reason_and_headers_are_kept_in_order() -> None:
+def test_status_reason_and_headers_are_kept_in_order_names_in_lower_case() -> None:
     parsed = parse_head(head("HTTP/1.1 429 Too Many Requests", "retry-after:  30 ",
                              "Content-Length: 0", "X-Empty:"), method=b"POST")
     assert (parsed.status, parsed.reason) == (429, b"Too Many Requests")
-    assert parsed.headers == [(b"retry-after", b"30"), (b"Content-Length", b"0"),
-                              (b"X-Empty", b"")]
+    assert parsed.headers == [(b"retry-after", b"30"), (b"content-length", b"0"),
+                              (b"x-empty", b"")]
     assert parse_head(head("HTTP/1.1 200"), method=b"GET").reason == b""
 
 
