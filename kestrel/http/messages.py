@@ -15,12 +15,18 @@ BodyReceiver = Callable[[], Awaitable[bytes | None]]
 
 
 class Headers:
-    """Case-insensitive, order-keeping, multi-valued header list (names lower-cased, latin-1)."""
+    """Case-insensitive, order-keeping, multi-valued header list (names lower-cased, latin-1).
 
-    __slots__ = ("_items",)
+    Never changed once made. `get` looks names up in a dict of each name's first value, made
+    at the first lookup: a request is asked for a dozen names, and Claude Code sends twenty
+    fields.
+    """
+
+    __slots__ = ("_items", "_first")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items = [(k.lower(), v) for k, v in items]
+        self._first: dict[str, str] | None = None
 
     @classmethod
     def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
@@ -32,11 +38,10 @@ class Headers:
         return headers
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        name = name.lower()
-        for key, value in self._items:
-            if key == name:
-                return value
-        return default
+        first = self._first
+        if first is None:  # reversed: where a name repeats, its first value is the one kept
+            first = self._first = dict(reversed(self._items))
+        return first.get(name.lower(), default)
 
     def get_all(self, name: str) -> list[str]:
         name = name.lower()

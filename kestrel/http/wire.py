@@ -32,8 +32,10 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 # The server owns the framing of every response: a handler (or an upstream whose headers it
 # forwards) cannot know whether we chunk, how long the body is on the wire, or whether this
-# connection stays open. `keep-alive` is meaningful only next to `connection`.
-_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+# connection stays open. `keep-alive` is meaningful only next to `connection`. It owns the
+# request id it echoes too.
+_SERVER_OWNED = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive",
+                           "x-request-id"})
 
 # h11 sends an empty reason phrase unless given one; some tools print it.
 _REASONS = {int(status): status.phrase.encode("ascii") for status in HTTPStatus}
@@ -183,11 +185,11 @@ class ResponseHead:
         return framing_bytes[:split] + self.fields + framing_bytes[split:]
 
 
-def _encode_fields(headers: list[tuple[str, str]]) -> bytes:
-    """The fields as they go on the wire. Raises ValueError or UnicodeError for a field that
-    h11 or RFC 9110 would refuse."""
-    block = "".join([f"{name}\x00{value}\r\n" for name, value in headers]).encode("ascii")
-    if block.count(0) != len(headers) or _FIELD_LINES.fullmatch(block) is None:
+def _encode_fields(lines: list[str]) -> bytes:
+    """The fields, each given as "name NUL value CRLF", as they go on the wire. Raises
+    ValueError or UnicodeError for a field that h11 or RFC 9110 would refuse."""
+    block = "".join(lines).encode("ascii")
+    if block.count(0) != len(lines) or _FIELD_LINES.fullmatch(block) is None:
         raise ValueError("field")
     return block.replace(b"\x00", b": ")
 
@@ -213,15 +215,21 @@ def response_head(
     # all (h11 raises on any Data after a HEAD response).
     bodiless_status = status in (204, 304)
     send_body = method != "HEAD" and not bodiless_status
-    headers: list[tuple[str, str]] = []
+    lines: list[str] = []  # "name NUL value CRLF", as `_encode_fields` takes them
     framing: list[tuple[bytes, bytes]] = []
     given_length: str | None = None
+    has_date = has_server = False
     for name, value in response.headers:
         key = name.lower()
-        if key == "content-length":
-            given_length = value
-        elif key not in _FRAMING_HEADERS and key != "x-request-id":
-            headers.append((key, value))
+        if key in _SERVER_OWNED:
+            if key == "content-length":
+                given_length = value
+            continue
+        if key == "date":
+            has_date = True
+        elif key == "server":
+            has_server = True
+        lines.append(f"{key}\x00{value}\r\n")
     if isinstance(response.body, bytes) and not bodiless_status:
         if method == "HEAD" and not response.body and given_length is not None:
             # A HEAD-specific handler that states the length its GET would have.
@@ -233,20 +241,19 @@ def response_head(
     # An iterable body gets no Content-Length: h11 then sends it chunked to HTTP/1.1 clients
     # and delimits it by closing the connection for HTTP/1.0 ones.
     # h11 adds neither `Date` nor `Server`; a handler's own values win.
-    present = {key for key, _ in headers}
-    if "date" not in present:
-        headers.append(("date", date))
-    if "server" not in present and server:
-        headers.append(("server", server))
-    headers.append(("x-request-id", request_id))
+    if not has_date:
+        lines.append(f"date\x00{date}\r\n")
+    if not has_server and server:
+        lines.append(f"server\x00{server}\r\n")
+    lines.append(f"x-request-id\x00{request_id}\r\n")
     if close:
         framing.append((b"connection", b"close"))
     try:
-        fields = _encode_fields(headers)
+        fields = _encode_fields(lines)
     except (UnicodeError, TypeError, ValueError):
         # Never the value itself: values hold secrets.
-        raise InvalidResponse(f"handler returned an invalid header "
-                              f"(names: {', '.join(key for key, _ in headers)})") from None
+        names = ", ".join(line.partition("\x00")[0] for line in lines)
+        raise InvalidResponse(f"handler returned an invalid header (names: {names})") from None
     reason = _REASONS.get(status, b"")
     # `_parsed=True` is h11's own way in for fields already checked: these are ours, and h11
     # checks them again anyway in the copy it makes to set the framing.

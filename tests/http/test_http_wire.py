@@ -12,6 +12,7 @@ import pytest
 
 from kestrel.http import (
     BodyTooLarge,
+    Headers,
     HTTPError,
     MethodNotAllowed,
     NotFound,
@@ -209,3 +210,17 @@ def test_refusals_before_the_handler() -> None:
     assert long_head is not None and long_head.status == 431
     connect = refuse_before_handler(_request(b"CONNECT", target=b"example.com:443"), limits)
     assert connect is not None and connect.status == 501
+
+
+@pytest.mark.parametrize("make", [
+    lambda fields: Headers(fields),
+    lambda fields: Headers.from_raw([(k.encode(), v.encode()) for k, v in fields]),
+])
+def test_headers_find_any_case_and_the_first_of_a_repeated_name(make: object) -> None:
+    assert callable(make)
+    headers = make([("X-Trace", "one"), ("Accept", "a"), ("x-trace", "two")])
+    assert headers.get("x-trace") == headers.get("X-TRACE") == "one"
+    assert headers.get_all("X-Trace") == ["one", "two"]
+    assert headers.get("missing") is None and headers.get("missing", "d") == "d"
+    assert "ACCEPT" in headers and "missing" not in headers
+    assert headers.items() == [("x-trace", "one"), ("accept", "a"), ("x-trace", "two")]
