@@ -58,12 +58,18 @@ def bounded(message: str | None) -> str | None:
 
 
 def _attempts_json(attempts: Iterable[Attempt]) -> str:
-    return _COMPACT.encode([{"account_id": a.account_id, "status": a.status,
-                             "error_type": a.error_type, "duration_ms": a.duration_ms,
-                             **({"proxy": a.proxy} if a.proxy else {}),
-                             **({"message": bounded(a.message)} if a.message else {}),
-                             **({"name": a.account_name} if a.account_name else {})}
-                            for a in attempts])
+    tries = []
+    for a in attempts:
+        one: dict[str, Any] = {"account_id": a.account_id, "status": a.status,
+                               "error_type": a.error_type, "duration_ms": a.duration_ms}
+        if a.proxy:
+            one["proxy"] = a.proxy
+        if a.message:
+            one["message"] = bounded(a.message)
+        if a.account_name:
+            one["name"] = a.account_name
+        tries.append(one)
+    return _COMPACT.encode(tries)
 
 
 def tried(attempts: Sequence[Attempt]) -> str | None:
