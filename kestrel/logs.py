@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, TextIO
 
 from kestrel.http import AccessEntry, AccessLog
+from kestrel.jsontext import encoder
 
 request_id_var: ContextVar[str | None] = ContextVar("kestrel_request_id", default=None)
 
@@ -195,8 +196,7 @@ def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> 
     return "\n".join(parts) if parts else None
 
 
-# One encoder for every line: `json.dumps` with options of its own builds a new one per call.
-_JSON_LINE = json.JSONEncoder(ensure_ascii=False, default=str)
+_json_line = encoder(ensure_ascii=False, default=str)
 
 
 class _KestrelFormatter(logging.Formatter, abc.ABC):
@@ -251,7 +251,7 @@ class JsonFormatter(_KestrelFormatter):
         out.update(line.groups)
         if line.exc is not None:
             out["exc"] = line.exc
-        return _JSON_LINE.encode(out)
+        return _json_line(out)
 
 
 _PRETTY_LEVELS = {"WARNING": "WARN", "CRITICAL": "CRIT"}

@@ -29,6 +29,7 @@ from kestrel.api.proxy import (
 from kestrel.api.responses import json_response
 from kestrel.domain import ApiKey, KestrelError, UpstreamError
 from kestrel.http import Request, Response
+from kestrel.jsontext import encoder
 from kestrel.proxy.conversation import conversation_key
 from kestrel.proxy.forwarder import Call, Forwarder, Relay
 from kestrel.proxy.key_meter import KeyMeter
@@ -41,6 +42,7 @@ log = logging.getLogger("kestrel.openai")
 ROUTE = "/v1/chat/completions"
 UPSTREAM_TARGET = "/v1/messages"
 BROKEN_STREAM = "the upstream connection broke off in the middle of the answer"
+_compact_json = encoder(compact=True, ensure_ascii=False)
 
 OPENAI_ERROR = {
     "type": "object",
@@ -112,7 +114,7 @@ class OpenAIApi:
         body = translation.body
         call = replace(
             call, headers=_upstream_headers(request.headers), model=body["model"],
-            body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+            body=_compact_json(body).encode(),
             stream=translation.stream,
             conversation=conversation_key(request.headers.get("x-claude-code-session-id"),
                                           body, key.id))

@@ -11,14 +11,16 @@ from typing import Any
 
 from kestrel.domain import ClientError, ValidationError
 from kestrel.http import Request, Response
+from kestrel.jsontext import encoder
 
 JSON_TYPE = "application/json"
+_compact = encoder(compact=True, ensure_ascii=False)
 
 
 def json_response(
     body: Any, status: int = 200, headers: Iterable[tuple[str, str]] = ()
 ) -> Response:
-    payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    payload = _compact(body).encode()
     return Response(status, [("content-type", JSON_TYPE), *headers], payload)
 
 

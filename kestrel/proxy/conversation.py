@@ -14,10 +14,10 @@ import json
 import re
 from typing import Any
 
+from kestrel.jsontext import encoder
+
 _LEGACY_SESSION = re.compile(r"_session_([0-9A-Za-z-]{8,64})\Z")
-# One encoder for every request: `json.dumps` with options builds a new one per call.
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                              default=str)
+_canonical = encoder(compact=True, sort_keys=True, ensure_ascii=False, default=str)
 # Longer ids are not sessions we know; refusing them bounds the affinity table's key size.
 _MAX_SESSION_ID = 128
 
@@ -60,5 +60,5 @@ def conversation_key(session_header: str | None, body: dict[str, Any] | None,
     opening = _opening(body)
     if opening == [None, None]:
         return None
-    canonical = _CANONICAL.encode([client_key_id, opening])
+    canonical = _canonical([client_key_id, opening])
     return "opening:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]

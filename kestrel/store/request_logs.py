@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kestrel.domain import POOL_REFUSALS, Attempt, RequestLog, ValidationError, one_line
+from kestrel.jsontext import encoder
 from kestrel.store.database import Database
 from kestrel.store.session import Session
 
@@ -48,8 +49,7 @@ class StoredLog(RequestLog):
     instance: str | None = None
 
 
-# One encoder for every row: `json.dumps` with options of its own builds a new one per call.
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
+_compact = encoder(compact=True)
 
 
 def bounded(message: str | None) -> str | None:
@@ -69,7 +69,7 @@ def _attempts_json(attempts: Iterable[Attempt]) -> str:
         if a.account_name:
             one["name"] = a.account_name
         tries.append(one)
-    return _COMPACT.encode(tries)
+    return _compact(tries)
 
 
 def tried(attempts: Sequence[Attempt]) -> str | None:

@@ -7,6 +7,7 @@ then writes sees no other process's write in between; WAL lets reads go on meanw
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import sqlite3
 import urllib.parse
@@ -65,7 +66,7 @@ class SqliteSession:
             size = min(most, 1 << ((len(rows) - start).bit_length() - 1))
             chunk = rows[start:start + size]
             self._conn.execute(_insert_text(table, tuple(columns), size),
-                               [value for row in chunk for value in row])
+                               list(itertools.chain.from_iterable(chunk)))
             start += size
 
     def ids_copied(self, table: str) -> None:

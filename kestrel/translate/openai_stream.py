@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kestrel.jsontext import encoder
 from kestrel.translate.openai_errors import stream_error_object
 from kestrel.translate.openai_response import (
     completion_id,
@@ -197,9 +198,8 @@ class StreamTranslator:
         return _encode(stream_error_object(kind, message))
 
 
-# One encoder for every chunk: `json.dumps` with options builds a new one per call.
-_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_compact = encoder(compact=True, ensure_ascii=False)
 
 
 def _encode(payload: dict[str, Any]) -> bytes:
-    return encode_event(None, _COMPACT.encode(payload))
+    return encode_event(None, _compact(payload))
