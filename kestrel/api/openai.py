@@ -13,7 +13,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
 from kestrel import http
@@ -96,30 +95,40 @@ class OpenAIApi:
 
     async def chat_completions(self, request: Request) -> Response:
         key: ApiKey = request.state["api_key"]
-        call = Call(route=ROUTE, method="POST", target=UPSTREAM_TARGET, headers=[], body=b"",
-                    request_id=request.request_id, key_id=key.id, client=client_of(request),
-                    user_agent=request.headers.get("user-agent"))
+        # The request's clock starts before its body is read, whatever becomes of it.
+        received, received_at = time.monotonic(), time.time()
+
+        def call(model: str | None, headers: list[tuple[str, str]] | None = None,
+                 body: bytes = b"", *, stream: bool = False,
+                 conversation: str | None = None) -> Call:
+            """The call as known so far: the model alone when the request is refused."""
+            return Call(route=ROUTE, method="POST", target=UPSTREAM_TARGET,
+                        headers=headers or [], body=body, request_id=request.request_id,
+                        model=model, stream=stream, conversation=conversation, key_id=key.id,
+                        client=client_of(request), user_agent=request.headers.get("user-agent"),
+                        received=received, received_at=received_at)
+
+        model: str | None = None
         try:
             try:
                 parsed = parse_body(await request.body())
             except http.HTTPError as exc:  # too large, or the client stopped sending
                 raise from_http_error(exc) from None
-            model = parsed.get("model")
-            call = replace(call, model=model if isinstance(model, str) else None)
+            named = parsed.get("model")
+            model = named if isinstance(named, str) else None
             translation = to_anthropic(parsed, self._aliases)
         except KestrelError as exc:
-            self._forwarder.record(call, status=exc.status, error_type=exc.type,
+            self._forwarder.record(call(model), status=exc.status, error_type=exc.type,
                                    error_message=exc.message)
             raise
         body = translation.body
-        call = replace(
-            call, headers=_upstream_headers(request.headers), model=body["model"],
-            body=_compact_json(body).encode(),
+        forwarded = call(
+            body["model"], _upstream_headers(request.headers), _compact_json(body).encode(),
             stream=translation.stream,
             conversation=conversation_key(request.headers.get("x-claude-code-session-id"),
                                           body, key.id))
-        admit(self._forwarder, self._meter, key, call, now=self._clock())
-        relay = await forward_admitted(self._forwarder, call)
+        admit(self._forwarder, self._meter, key, forwarded, now=self._clock())
+        relay = await forward_admitted(self._forwarder, forwarded)
         if not 200 <= relay.status < 300:
             raise _relayed_error(relay)
         headers = [(n, v) for n, v in relay.headers if n != "content-type"]
