@@ -142,7 +142,7 @@ class OpenAIApi:
                 if isinstance(relay.body, bytes) else _TranslatedStream(relay.body, translator))
             return Response(relay.status, [("content-type", "text/event-stream"),
                                            ("cache-control", "no-cache"), *headers], stream)
-        message = _json(relay.body)
+        message = relay.message if relay.message is not None else _json(relay.body)
         if message.get("type") != "message":
             raise UpstreamError("the upstream answered without a message")
         return json_response(to_chat_completion(message, created=created), relay.status, headers)

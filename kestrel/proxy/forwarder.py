@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -97,6 +98,7 @@ class Relay:
     headers: list[tuple[str, str]]
     body: bytes | AsyncIterator[bytes]
     account_id: int | None = None
+    message: dict[str, Any] | None = None  # a whole message's body, parsed (never changed)
 
 
 # The cheapest request that proves a credential works: one model of the list, billed nothing.
@@ -403,7 +405,7 @@ class Forwarder:
         overhead = max(0.0, self.elapsed_ms(call.received) - spent_upstream)
         headers = downstream_headers(response.headers)
         headers.append(("x-kestrel-overhead-ms", f"{overhead:.2f}"))
-        return Relay(response.status, headers, body, account.id)
+        return Relay(response.status, headers, body, account.id, summary.message)
 
     async def _open_stream(self, call: Call, account: Account, response: UpstreamResponse,
                            started: float, attempts: list[Attempt],

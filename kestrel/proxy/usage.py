@@ -82,6 +82,9 @@ class MessageSummary:
     error_message: str | None = None
     completed: bool = False
     """`message_stop` seen (stream), or a whole message parsed (non-stream)."""
+    message: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    """The whole message as parsed (non-stream): the OpenAI route translates it without
+    parsing the body a second time."""
 
 
 class StreamUsageTracker:
@@ -175,6 +178,7 @@ def summarize_message(body: bytes) -> MessageSummary:
     summary.stop_reason = stop_reason if isinstance(stop_reason, str) else None
     summary.usage.update(payload.get("usage", {}))
     summary.completed = True
+    summary.message = payload
     return summary
 
 

@@ -200,7 +200,8 @@ def test_summarize_message() -> None:
             },
         }
     ).encode()
-    assert summarize_message(body) == MessageSummary(
+    summary = summarize_message(body)
+    assert summary == MessageSummary(
         model="claude-opus-4-7",
         stop_reason="tool_use",
         usage=Usage(input_tokens=10, output_tokens=3, cache_read_input_tokens=7),
@@ -208,6 +209,8 @@ def test_summarize_message() -> None:
         error_message=None,
         completed=True,
     )
+    # The whole message rides along, so the OpenAI route need not parse the body again.
+    assert summary.message == json.loads(body)
 
 
 def test_summarize_error_body() -> None:
