@@ -195,7 +195,7 @@ class Connection:
             path=target.partition("?")[0],
             request_id=choose_request_id(headers.get("x-request-id")),
         )
-        refusal = refuse_before_handler(event, self._limits)
+        refusal = refuse_before_handler(event, headers, self._limits)
         if refusal is not None:
             await self._answer_directly(exchange, error_response(refusal))
             return False

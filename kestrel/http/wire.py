@@ -20,6 +20,7 @@ import h11
 from kestrel.http.limits import ServerLimits
 from kestrel.http.messages import (
     BadRequest,
+    Headers,
     HeadersTooLarge,
     HTTPError,
     MethodNotAllowed,
@@ -117,28 +118,29 @@ def protocol_error(exc: h11.RemoteProtocolError) -> HTTPError:
     return BadRequest("malformed request")
 
 
-def head_size(event: h11.Request) -> int:
-    """Bytes of the request line and headers as they came on the wire (give or take spaces)."""
+def head_size(event: h11.Request, headers: Headers) -> int:
+    """Bytes of the request line and headers as they came on the wire (give or take spaces).
+    Counted on `headers`, the event's fields decoded as latin-1: a character per byte."""
     size = len(event.method) + len(event.target) + len(b"HTTP/1.1") + 4
-    for name, value in event.headers.raw_items():  # a list; the Sequence goes item by item
+    for name, value in headers:
         size += len(name) + len(value) + 4
     return size
 
 
-def refuse_before_handler(event: h11.Request, limits: ServerLimits) -> HTTPError | None:
+def refuse_before_handler(event: h11.Request, headers: Headers,
+                          limits: ServerLimits) -> HTTPError | None:
     """Requests answered without asking the handler, before any of the body is read.
 
     A body over the size limit is not among them: the handler is asked, and its first read
     fails (see `RequestBody`), so the application can shape that 413 like its other errors.
     """
-    names = {name.lower() for name, _ in event.headers.raw_items()}
-    if b"content-length" in names and b"transfer-encoding" in names:
+    if "content-length" in headers and "transfer-encoding" in headers:
         # h11 follows RFC 7230 and lets Transfer-Encoding win, but two framings in one request
         # is the classic request-smuggling shape: refuse it (RFC 9112 §6.3 allows that).
         return BadRequest("malformed request")
     # h11's max_incomplete_event_size only fires while the head is still incomplete; a head
     # that arrived whole in one read passes it, so the limit is checked again on the result.
-    if head_size(event) > limits.max_header_bytes:
+    if head_size(event, headers) > limits.max_header_bytes:
         return HeadersTooLarge("request line and headers are too large")
     # A 2xx to CONNECT would make h11 hand the socket over as a tunnel; we never tunnel.
     if event.method == b"CONNECT":

@@ -198,17 +198,31 @@ def _request(method: bytes = b"GET", headers: list[tuple[str, str]] | None = Non
                        headers=[("host", "x"), *(headers or [])])
 
 
+def _refusal(event: h11.Request, limits: ServerLimits) -> HTTPError | None:
+    return refuse_before_handler(event, Headers.from_raw(event.headers.raw_items()), limits)
+
+
 def test_refusals_before_the_handler() -> None:
     limits = ServerLimits(max_header_bytes=200, max_body_bytes=100)
-    assert refuse_before_handler(_request(), limits) is None
+    assert _refusal(_request(), limits) is None
     # A large declared body is the body reader's business, not a refusal of the head.
-    assert refuse_before_handler(_request(headers=[("content-length", "101")]), limits) is None
-    both = refuse_before_handler(_request(headers=[("content-length", "1"),
-                                                   ("transfer-encoding", "chunked")]), limits)
+    assert _refusal(_request(headers=[("content-length", "101")]), limits) is None
+    both = _refusal(_request(headers=[("Content-Length", "1"),
+                                      ("Transfer-Encoding", "chunked")]), limits)
     assert both is not None and both.status == 400
-    long_head = refuse_before_handler(_request(headers=[("x-pad", "a" * 200)]), limits)
+    long_head = _refusal(_request(headers=[("x-pad", "a" * 200)]), limits)
     assert long_head is not None and long_head.status == 431
-    connect = refuse_before_handler(_request(b"CONNECT", target=b"example.com:443"), limits)
+    # The limit counts bytes as they came: 4 for the request line's spaces and CRLF, and 4 for
+    # each field's ": " and CRLF. 200 bytes exactly pass; one more does not.
+    line = len(b"GET") + len(b"/") + len(b"HTTP/1.1") + 4 + len(b"host") + len(b"x") + 4
+    pad = 200 - line - len(b"x-pad") - 4
+    def padded(size: int) -> h11.Request:  # obs-text: one byte each, decoded as latin-1
+        return h11.Request(method=b"GET", target=b"/",
+                           headers=[(b"host", b"x"), (b"x-pad", b"\xe9" * size)])
+    assert _refusal(padded(pad), limits) is None
+    over = _refusal(padded(pad + 1), limits)
+    assert over is not None and over.status == 431
+    connect = _refusal(_request(b"CONNECT", target=b"example.com:443"), limits)
     assert connect is not None and connect.status == 501
 
 
