@@ -75,6 +75,30 @@ def _cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14, 15)
 
 
+def context_switches(pids: Sequence[int]) -> int:
+    """Voluntary and involuntary context switches of every thread of these processes so far.
+
+    Why count them: a thread that waits for the interpreter lock is woken each time the event
+    loop lets go of it for a system call, and every wake is a switch; pinned to one CPU those
+    cost little, spread over two they cost as much as the work (bench/RESULTS.md, run 10).
+    """
+    total = 0
+    for pid in pids:
+        try:
+            threads = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for thread in threads:
+            try:
+                status = (thread / "status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if "ctxt_switches:" in line:  # voluntary_… and nonvoluntary_…
+                    total += int(line.rpartition(":")[2])
+    return total
+
+
 def _socket_inodes(pid: int) -> set[str]:
     inodes = set()
     with contextlib.suppress(OSError):
@@ -139,6 +163,7 @@ class Usage:
 
     cpu_s: float
     peak_rss_mb: float
+    switches: int = 0  # context switches of all their threads (see `context_switches`)
     children_cpu_s: list[float] = field(default_factory=list)
     children_connections: list[float] = field(default_factory=list)
 
@@ -152,6 +177,7 @@ class Meter:
         self._port = port
         self._pids: list[int] = []
         self._cpu0: dict[int, float] = {}
+        self._switches0 = 0
         self._wall0 = 0.0
         self._samples: list[dict[int, int]] = []
         self._done = threading.Event()
@@ -164,6 +190,7 @@ class Meter:
         self._pids = process_tree(self._pid)
         self.peak_reset = reset_peak_rss(self._pids)
         self._cpu0 = {pid: _cpu_of(pid) for pid in self._pids}
+        self._switches0 = context_switches(self._pids)
         self._wall0 = time.monotonic()
         if self._port is not None and len(self._pids) > 1:
             self._sampler = threading.Thread(target=self._sample, args=(self._port,),
@@ -183,6 +210,7 @@ class Meter:
         cpu = {pid: _cpu_of(pid) - self._cpu0[pid] for pid in self._pids}
         children = self._pids[1:]
         return Usage(cpu_s=sum(cpu.values()), peak_rss_mb=peak_rss_mb(self._pids),
+                     switches=context_switches(self._pids) - self._switches0,
                      children_cpu_s=[cpu[pid] for pid in children],
                      children_connections=[
                          sum(s[pid] for s in self._samples) / len(self._samples)

@@ -82,9 +82,9 @@ class Report:
     def plain_table(self) -> list[str]:
         lines = [
             "| target | route | c | req/s | × direct | p50 ms | p90 ms | p99 ms | added p50 ms "
-            "| added p99 ms | CPU µs/req | peak RSS MB | server CPU % | mock CPU % | wrk CPU % "
-            "| errors |",
-            "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+            "| added p99 ms | CPU µs/req | switches/req | peak RSS MB | server CPU % "
+            "| mock CPU % | wrk CPU % | errors |",
+            "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
         ]
         for row in self.rows:
             if row.phase.kind != PLAIN:
@@ -102,6 +102,8 @@ class Report:
                 _signed(r.p50_ms - b.p50_ms) if b else "—",
                 _signed(r.p99_ms - b.p99_ms) if b else "—",
                 _num(cpu * 1e6 / r.requests if cpu is not None and r.requests else None, 1),
+                _num(row.server.switches / r.requests if row.server and r.requests else None,
+                     2),
                 _num(row.server.peak_rss_mb if row.server else None, 1),
                 _pct(cpu, row.wall_s),
                 _pct(row.upstream.cpu_s if row.upstream else None, row.wall_s),
