@@ -30,6 +30,7 @@ class Settings:
     sse_client: str  # "c" or "python"
     sseload: Path
     load_cpus: set[int] | None
+    plain_rounds: int = 1  # each non-streaming phase this many times, targets alternating
 
     @property
     def ramp_seconds(self) -> float:
@@ -59,14 +60,17 @@ def plan(targets: list[Target], settings: Settings, *, kinds: tuple[str, ...],
     """Phases grouped by load, every target back to back, so drift hits all of them alike.
 
     `variants` run only non-streaming /v1/messages at c=16 and 64; `scaling` (the WORKERS
-    instances) also every stream load."""
+    instances) also every stream load. With `plain_rounds` above one, each non-streaming load
+    is run that many times over, the targets' order reversed every other round, so that a
+    moment of noise on the machine lands in one round of one target, not in its only figure."""
     phases: list[Phase] = []
     for kind, levels in ((PLAIN, settings.plain_concurrency),
                          (STREAM, settings.stream_concurrency)):
         if kind not in kinds:
             continue
-        for concurrency in levels:
-            for target in targets:
+        rounds = settings.plain_rounds if kind == PLAIN else 1
+        for concurrency, round_ in ((c, r) for c in levels for r in range(rounds)):
+            for target in targets if round_ % 2 == 0 else targets[::-1]:
                 narrow = target.name in variants or target.name in scaling
                 if narrow and kind == PLAIN and concurrency not in VARIANT_PLAIN_CONCURRENCY:
                     continue
@@ -77,6 +81,20 @@ def plan(targets: list[Target], settings: Settings, *, kinds: tuple[str, ...],
                         continue
                     phases.append(Phase(kind, target.name, route, concurrency))
     return phases
+
+
+def median_rounds(rows: list[Measured]) -> list[Measured]:
+    """One row per phase: of a phase measured several times (`plain_rounds`), the round with
+    the median CPU per request (the lower one of an even count), in the place of its first."""
+    rounds: dict[Phase, list[Measured]] = {}
+    for row in rows:
+        rounds.setdefault(row.phase, []).append(row)
+
+    def cpu_per_request(row: Measured) -> float:
+        requests = getattr(row.result, "requests", 0)
+        return row.server.cpu_s / requests if row.server and requests else float("inf")
+    return [sorted(measured, key=cpu_per_request)[(len(measured) - 1) // 2]
+            for measured in rounds.values()]
 
 
 def run_phase(phase: Phase, target: Target, upstream: Target, settings: Settings) -> Measured:

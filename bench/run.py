@@ -26,7 +26,7 @@ from pathlib import Path
 
 from load import WrkResult
 from machine import describe_machine
-from phases import PLAIN, STREAM, Measured, Settings, plan, run_phase
+from phases import PLAIN, STREAM, Measured, Settings, median_rounds, plan, run_phase
 from procs import log_warnings, raise_fd_limit
 from report import (
     ACCESSLOG,
@@ -105,6 +105,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--delay-ms", type=int, default=0,
                    help="the mock's delay before the first byte of every response (0)")
     p.add_argument("--plain-seconds", type=float, help="seconds per plain phase")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run each non-streaming load this many times, the targets' order "
+                   "reversed every other round, and report each target's median round (by "
+                   "CPU per request): unpinned, one 10 s figure can land on a moment the "
+                   "scheduler placed badly (default 1)")
     p.add_argument("--stream-seconds", type=float,
                    help="seconds during which each stream phase starts new streams")
     p.add_argument("--keep", action="store_true",
@@ -215,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(plain_concurrency=(1, 16, 64), stream_concurrency=(100, 1000),
                             deltas=args.deltas, interval_ms=args.interval_ms,
                             sse_client=args.sse_client, sseload=tools.sseload,
-                            load_cpus=load_cpus, **durations)
+                            load_cpus=load_cpus, plain_rounds=max(1, args.rounds),
+                            **durations)
         mock = start_mock(tools, workdir, deltas=args.deltas, interval_ms=args.interval_ms,
                           delay_ms=args.delay_ms, cpus=load_cpus)
         targets.append(mock)
@@ -274,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             row = run_phase(phase, by_name[phase.target], mock, settings)
             rows.append(row)
             _progress(i, len(phases), row)
+        rows = median_rounds(rows)
     finally:
         for target in reversed(targets):
             target.process.stop()
@@ -308,7 +315,10 @@ def render(report: Report, settings: Settings, args: argparse.Namespace, command
                               if settings.load_cpus else "none (the scheduler places every "
                               "process; mock, proxy and load generator share all CPUs)"),
              f"- Plain phases: wrk for {settings.plain_seconds:g} s each after "
-             f"{settings.warmup_seconds:g} s of unmeasured warm-up.",
+             f"{settings.warmup_seconds:g} s of unmeasured warm-up"
+             + (f"; {settings.plain_rounds} rounds, the targets' order reversed every other "
+                "round, each row the target's median round by CPU per request."
+                if settings.plain_rounds > 1 else "."),
              f"- Stream phases: {settings.deltas} deltas × {settings.interval_ms} ms per stream; "
              f"new streams start for {settings.stream_seconds:g} s (the first ones spread over "
              f"{settings.ramp_seconds:g} s), then the last ones finish; client: "
