@@ -54,6 +54,15 @@ class Measured:
     upstream: Usage | None  # the mock, behind the target
     wall_s: float
 
+    @property
+    def cpu_per_request_us(self) -> float | None:
+        """The target's CPU per request of a non-streaming phase; None for a stream phase, an
+        unmetered target or no request served."""
+        if self.server is None or not isinstance(self.result, WrkResult):
+            return None
+        requests = self.result.requests
+        return self.server.cpu_s * 1e6 / requests if requests else None
+
 
 def plan(targets: list[Target], settings: Settings, *, kinds: tuple[str, ...],
          variants: set[str], scaling: set[str]) -> list[Phase]:
@@ -90,11 +99,10 @@ def median_rounds(rows: list[Measured]) -> list[Measured]:
     for row in rows:
         rounds.setdefault(row.phase, []).append(row)
 
-    def cpu_per_request(row: Measured) -> float:
-        requests = getattr(row.result, "requests", 0)
-        return row.server.cpu_s / requests if row.server and requests else float("inf")
-    return [sorted(measured, key=cpu_per_request)[(len(measured) - 1) // 2]
-            for measured in rounds.values()]
+    def cpu(row: Measured) -> float:
+        value = row.cpu_per_request_us
+        return float("inf") if value is None else value
+    return [sorted(measured, key=cpu)[(len(measured) - 1) // 2] for measured in rounds.values()]
 
 
 def run_phase(phase: Phase, target: Target, upstream: Target, settings: Settings) -> Measured:

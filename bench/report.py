@@ -101,7 +101,7 @@ class Report:
                 _num(r.p50_ms), _num(r.p90_ms), _num(r.p99_ms),
                 _signed(r.p50_ms - b.p50_ms) if b else "—",
                 _signed(r.p99_ms - b.p99_ms) if b else "—",
-                _num(cpu * 1e6 / r.requests if cpu is not None and r.requests else None, 1),
+                _num(row.cpu_per_request_us, 1),
                 _num(row.server.switches / r.requests if row.server and r.requests else None,
                      2),
                 _num(row.server.peak_rss_mb if row.server else None, 1),
@@ -168,9 +168,7 @@ class Report:
 
     def _cpu_per_req_us(self, target: str, c: int, route: str = "messages") -> float | None:
         row = self.find(PLAIN, target, c, route)
-        if row is None or row.server is None or not isinstance(row.result, WrkResult):
-            return None
-        return row.server.cpu_s * 1e6 / row.result.requests if row.result.requests else None
+        return row.cpu_per_request_us if row is not None else None
 
     def _added_stream(self, target: str, c: int) -> tuple[_Stream, StreamResult] | None:
         row, base = self.find(STREAM, target, c), self.find(STREAM, DIRECT, c)
