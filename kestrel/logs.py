@@ -343,8 +343,7 @@ class _KestrelHandler(logging.StreamHandler[TextIO]):
 
     def __init__(self, stream: TextIO, lines: _KestrelFormatter) -> None:
         super().__init__(stream)
-        self.setFormatter(lines)
-        self._lines = lines
+        self._lines = lines  # records and access entries alike
         # Log records, and (time, entry) pairs from the server, in the order they came.
         self._waiting: list[logging.LogRecord | tuple[float, AccessEntry]] = []
         self._batch = threading.Lock()  # over the waiting lines
@@ -385,7 +384,7 @@ class _KestrelHandler(logging.StreamHandler[TextIO]):
                     if isinstance(item, tuple):
                         lines.append(self._lines.format_access(*item))
                     elif self.filter(item):
-                        lines.append(self.format(item))
+                        lines.append(self._lines.format(item))
                 except Exception:
                     if isinstance(item, logging.LogRecord):
                         self.handleError(item)
