@@ -188,7 +188,7 @@ class AccessEntry(NamedTuple):
     """What the access log says about one exchange, handed over when it ends.
 
     A plain tuple, not a log record: the server makes one per request, and whoever writes the
-    log decides when and how to format it (Kestrel formats a batch at a time, off the loop).
+    log decides when and how to format it (a batch at a time, say).
     Never header values or the query string: they carry credentials.
     """
 
