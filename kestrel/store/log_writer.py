@@ -3,9 +3,13 @@
 A request only appends to a list (`submit`): no await, no I/O, no exception. A background task
 writes whatever waits every `flush_interval`, or sooner once a full batch waits, so a crash loses
 about the last half second of logs and the database sees one transaction per batch instead of one
-per request. The queue is bounded: when the database cannot keep up or refuses writes (read-only,
-locked, disk full), rows wait and are retried on the next tick, and once `max_queue` rows wait,
-new ones are dropped and counted. Losing log rows is always preferred to slowing or failing the
+per request. A busy server writes full batches only (the rows past the last one wait for the
+next), and a full batch of `max_batch` (a power of two) rows is one INSERT statement: see
+`SqliteSession.insert_rows` for why statements count.
+
+The queue is bounded: when the database cannot keep up or refuses writes (read-only, locked, disk
+full), rows wait and are retried on the next tick, and once `max_queue` rows wait, new ones are
+dropped and counted. Losing log rows is always preferred to slowing or failing the
 requests they describe.
 
 Call `submit` from the event loop's thread only (it touches an `asyncio.Event`).
@@ -39,7 +43,7 @@ class LogWriter:
         store: RequestLogStore,
         *,
         flush_interval: float = 0.5,
-        max_batch: int = 500,
+        max_batch: int = 512,
         max_queue: int = 50_000,
         retention_days: float = 30,
         clock: Callable[[], float] = time.time,
@@ -149,22 +153,24 @@ class LogWriter:
                         self._prune_task = asyncio.create_task(self._prune())
                 # After a failure, wait the whole tick even when a batch fills up meanwhile: a
                 # locked or read-only database must not turn this loop into a busy retry.
-                await self._wait(self._closing if retry else self._batch_ready)
+                full = await self._wait(self._closing if retry else self._batch_ready)
                 if self._closing.is_set():
                     break
-                retry = not await self._flush()
+                retry = not await self._flush(whole_batches=full)
             except Exception:  # the process must outlive any bug in here
                 log.exception("request log writer failed; it carries on")
                 retry = True
         await self._final_flush()
 
-    async def _wait(self, wake: asyncio.Event) -> None:
+    async def _wait(self, wake: asyncio.Event) -> bool:
+        """Wait for `wake` or the end of the tick; True if a full batch is what woke us."""
         if self._closing.is_set():
-            return
+            return False
         if wake is self._batch_ready and len(self._pending) < self._max_batch:
             self._batch_ready.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), self._flush_interval)
+        return wake is self._batch_ready and len(self._pending) >= self._max_batch
 
     async def _final_flush(self) -> None:
         # One attempt per batch: shutdown must not wait out a locked database tick after tick.
@@ -177,13 +183,17 @@ class LogWriter:
             self._pending.clear()
         self._closed = True
 
-    async def _flush(self) -> bool:
+    async def _flush(self, *, whole_batches: bool = False) -> bool:
         """Write the rows waiting now, batch by batch; False if the database refused (rows kept).
 
         Rows submitted during the writes wait for the next tick, so a steady trickle still
-        becomes one transaction per tick rather than many tiny ones.
+        becomes one transaction per tick rather than many tiny ones. With `whole_batches`, the
+        rows past the last full batch wait too: under load they would otherwise become a small
+        transaction of their own after every full one.
         """
         todo = len(self._pending)
+        if whole_batches:
+            todo -= todo % self._max_batch
         while todo > 0:
             batch = self._pending[:min(todo, self._max_batch)]
             handled = await self._write(batch)

@@ -20,9 +20,10 @@ from kestrel.store.session import Rows, Session
 # Long enough to ride out another process's checkpoint or a `kestrel` CLI command writing at the
 # same moment; short enough that a stuck lock surfaces as an error rather than a hung request.
 BUSY_TIMEOUT_MS = 5000
-# Rows per INSERT statement at most: 256 rows of a request log bind about 6,000 values, a
-# millisecond of this thread holding the interpreter lock.
-MAX_ROWS_PER_INSERT = 256
+# Rows per INSERT statement at most: a full batch of the request log writer (LogWriter's
+# max_batch). Its 512 rows bind about 12,000 values, a millisecond or two of this thread holding
+# the interpreter lock.
+MAX_ROWS_PER_INSERT = 512
 
 
 class SqliteSession:
@@ -48,15 +49,16 @@ class SqliteSession:
 
     def insert_rows(self, table: str, columns: Sequence[str],
                     rows: Sequence[Sequence[Any]]) -> None:
-        """Multi-row INSERTs of a few fixed sizes (256, 128, … 1 rows).
+        """Multi-row INSERTs of a few fixed sizes (512, 256, … 1 rows).
 
         Why not `executemany`: it steps the statement once per row, and the sqlite3 module
         lets go of the interpreter lock around each step. This thread then waits for the lock
         again after every row, while the event loop holds it, and each wait wakes it once per
         system call the loop makes: three context switches per request log row, a tenth of a
         proxied request's CPU (bench/RESULTS.md, run 10). One statement per chunk takes the lock
-        back a few times per batch. Sizes are powers of two so that the module's statement
-        cache holds a handful of texts whatever the batch size.
+        back a few times per chunk (reset, step, counting columns, the last row id). Sizes are
+        powers of two so that the module's statement cache holds a handful of texts whatever
+        the batch size, and a full batch of the log writer is one statement (run 11).
         """
         width = len(columns)
         most = max(1, min(MAX_ROWS_PER_INSERT,

@@ -218,7 +218,7 @@ def test_packaged_migrations_are_numbered_without_gaps() -> None:
     assert all(m.statements for m in migrations)
 
 
-@pytest.mark.parametrize("count", [0, 1, 2, 3, 255, 256, 257, 700])
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 511, 512, 513, 1300])
 @pytest.mark.parametrize("variables", [250_000, 7])
 def test_insert_rows_lands_every_row_in_order_across_statements(count: int,
                                                                 variables: int) -> None:
