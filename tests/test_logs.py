@@ -12,11 +12,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from kestrel.http import AccessEntry
 from kestrel.logs import (
     ACCESS_LOGGER,
     MAX_WAITING_LINES,
+    JsonFormatter,
     access_log,
     redact,
     request_id_var,
@@ -156,6 +159,25 @@ def test_the_servers_access_entries_become_the_lines_a_record_would() -> None:
             assert from_entry[12:] == from_record[12:]  # all but the clock
             assert from_entry.endswith(" INFO  kestrel.access  GET /health 200 1.2ms worker=1 "
                                        "req=req_abc client=127.0.0.1 bytes=15")
+
+
+@given(entry=st.builds(AccessEntry, method=st.text(), path=st.text(),
+                       status=st.integers(100, 999),
+                       duration_ms=st.floats(0, 1e9, allow_nan=False, allow_infinity=False),
+                       request_id=st.text(), client=st.none() | st.text(),
+                       bytes_sent=st.integers(0, 2**63)),
+       created=st.floats(0, 4e9), worker=st.none() | st.integers(0, 64))
+def test_a_json_access_line_is_the_line_a_record_with_its_fields_makes(
+        entry: AccessEntry, created: float, worker: int | None) -> None:
+    # The JSON formatter writes access lines straight from the entry's fields; byte for byte,
+    # that must be the line its general path writes for a record (escapes, key order, numbers).
+    assume(all(redact(v) == v for v in entry if isinstance(v, str)))  # secrets: tested below
+    record = logging.LogRecord(ACCESS_LOGGER, logging.INFO, __file__, 0,
+                               f"{entry.method} {entry.path} {entry.status}", None, None)
+    record.created, record.msecs = created, int((created - int(created)) * 1000)
+    record.http = entry._asdict()
+    formatter = JsonFormatter(worker)
+    assert formatter.format_access(created, entry) == formatter.format(record)
 
 
 def test_access_entries_are_redacted_and_keep_their_place_in_the_batch(
