@@ -8,8 +8,8 @@ transport the same way).
 from __future__ import annotations
 
 import json
+import random
 import re
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -56,7 +56,11 @@ def choose_request_id(given: str | None) -> str:
     """The client's id when it is well-formed, else a new one. Both ends log the same value."""
     if given is not None and _REQUEST_ID.fullmatch(given):
         return given
-    return "req_" + secrets.token_hex(12)
+    # Not from `secrets`: an id names a request, it guards nothing (a client may choose its
+    # own), and `os.urandom` lets go of the interpreter lock for its system call, a moment in
+    # which a log or database thread takes the lock and the request waits to get it back.
+    # `random` is seeded from the system's randomness, again in a forked child.
+    return f"req_{random.getrandbits(96):024x}"
 
 
 class DateCache:
