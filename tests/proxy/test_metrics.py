@@ -7,6 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kestrel.domain import Account, Attempt, RequestLog
 from kestrel.proxy.metrics import (
+    COUNT_EVERY,
     SNAPSHOT_VERSION,
     Metrics,
     Snapshot,
@@ -105,6 +106,19 @@ def test_workers_merged_render_as_one_process_that_saw_everything() -> None:
     taken = metrics.snapshot(NOTHING_WRITTEN, 0)
     metrics.observe(SERVED)
     assert not taken.metrics.requests
+
+
+def test_a_snapshot_counts_every_row_observed_batches_or_not() -> None:
+    # Rows are counted in batches; a snapshot between two batches still sees every row.
+    for rows in (1, COUNT_EVERY - 1, COUNT_EVERY, COUNT_EVERY + 1, 3 * COUNT_EVERY + 5):
+        metrics = Metrics()
+        for _ in range(rows):
+            metrics.observe(SERVED)
+        got = samples(render(metrics.snapshot(NOTHING_WRITTEN, 0), [], ALONE, NOW))
+        assert got[("kestrel_requests_total", (("account_id", "2"), ("route", "/v1/messages"),
+                                               ("status", "200")))] == rows
+        assert got[("kestrel_request_duration_seconds_count",
+                    (("route", "/v1/messages"),))] == rows
 
 
 def test_a_retired_worker_keeps_its_counters_and_drops_its_gauges() -> None:
