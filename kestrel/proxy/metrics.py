@@ -74,9 +74,9 @@ _COUNTERS = ("requests", "attempts", "retries", "tokens", "refused", "cost", "pr
 # sum of floats would drift.
 NANO = 1_000_000_000
 _HISTOGRAMS = ("latency", "ttfb")
-# Rows observed are counted this many at a time: one row's updates, made between two requests,
-# cost the server 6 µs; made for a batch, the same updates cost a fraction of that (the code
-# and the counters stay in the CPU's caches; bench/RESULTS.md, run 11).
+# Rows observed are counted this many at a time: counted for a batch, a request's share costs
+# the server about 3 µs less than counting its row on its own between two requests (pinned,
+# bench/RESULTS.md run 11).
 COUNT_EVERY = 256
 # Bumped when the JSON a worker hands its siblings changes shape: during a rolling restart
 # old and new code run side by side, and a snapshot in a shape this code does not know is
