@@ -139,7 +139,8 @@ class Metrics:
             self.ttfb[route].observe(row.ttfb_ms / 1000)
 
     def add(self, other: Metrics) -> None:
-        """Fold another process's counts into these."""
+        """Fold another process's counts into these (its rows still waiting are counted
+        first)."""
         other._count_waiting()
         for name in _COUNTERS:
             mine: defaultdict[Labels, int] = getattr(self, name)
