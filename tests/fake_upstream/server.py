@@ -28,6 +28,8 @@ ANY = "*"
 # Bursts of new connections from a proxy under load: asyncio's default backlog of 100 would
 # drop SYNs beyond it, and the proxy would see slow connects that are the fake's doing.
 LISTEN_BACKLOG = 2048
+# At shutdown, how long a connection's close may wait for its client to take our last bytes.
+CLOSE_WAIT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -258,11 +260,17 @@ class FakeAnthropic:
         finally:
             for each in servers:
                 each.close()
-            # On 3.11 Server.close() leaves accepted connections open: cancel them ourselves.
-            tasks = list(self._conn_tasks)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # On 3.11 Server.close() leaves accepted connections open: cancel them ourselves,
+            # until none is left. A connection accepted just before the close has a task that
+            # has not run yet (it registers itself in its first step): the yield lets it.
+            while True:
+                await asyncio.sleep(0)
+                tasks = list(self._conn_tasks)
+                if not tasks:
+                    break
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
             for each in servers:
                 await each.wait_closed()
             # A closed transport lets go of its socket in a callback of the next loop turns:
@@ -300,10 +308,17 @@ class FakeAnthropic:
         except Exception as exc:  # a fake must not die silently
             self.errors.append(exc)
         finally:
-            self._conn_tasks.discard(task)
+            # Still registered until its transport is closed, so that shutdown waits for this:
+            # a task left pending in wait_closed() when the loop stops leaves its socket to the
+            # garbage collector (an unclosed-transport warning in whichever test runs then).
             writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            try:
+                # A client that stopped reading would hold unsent bytes, and the close, forever.
+                async with asyncio.timeout(CLOSE_WAIT_SECONDS):
+                    await writer.wait_closed()
+            except (Exception, asyncio.CancelledError):
+                writer.transport.abort()
+            self._conn_tasks.discard(task)
 
     async def _handshake(self, writer: asyncio.StreamWriter) -> bool:
         """TLS on an accepted connection. Done here rather than by start_server(ssl=...), so
