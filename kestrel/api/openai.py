@@ -20,8 +20,8 @@ from kestrel.api.endpoints import Auth, Endpoint
 from kestrel.api.errors import from_http_error
 from kestrel.api.proxy import (
     DEFAULT_ANTHROPIC_VERSION,
+    CallStart,
     admit,
-    client_of,
     forward_admitted,
     parse_body,
 )
@@ -30,7 +30,7 @@ from kestrel.domain import ApiKey, KestrelError, UpstreamError
 from kestrel.http import Request, Response
 from kestrel.jsontext import encoder
 from kestrel.proxy.conversation import conversation_key
-from kestrel.proxy.forwarder import Call, Forwarder, Relay
+from kestrel.proxy.forwarder import Forwarder, Relay
 from kestrel.proxy.key_meter import KeyMeter
 from kestrel.translate.openai_request import to_anthropic
 from kestrel.translate.openai_response import to_chat_completion
@@ -95,19 +95,7 @@ class OpenAIApi:
 
     async def chat_completions(self, request: Request) -> Response:
         key: ApiKey = request.state["api_key"]
-        # The request's clock starts before its body is read, whatever becomes of it.
-        received, received_at = time.monotonic(), time.time()
-
-        def call(model: str | None, headers: list[tuple[str, str]] | None = None,
-                 body: bytes = b"", *, stream: bool = False,
-                 conversation: str | None = None) -> Call:
-            """The call as known so far: the model alone when the request is refused."""
-            return Call(route=ROUTE, method="POST", target=UPSTREAM_TARGET,
-                        headers=headers or [], body=body, request_id=request.request_id,
-                        model=model, stream=stream, conversation=conversation, key_id=key.id,
-                        client=client_of(request), user_agent=request.headers.get("user-agent"),
-                        received=received, received_at=received_at)
-
+        start = CallStart(request, key, route=ROUTE, target=UPSTREAM_TARGET)
         model: str | None = None
         try:
             try:
@@ -118,13 +106,14 @@ class OpenAIApi:
             model = named if isinstance(named, str) else None
             translation = to_anthropic(parsed, self._aliases)
         except KestrelError as exc:
-            self._forwarder.record(call(model), status=exc.status, error_type=exc.type,
+            self._forwarder.record(start.call(model=model), status=exc.status,
+                                   error_type=exc.type,
                                    error_message=exc.message)
             raise
         body = translation.body
-        forwarded = call(
-            body["model"], _upstream_headers(request.headers), _compact_json(body).encode(),
-            stream=translation.stream,
+        forwarded = start.call(
+            model=body["model"], headers=_upstream_headers(request.headers),
+            body=_compact_json(body).encode(), stream=translation.stream,
             conversation=conversation_key(request.headers.get("x-claude-code-session-id"),
                                           body, key.id))
         admit(self._forwarder, self._meter, key, forwarded, now=self._clock())

@@ -107,6 +107,25 @@ def client_of(request: Request) -> str:
     return client if isinstance(client, str) else request.client_host
 
 
+class CallStart:
+    """A client request on a proxy route as it arrives: its clock starts when this is made,
+    before the body is read, whatever becomes of it. `call` gives the `Call` as far as it is
+    known (the model alone, say, when the request is refused before it is forwarded)."""
+
+    def __init__(self, request: Request, key: ApiKey, *, route: str, target: str) -> None:
+        self.received, self.received_at = time.monotonic(), time.time()
+        self._request, self._key, self._route, self._target = request, key, route, target
+
+    def call(self, *, model: str | None = None, headers: list[tuple[str, str]] | None = None,
+             body: bytes = b"", stream: bool = False, conversation: str | None = None) -> Call:
+        request = self._request
+        return Call(route=self._route, method="POST", target=self._target,
+                    headers=headers or [], body=body, request_id=request.request_id,
+                    model=model, stream=stream, conversation=conversation, key_id=self._key.id,
+                    client=client_of(request), user_agent=request.headers.get("user-agent"),
+                    received=self.received, received_at=self.received_at)
+
+
 def admit(forwarder: Forwarder, meter: KeyMeter, key: ApiKey, call: Call, *,
           now: float) -> None:
     """Give `call` its admission, or raise why `key` may not make it (a 403 for what the key
@@ -173,31 +192,21 @@ class ProxyApi:
     async def _forward_post(self, request: Request, route: str) -> Response:
         key: ApiKey = request.state["api_key"]
         headers = request.headers
-        # The request's clock starts before its body is read, whatever becomes of it.
-        received, received_at = time.monotonic(), time.time()
-
-        def call(body: bytes = b"", *, model: str | None = None, stream: bool = False,
-                 conversation: str | None = None) -> Call:
-            return Call(route=route, method="POST", target=request.target,
-                        headers=headers.items(), body=body, request_id=request.request_id,
-                        model=model, stream=stream, conversation=conversation, key_id=key.id,
-                        client=client_of(request), user_agent=headers.get("user-agent"),
-                        received=received, received_at=received_at)
-
+        start = CallStart(request, key, route=route, target=request.target)
         try:
             raw = await request.body()
             parsed = parse_body(raw)
         except KestrelError as exc:
-            self._forwarder.record(call(), status=exc.status, error_type=exc.type,
+            self._forwarder.record(start.call(), status=exc.status, error_type=exc.type,
                                    error_message=exc.message)
             raise
         model = parsed.get("model")
-        forwarded = call(
-            raw, model=model if isinstance(model, str) else None,
+        forwarded = start.call(
+            model=model if isinstance(model, str) else None, headers=headers.items(), body=raw,
             stream=parsed.get("stream") is True and route == "/v1/messages",
             conversation=conversation_key(headers.get("x-claude-code-session-id"), parsed,
                                           key.id))
-        admit(self._forwarder, self._meter, key, forwarded, now=received_at)
+        admit(self._forwarder, self._meter, key, forwarded, now=start.received_at)
         return _response(await forward_admitted(self._forwarder, forwarded), request)
 
     async def models(self, request: Request) -> Response:
