@@ -39,3 +39,7 @@ def encoder(*, compact: bool = False, sort_keys: bool = False, ensure_ascii: boo
     def text(value: Any) -> str:
         return "".join(encode(value, 0))
     return text
+
+
+# Compact, non-ASCII characters as they are: the JSON Kestrel answers with and sends upstream.
+compact = encoder(compact=True, ensure_ascii=False)

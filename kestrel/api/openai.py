@@ -28,7 +28,7 @@ from kestrel.api.proxy import (
 from kestrel.api.responses import json_response
 from kestrel.domain import ApiKey, KestrelError, UpstreamError
 from kestrel.http import Request, Response
-from kestrel.jsontext import encoder
+from kestrel.jsontext import compact
 from kestrel.proxy.conversation import conversation_key
 from kestrel.proxy.forwarder import Forwarder, Relay
 from kestrel.proxy.key_meter import KeyMeter
@@ -41,7 +41,6 @@ log = logging.getLogger("kestrel.openai")
 ROUTE = "/v1/chat/completions"
 UPSTREAM_TARGET = "/v1/messages"
 BROKEN_STREAM = "the upstream connection broke off in the middle of the answer"
-_compact_json = encoder(compact=True, ensure_ascii=False)
 
 OPENAI_ERROR = {
     "type": "object",
@@ -113,7 +112,7 @@ class OpenAIApi:
         body = translation.body
         forwarded = start.call(
             model=body["model"], headers=_upstream_headers(request.headers),
-            body=_compact_json(body).encode(), stream=translation.stream,
+            body=compact(body).encode(), stream=translation.stream,
             conversation=conversation_key(request.headers.get("x-claude-code-session-id"),
                                           body, key.id))
         admit(self._forwarder, self._meter, key, forwarded, now=self._clock())

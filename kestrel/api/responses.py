@@ -11,16 +11,15 @@ from typing import Any
 
 from kestrel.domain import ClientError, ValidationError
 from kestrel.http import Request, Response
-from kestrel.jsontext import encoder
+from kestrel.jsontext import compact
 
 JSON_TYPE = "application/json"
-_compact = encoder(compact=True, ensure_ascii=False)
 
 
 def json_response(
     body: Any, status: int = 200, headers: Iterable[tuple[str, str]] = ()
 ) -> Response:
-    payload = _compact(body).encode()
+    payload = compact(body).encode()
     return Response(status, [("content-type", JSON_TYPE), *headers], payload)
 
 

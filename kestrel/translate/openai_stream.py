@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kestrel.jsontext import encoder
+from kestrel.jsontext import compact
 from kestrel.translate.openai_errors import stream_error_object
 from kestrel.translate.openai_response import (
     completion_id,
@@ -198,8 +198,5 @@ class StreamTranslator:
         return _encode(stream_error_object(kind, message))
 
 
-_compact = encoder(compact=True, ensure_ascii=False)
-
-
 def _encode(payload: dict[str, Any]) -> bytes:
-    return encode_event(None, _compact(payload))
+    return encode_event(None, compact(payload))
