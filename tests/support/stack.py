@@ -93,6 +93,19 @@ class Stack:
                     return rows
                 time.sleep(0.1)
 
+    def usage(self, expect: int, timeout: float = 5.0, **params: Any) -> list[dict[str, Any]]:
+        """The usage report's rows, once they count `expect` requests: each process adds its
+        counts every quarter second, apart from the request log's batches."""
+        deadline = time.monotonic() + timeout
+        with self.admin() as client:
+            while True:
+                rows: list[dict[str, Any]] = client.get("/admin/usage",
+                                                        params=params).json()["data"]
+                if sum(row["requests"] for row in rows) >= expect \
+                        or time.monotonic() > deadline:
+                    return rows
+                time.sleep(0.1)
+
     def restart(self) -> None:
         self.kestrel.stop()
         self.kestrel = KestrelProcess(self.kestrel.workdir, env=self.kestrel.env).start()
