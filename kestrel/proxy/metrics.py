@@ -11,6 +11,7 @@ are arguments.
 from __future__ import annotations
 
 import bisect
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -84,6 +85,46 @@ COUNT_EVERY = 256
 SNAPSHOT_VERSION = 3
 
 
+# A row's labels, made once per distinct value and then shared: rows repeat the same few
+# routes, statuses, accounts and models, and building the label tuples (and the strings in
+# them) anew for every row was most of the cost of counting it. Bounded, unlike the counters
+# they key, so that a flood of made-up model names cannot grow them without end.
+_LABELS_CACHED = 4096
+
+
+def _outcome(status: int | None, error_type: str | None) -> str:
+    return str(status) if status is not None else error_type or "error"
+
+
+def _account(account_id: int | None) -> str:
+    return str(account_id) if account_id is not None else ""
+
+
+@functools.lru_cache(maxsize=_LABELS_CACHED)
+def _request_labels(route: str, status: int, account_id: int | None) -> Labels:
+    return (("route", route), ("status", str(status)), ("account_id", _account(account_id)))
+
+
+@functools.lru_cache(maxsize=_LABELS_CACHED)
+def _attempt_labels(account_id: int, status: int | None, error_type: str | None) -> Labels:
+    return (("account_id", str(account_id)), ("outcome", _outcome(status, error_type)))
+
+
+@functools.lru_cache(maxsize=_LABELS_CACHED)
+def _token_labels(account_id: int | None, model: str, kind: str) -> Labels:
+    return (("account_id", _account(account_id)), ("model", model), ("kind", kind))
+
+
+@functools.lru_cache(maxsize=_LABELS_CACHED)
+def _model_labels(model: str) -> Labels:
+    return (("model", model),)
+
+
+@functools.lru_cache(maxsize=_LABELS_CACHED)
+def _route_labels(route: str) -> Labels:
+    return (("route", route),)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.requests: defaultdict[Labels, int] = defaultdict(int)
@@ -112,17 +153,16 @@ class Metrics:
             self._count(row)
 
     def _count(self, row: RequestLog) -> None:
-        account = str(row.account_id) if row.account_id is not None else ""
-        self.requests[(("route", row.route), ("status", str(row.status)),
-                       ("account_id", account))] += 1
+        account = row.account_id
+        self.requests[_request_labels(row.route, row.status, account)] += 1
         for attempt in row.attempts:
-            outcome = (str(attempt.status) if attempt.status is not None
-                       else attempt.error_type or "error")
-            self.attempts[(("account_id", str(attempt.account_id)), ("outcome", outcome))] += 1
+            self.attempts[_attempt_labels(attempt.account_id, attempt.status,
+                                          attempt.error_type)] += 1
             if attempt.proxy is not None:
-                self.proxy_failures[(("proxy", attempt.proxy), ("kind", outcome))] += 1
+                self.proxy_failures[(("proxy", attempt.proxy),
+                                     ("kind", _outcome(attempt.status, attempt.error_type)))] += 1
         if len(row.attempts) > 1:
-            self.retries[(("route", row.route),)] += len(row.attempts) - 1
+            self.retries[_route_labels(row.route)] += len(row.attempts) - 1
         elif not row.attempts and row.error_type:
             self.refused[(("reason", row.error_type),)] += 1
         model = row.model or ""
@@ -130,10 +170,10 @@ class Metrics:
                             ("cache_read", row.cache_read_tokens),
                             ("cache_creation", row.cache_creation_tokens)):
             if count:
-                self.tokens[(("account_id", account), ("model", model), ("kind", kind))] += count
+                self.tokens[_token_labels(account, model, kind)] += count
         if row.cost_usd:
-            self.cost[(("model", model),)] += round(row.cost_usd * NANO)
-        route = (("route", row.route),)
+            self.cost[_model_labels(model)] += round(row.cost_usd * NANO)
+        route = _route_labels(row.route)
         self.latency[route].observe(row.latency_ms / 1000)
         if row.ttfb_ms is not None:
             self.ttfb[route].observe(row.ttfb_ms / 1000)
