@@ -555,8 +555,10 @@ class Connection:
 
 async def _close_iterator(body: object) -> None:
     """`aclose()` an async generator (or any iterator that has it), logging its failures."""
+    if isinstance(body, bytes):  # first: a failed attribute lookup builds an exception
+        return
     aclose = getattr(body, "aclose", None)
-    if aclose is None or isinstance(body, bytes):
+    if aclose is None:
         return
     try:
         await aclose()
