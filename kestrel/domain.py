@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import functools
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 
 class AccountType(enum.StrEnum):
@@ -387,10 +387,12 @@ class ConfigError(Exception):
 
 
 # --- request logs -------------------------------------------------------------------------------
+# Made for every request, so immutable as named tuples rather than frozen dataclasses: a frozen
+# dataclass sets each field through `object.__setattr__`, and a request log row cost 36,500
+# instructions to make that way against 9,000 as a named tuple (bench/RESULTS.md, run 12).
 
 
-@dataclass(frozen=True)
-class Attempt:
+class Attempt(NamedTuple):
     """One try of one account for a client request."""
 
     account_id: int
@@ -406,8 +408,7 @@ class Attempt:
     deletion."""
 
 
-@dataclass(frozen=True)
-class RequestLog:
+class RequestLog(NamedTuple):
     """One row per client request on a proxy route, whatever became of it."""
 
     ts: float

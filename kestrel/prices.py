@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 PER_MILLION = 1_000_000
 LONG_CONTEXT_THRESHOLD = 200_000
@@ -62,10 +63,10 @@ PRICES: dict[str, Price] = {
 }
 
 
-@dataclass(frozen=True)
-class Tokens:
+class Tokens(NamedTuple):
     """A request's final usage as Anthropic bills it. `cache_write_1h` is the part of
-    `cache_write` written for an hour; the rest was written for five minutes."""
+    `cache_write` written for an hour; the rest was written for five minutes. A named tuple,
+    as `Cost`: both are made for every request (see `kestrel.domain.RequestLog`)."""
 
     input: int = 0
     output: int = 0
@@ -74,8 +75,7 @@ class Tokens:
     cache_read: int = 0
 
 
-@dataclass(frozen=True)
-class Cost:
+class Cost(NamedTuple):
     usd: float
     priced: bool
     """False: the model is not in the table, and `usd` is 0, not the request's cost."""

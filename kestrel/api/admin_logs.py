@@ -251,9 +251,10 @@ def _day(value: str | None, name: str, *, end: bool = False) -> str | None:
     return value if len(value) == 10 else f"{value}-{'31' if end else '01'}"
 
 
-def log_json(row: StoredLog) -> dict[str, Any]:
+def log_json(stored: StoredLog) -> dict[str, Any]:
+    row = stored.log
     return {
-        "id": row.id,
+        "id": stored.id,
         "ts": iso_time(row.ts),
         "request_id": row.request_id,
         "route": row.route,
@@ -280,7 +281,7 @@ def log_json(row: StoredLog) -> dict[str, Any]:
                       "error_type": a.error_type, "duration_ms": a.duration_ms,
                       "proxy": a.proxy, "message": a.message, "account_name": a.account_name}
                      for a in row.attempts],
-        "instance": row.instance,
+        "instance": stored.instance,
     }
 
 

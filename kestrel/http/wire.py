@@ -11,9 +11,9 @@ import json
 import random
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
+from typing import NamedTuple
 
 import h11
 
@@ -165,15 +165,16 @@ _FIELD_LINES = re.compile(
     rb"(?:[\x21-\x7e\x80-\xff]++(?:[ \t]++[\x21-\x7e\x80-\xff]++)*+)?+\r\n)*+")
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseHead:
+class ResponseHead(NamedTuple):
     """A response head in two parts: what h11 must see to frame the body and keep the
     connection's state (the status, `content-length`, `connection: close`; h11 adds
     `transfer-encoding` itself), and every other field, already checked and encoded.
 
     h11 validates the fields of each event it sends, and then again in the copy it makes to
     set the framing; a proxied answer has fifteen fields, and that was a tenth of a request's
-    CPU. Its own fields are the ones it decides on, so it is given only those.
+    CPU. Its own fields are the ones it decides on, so it is given only those. A named tuple
+    rather than a frozen dataclass: one is made for every response, and a frozen dataclass
+    sets each field through `object.__setattr__`.
     """
 
     framing: h11.Response

@@ -11,8 +11,8 @@ it. Every refusal is a `MalformedResponse`, which the transport reports as a pro
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 # A response head bigger than this is not from an API server. h11 uses 16 KiB by default for
 # the same purpose; Anthropic's heads are about 1.5 KiB with every rate-limit header.
@@ -43,8 +43,9 @@ class Framing(Enum):
     UNTIL_CLOSE = "until-close"    # HTTP/1.0 style: the body ends when the connection does
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseHead:
+class ResponseHead(NamedTuple):
+    """A named tuple, made for every answer (see `kestrel.domain.RequestLog` for why)."""
+
     status: int
     reason: bytes
     headers: list[tuple[bytes, bytes]]  # names in lower case, values as they came

@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from kestrel.domain import POOL_REFUSALS, Attempt, RequestLog, ValidationError, one_line
 from kestrel.jsontext import encoder
@@ -40,12 +40,12 @@ TOKEN_KINDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_crea
 MAX_MESSAGE_CHARS = 500
 
 
-@dataclass(frozen=True, kw_only=True)
-class StoredLog(RequestLog):
-    """A request log as stored: every `RequestLog` field, its row id, and the instance that
-    wrote it (None for rows older than INSTANCE_NAME)."""
+class StoredLog(NamedTuple):
+    """A request log as stored: the `RequestLog`, its row id, and the instance that wrote it
+    (None for rows older than INSTANCE_NAME)."""
 
     id: int
+    log: RequestLog
     instance: str | None = None
 
 
@@ -89,18 +89,18 @@ def _stored_log(row: tuple[Any, ...]) -> StoredLog:
     (id_, ts, request_id, route, status, key_id, account_id, model, stream, error_type,
      input_tokens, output_tokens, cache_read, cache_creation, latency_ms, ttfb_ms, client,
      user_agent, attempts, instance, cost_usd, priced, error_message, _) = row
-    return StoredLog(
-        id=id_, ts=ts, request_id=request_id, route=route, status=status, key_id=key_id,
+    return StoredLog(id_, RequestLog(
+        ts=ts, request_id=request_id, route=route, status=status, key_id=key_id,
         account_id=account_id, model=model, stream=bool(stream), error_type=error_type,
         input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cache_read,
         cache_creation_tokens=cache_creation, latency_ms=latency_ms, ttfb_ms=ttfb_ms,
-        client=client, user_agent=user_agent, instance=instance, cost_usd=cost_usd,
+        client=client, user_agent=user_agent, cost_usd=cost_usd,
         priced=bool(priced), error_message=error_message,
         attempts=tuple(Attempt(account_id=a["account_id"], status=a["status"],
                                error_type=a["error_type"], duration_ms=a["duration_ms"],
                                proxy=a.get("proxy"), message=a.get("message"),
                                account_name=a.get("name"))
-                       for a in json.loads(attempts)))
+                       for a in json.loads(attempts))), instance)
 
 
 # --- cursors ------------------------------------------------------------------------------------
@@ -427,7 +427,7 @@ class RequestLogStore:
         if len(rows) <= limit:
             return rows, None
         page = rows[:limit]
-        return page, encode_cursor(page[-1].ts, page[-1].id)
+        return page, encode_cursor(page[-1].log.ts, page[-1].id)
 
     async def stats(self, *, since: float, until: float, bucket_seconds: int) -> dict[str, Any]:
         """Totals, per account / key / model, and a time series over [since, until).

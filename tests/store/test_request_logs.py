@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -40,7 +39,7 @@ def entry(ts: float, **fields: Any) -> RequestLog:
 
 def as_log(stored: StoredLog) -> RequestLog:
     """The stored row without its id, to compare with what went in."""
-    return RequestLog(**{f.name: getattr(stored, f.name) for f in dataclasses.fields(RequestLog)})
+    return stored.log
 
 
 async def everything(store: RequestLogStore, **filters: Any) -> list[StoredLog]:
@@ -77,7 +76,7 @@ def test_every_field_round_trips(db_target: str) -> None:
         rows, cursor = await store.query(limit=10)
         assert cursor is None
         assert [as_log(r) for r in rows] == [full, bare]  # newest first
-        assert rows[0].id != rows[1].id and isinstance(rows[0], RequestLog)
+        assert rows[0].id != rows[1].id and isinstance(rows[0].log, RequestLog)
         stored = await db.read(lambda c: c.execute(
             "SELECT stream, attempts FROM request_logs WHERE request_id = 'req_abc'").fetchone())
         assert stored[0] == 1
@@ -109,9 +108,9 @@ def test_each_row_names_its_instance_and_the_filter_finds_one_instance(db_target
         await RequestLogStore(db).insert_many([entry(4.0)])  # a row from before names
         return await everything(east), await everything(east, instance="west:8080")
     every, west_only = with_store(db_target, body)
-    assert [(r.ts, r.instance) for r in every] == [
+    assert [(r.log.ts, r.instance) for r in every] == [
         (4.0, None), (3.0, "east:8080"), (2.0, "west:8080"), (1.0, "east:8080")]
-    assert [(r.ts, r.instance) for r in west_only] == [(2.0, "west:8080")]
+    assert [(r.log.ts, r.instance) for r in west_only] == [(2.0, "west:8080")]
 
 
 @pytest.mark.parametrize("filters", [
@@ -168,14 +167,14 @@ def test_cursor_pages_through_everything_once_even_with_equal_timestamps(db_targ
             # 12 rows: 5+5+2, 4+4+4 (no empty fourth page), 6+6, 12.
             assert count == pages, limit
             assert len({r.id for r in seen}) == len(seen) == len(inserted)
-            assert [(r.ts, r.id) for r in seen] == sorted(((r.ts, r.id) for r in seen),
+            assert [(r.log.ts, r.id) for r in seen] == sorted(((r.log.ts, r.id) for r in seen),
                                                           reverse=True)
         # With a filter the cursor keeps to the filtered rows.
         page1, cursor = await store.query(limit=2, model="m")
         page2, cursor2 = await store.query(limit=2, model="m", cursor=cursor)
         page3, cursor3 = await store.query(limit=2, model="m", cursor=cursor2)
         assert cursor3 is None
-        assert [r.request_id for r in page1 + page2 + page3] == [
+        assert [r.log.request_id for r in page1 + page2 + page3] == [
             "30.0-2", "30.0-1", "30.0-0", "15.0-2", "15.0-1", "15.0-0"]
     with_store(db_target, body)
 
@@ -229,7 +228,7 @@ def test_last_used_at_only_moves_forward_and_costs_one_update_per_id(tmp_path: P
                                  entry(400.0, key_id=999, account_id=999)])
         assert await last_used() == (300.0, 250.0, 250.0)
         rows, _ = await store.query(limit=10, key_id=999)
-        assert [r.account_id for r in rows] == [999]
+        assert [r.log.account_id for r in rows] == [999]
     with_store(tmp_path / "k.db", body)
 
 
@@ -241,7 +240,7 @@ def test_prune_deletes_older_rows_in_chunks_and_counts_them(db_target: str) -> N
         assert await store.prune(before=0.0) == 0
         assert await store.prune(before=float(total - 100)) == total - 100
         rows = await everything(store)
-        assert [r.ts for r in rows] == [float(i) for i in reversed(range(total - 100, total))]
+        assert [r.log.ts for r in rows] == [float(i) for i in reversed(range(total - 100, total))]
         assert await store.prune(before=float(total - 100)) == 0
     with_store(db_target, body)
 
@@ -424,7 +423,7 @@ def test_the_account_filter_finds_every_request_an_account_tried(db_target: str)
         await db.write(lambda c: c.execute(  # as a row written before schema 9
             "INSERT INTO request_logs (ts, request_id, route, status, account_id, stream, "
             "latency_ms, attempts) VALUES (5.0, 'old', '/v1/messages', 200, 1, 0, 1, '[]')"))
-        return {account: [r.ts for r in await everything(store, account_id=account)]
+        return {account: [r.log.ts for r in await everything(store, account_id=account)]
                 for account in (1, 2, 12)}
     assert with_store(db_target, body) == {1: [5.0, 3.0, 2.0, 1.0], 2: [4.0, 1.0], 12: [3.0]}
 
@@ -436,7 +435,7 @@ def test_the_model_filter_matches_part_of_a_name_and_no_wildcards(db_target: str
 
     async def body(store: RequestLogStore, db: Database) -> dict[str, list[str | None]]:
         await store.insert_many(rows)
-        return {wanted: [r.model for r in await everything(store, model=wanted)]
+        return {wanted: [r.log.model for r in await everything(store, model=wanted)]
                 for wanted in ("sonnet", "4-5", "opus", "_", "%", "d_m", "nothing")}
     assert with_store(db_target, body) == {
         "sonnet": ["claude-sonnet-4-6", "claude-sonnet-4-5"],
@@ -454,7 +453,7 @@ def test_error_messages_are_kept_to_one_bounded_line(db_target: str) -> None:
         await store.insert_many([row])
         return (await everything(store))[0]
     stored = with_store(db_target, body)
-    for message in (stored.error_message, stored.attempts[0].message):
+    for message in (stored.log.error_message, stored.log.attempts[0].message):
         assert message is not None and len(message) == MAX_MESSAGE_CHARS
         assert "\n" not in message and message.startswith("<html> <body>gateway trouble")
         assert message.endswith("…")
