@@ -55,3 +55,30 @@ def test_earlier_routes_win_over_a_catch_all() -> None:
 def test_mixed_parameters() -> None:
     router = _router("/files/{bucket}/{key:path}")
     assert router.match("GET", "/files/b1/a/b/c.txt")[1] == {"bucket": "b1", "key": "a/b/c.txt"}
+
+
+def test_a_path_without_parameters_keeps_the_order_routes_were_added_in() -> None:
+    async def first(request: Request) -> Response:
+        return Response(201)
+
+    async def pattern(request: Request) -> Response:
+        return Response(202)
+
+    async def later(request: Request) -> Response:
+        return Response(203)
+
+    router = Router()
+    router.add("GET", "/a", first)
+    router.add("POST", "/{name}", pattern)  # between two routes of the same plain path
+    router.add("POST", "/a", later)
+    router.add("DELETE", "/a", later)
+    router.add("GET", "/{name}/b", pattern)  # before the plain path it matches
+    router.add("GET", "/a/b", later)
+    assert router.match("GET", "/a")[0] is first
+    assert router.match("HEAD", "/a")[0] is first
+    assert router.match("POST", "/a")[0] is pattern
+    assert router.match("DELETE", "/a")[0] is later
+    assert router.match("GET", "/a/b") == (pattern, {"name": "a"})
+    with pytest.raises(MethodNotAllowed) as refused:
+        router.match("PUT", "/a")
+    assert refused.value.allow == ("DELETE", "GET", "HEAD", "POST")
