@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,12 +110,14 @@ ACCOUNTS = 3
 def start_kestrel(name: str, workdir: Path, upstream: Target, *, request_log: bool,
                   access_log: bool, cpus: set[int] | None, source: Path = REPO_DIR,
                   workers: int | None = None, database_url: str | None = None,
-                  key_controls: dict[str, object] | None = None) -> Target:
+                  key_controls: dict[str, object] | None = None,
+                  under: Sequence[str] = (), ready_seconds: float = 30.0) -> Target:
     """`python -m kestrel` from `source` (this checkout by default), with three accounts on the
     mock (what issue 14 measures with) and one client key. `request_log=False` sets
     `REQUEST_LOG=off`; `workers` sets WORKERS (unset by default: one process, no supervisor);
     `database_url` puts its state in PostgreSQL (DATABASE_URL) instead of a SQLite file;
-    `key_controls` are set on its client key (POST /admin/keys)."""
+    `key_controls` are set on its client key (POST /admin/keys); `under` is a command that runs
+    Python (valgrind, say), given `ready_seconds` to answer."""
     port = free_port()
     home = workdir / re.sub(r"[^\w.@-]", "_", name)
     home.mkdir()
@@ -123,10 +126,10 @@ def start_kestrel(name: str, workdir: Path, upstream: Target, *, request_log: bo
     env["PORT"] = str(port)
     if workers is not None:
         env["WORKERS"] = str(workers)
-    process = Process(name, [sys.executable, "-m", "kestrel"], env=env, cwd=source,
+    process = Process(name, [*under, sys.executable, "-m", "kestrel"], env=env, cwd=source,
                       log_path=home / "kestrel.log", cpus=cpus)
     base_url = f"http://127.0.0.1:{port}"
-    wait_until_ready(base_url + "/health", process)
+    wait_until_ready(base_url + "/health", process, timeout=ready_seconds)
     created = _set_up(base_url, env["ADMIN_KEY"], key_controls or {})
     if workers is not None:
         time.sleep(SPREAD_SECONDS)  # until every worker knows the account just added
