@@ -27,6 +27,8 @@ _HOP_BY_HOP = frozenset({
 _KESTREL_ONLY = frozenset({"x-api-key", "authorization", "x-admin-key", "x-request-id",
                            "cookie", "accept-encoding"})
 
+_DROPPED = _HOP_BY_HOP | _KESTREL_ONLY
+
 OAUTH_BETA = "oauth-2025-04-20"
 
 _DOWNSTREAM_EXACT = frozenset({b"content-type", b"request-id", b"retry-after", b"x-should-retry"})
@@ -59,7 +61,8 @@ def upstream_headers(client_headers: Iterable[tuple[str, str]], account_type: Ac
                      credential: Credential) -> list[tuple[str, str]]:
     """Headers for the upstream request: the client's end-to-end ones and the account's auth."""
     items = [(name.lower(), value) for name, value in client_headers]
-    dropped = _HOP_BY_HOP | _KESTREL_ONLY | _connection_tokens(items)
+    listed = _connection_tokens(items)
+    dropped = _DROPPED | listed if listed else _DROPPED
     kept = [(name, value) for name, value in items if name not in dropped]
     if account_type is AccountType.OAUTH:
         betas = [value for name, value in kept if name == "anthropic-beta"]
