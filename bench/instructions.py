@@ -48,9 +48,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2400,
                         help="requests in the longer run (the shorter serves a sixth)")
     args = parser.parse_args()
-    if shutil.which("valgrind") is None:
-        print("valgrind is missing: apt-get install valgrind", file=sys.stderr)
-        return 1
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        sys.exit("instructions: valgrind is not installed (sudo apt-get install valgrind)")
     raise_fd_limit()
     work = Path(tempfile.mkdtemp(prefix="kestrel-instructions-"))
     tools = build_tools(work / "build")
@@ -61,8 +61,8 @@ def main() -> int:
         short = args.requests // 6
         print(f"| {args.route} | instructions per request |\n|---|--:|")
         for name, source in targets:
-            counts = [_count(work, mock, source, args.route, requests, f"{name}-{requests}")
-                      for requests in (short, args.requests)]
+            counts = [_count(valgrind, work, mock, source, args.route, requests,
+                             f"{name}-{requests}") for requests in (short, args.requests)]
             print(f"| {name} | {(counts[1] - counts[0]) / (args.requests - short):,.0f} |",
                   flush=True)
     finally:
@@ -70,13 +70,13 @@ def main() -> int:
     return 0
 
 
-def _count(work: Path, mock: Target, source: Path | None, route: str, requests: int,
-           label: str) -> int:
+def _count(valgrind: str, work: Path, mock: Target, source: Path | None, route: str,
+           requests: int, label: str) -> int:
     """Kestrel's instructions (every thread) over its whole life, serving `requests`."""
     out = work / re.sub(r"[^\w.-]", "_", f"callgrind-{label}.out")
     target = start_kestrel(out.stem, work, mock, request_log=True, access_log=True, cpus=None,
                            source=source or REPO_DIR,
-                           under=["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"],
+                           under=[valgrind, "--tool=callgrind", f"--callgrind-out-file={out}"],
                            ready_seconds=READY_SECONDS)
     body = ROUTE_BODIES[route].encode()
     head = (f"POST {ROUTE_PATHS[route]} HTTP/1.1\r\nhost: 127.0.0.1\r\n"
