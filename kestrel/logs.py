@@ -211,6 +211,17 @@ _json_line = encoder(ensure_ascii=False, default=str)
 _json_text = json.encoder.encode_basestring  # a str as a JSON string, as `_json_line` writes it
 
 
+def _clean_text(text: str) -> str:
+    """`text` as a JSON string (escaped character by character, so the text of two strings
+    joined is their texts joined), or "" when it may hold a secret (see `_ANY_WORD`)."""
+    return "" if _ANY_WORD.search(text.casefold()) else _json_text(text)
+
+
+# For the texts an access line repeats (a method, a path, a client's address); bounded, as a
+# client chooses its paths.
+_repeated_text = functools.lru_cache(maxsize=1024)(_clean_text)
+
+
 class _KestrelFormatter(logging.Formatter, abc.ABC):
     """A formatter that writes log records and the server's access entries alike; in a worker
     process (WORKERS) every line names the `worker`."""
@@ -265,20 +276,26 @@ class JsonFormatter(_KestrelFormatter):
         """The line `render` writes for the entry, written straight from its fields: a line
         per request, and building the line's dicts first cost twice the line (5.9 against
         2.3 µs, bench/RESULTS.md run 11). An entry that may hold a secret, or whose numbers
-        are not plain numbers, takes the general way, which redacts."""
+        are not plain finite numbers, takes the general way, which redacts."""
         method, path, status, duration_ms, request_id, client, bytes_sent = entry
-        if (type(status) is not int or type(duration_ms) is not float
-                or not math.isfinite(duration_ms) or type(bytes_sent) is not int
-                or _may_hold_secret(entry)):
-            return super().format_access(created, entry)
-        worker = "" if self._worker is None else f', "worker": {self._worker!r}'
-        return (f'{{"ts": "{self._timestamp(created, _msecs(created))}", "level": "info", '
-                f'"logger": "{ACCESS_LOGGER}", "msg": {_json_text(f"{method} {path} {status}")}'
-                f'{worker}, "http": {{"method": {_json_text(method)}, "path": {_json_text(path)}, '
-                f'"status": {status!r}, "duration_ms": {duration_ms!r}, '
-                f'"request_id": {_json_text(request_id)}, '
-                f'"client": {"null" if client is None else _json_text(client)}, '
-                f'"bytes_sent": {bytes_sent!r}}}}}')
+        if (type(status) is int and type(duration_ms) is float and math.isfinite(duration_ms)
+                and type(bytes_sent) is int and type(method) is str and type(path) is str
+                and type(request_id) is str and (client is None or type(client) is str)):
+            # The method, path and client repeat from line to line: their JSON text (and
+            # whether they may hold a secret) is kept; the request id is new every time.
+            method_text, path_text = _repeated_text(method), _repeated_text(path)
+            id_text = _clean_text(request_id)
+            client_text = "null" if client is None else _repeated_text(client)
+            if method_text and path_text and id_text and client_text:
+                worker = "" if self._worker is None else f', "worker": {self._worker!r}'
+                return (f'{{"ts": "{self._timestamp(created, _msecs(created))}", '
+                        f'"level": "info", "logger": "{ACCESS_LOGGER}", '
+                        f'"msg": "{method_text[1:-1]} {path_text[1:-1]} {status}"{worker}, '
+                        f'"http": {{"method": {method_text}, "path": {path_text}, '
+                        f'"status": {status!r}, "duration_ms": {duration_ms!r}, '
+                        f'"request_id": {id_text}, "client": {client_text}, '
+                        f'"bytes_sent": {bytes_sent!r}}}}}')
+        return super().format_access(created, entry)
 
     def _timestamp(self, created: float, msecs: int) -> str:
         second = int(created)
