@@ -217,9 +217,15 @@ def _clean_text(text: str) -> str:
     return "" if _ANY_WORD.search(text.casefold()) else _json_text(text)
 
 
-# For the texts an access line repeats (a method, a path, a client's address); bounded, as a
-# client chooses its paths.
-_repeated_text = functools.lru_cache(maxsize=1024)(_clean_text)
+# For the texts an access line repeats (a method, a path, a client's address). A client chooses
+# its paths, so the cache is bounded in entries and takes only short texts: at most about a
+# megabyte, where a path may be as long as a request head.
+_cached_text = functools.lru_cache(maxsize=1024)(_clean_text)
+_CACHED_CHARS = 256
+
+
+def _repeated_text(text: str) -> str:
+    return _cached_text(text) if len(text) <= _CACHED_CHARS else _clean_text(text)
 
 
 class _KestrelFormatter(logging.Formatter, abc.ABC):

@@ -180,6 +180,20 @@ def test_a_json_access_line_is_the_line_a_record_with_its_fields_makes(
     assert formatter.format_access(created, entry) == formatter.format(record)
 
 
+def test_a_long_path_takes_the_same_way_as_a_short_one() -> None:
+    # Texts too long for the access line's cache are escaped and searched uncached.
+    formatter = JsonFormatter()
+    entry = ENTRY._replace(path="/v1/" + "a\"" * 300)
+    record = logging.LogRecord(ACCESS_LOGGER, logging.INFO, __file__, 0,
+                               f"{entry.method} {entry.path} {entry.status}", None, None)
+    record.created, record.msecs = 1e9, 0
+    record.http = entry._asdict()
+    assert formatter.format_access(1e9, entry) == formatter.format(record)
+    secret = "sk-ant-api03-" + "x" * 40
+    line = json.loads(formatter.format_access(1e9, entry._replace(path=entry.path + secret)))
+    assert line["http"]["path"] == entry.path + "sk-ant-…[redacted]"
+
+
 def test_access_entries_are_redacted_and_keep_their_place_in_the_batch(
     capture: Callable[..., io.StringIO]
 ) -> None:
