@@ -9,6 +9,7 @@ import json
 import re
 import ssl
 import threading
+import weakref
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -100,6 +101,9 @@ class FakeAnthropic:
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
         self._conn_tasks: set[asyncio.Task[None]] = set()
+        # Every transport a connection was given (the plain one, and TLS's over it): whatever
+        # path a connection's end took, shutdown aborts any left open.
+        self._transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
         self.port = 0
 
     @property
@@ -273,6 +277,12 @@ class FakeAnthropic:
                 await asyncio.gather(*tasks, return_exceptions=True)
             for each in servers:
                 await each.wait_closed()
+            # A TLS transport closing waits for the client's close_notify, and a handshake
+            # that failed closes the plain one in a later callback: anything still open now
+            # would be left to the garbage collector (an unclosed-transport warning in
+            # whichever test runs then).
+            for transport in list(self._transports):
+                transport.abort()
             # A closed transport lets go of its socket in a callback of the next loop turns:
             # give them those turns before the loop stops, or the socket is left to the GC.
             for _ in range(3):
@@ -284,6 +294,7 @@ class FakeAnthropic:
         task = asyncio.current_task()
         assert task is not None
         self._conn_tasks.add(task)
+        self._transports.add(writer.transport)
         if self.tls is not None and not await self._handshake(writer):
             self._conn_tasks.discard(task)
             return
@@ -328,6 +339,7 @@ class FakeAnthropic:
         assert self.tls is not None
         try:
             await writer.start_tls(self.tls)
+            self._transports.add(writer.transport)
             return True
         except (OSError, asyncio.CancelledError):  # ssl.SSLError is an OSError
             # The stream never saw the connection made: closing it would wait forever.
