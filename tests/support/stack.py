@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,25 +84,23 @@ class Stack:
 
     def logs(self, expect: int, timeout: float = 5.0, **filters: Any) -> list[dict[str, Any]]:
         """The request logs, once `expect` rows have been written (they are batched)."""
-        deadline = time.monotonic() + timeout
-        with self.admin() as client:
-            while True:
-                rows: list[dict[str, Any]] = client.get(
-                    "/admin/logs", params={"limit": 500, **filters}).json()["data"]
-                if len(rows) >= expect or time.monotonic() > deadline:
-                    return rows
-                time.sleep(0.1)
+        return self._rows_once("/admin/logs", {"limit": 500, **filters}, timeout,
+                               lambda rows: len(rows) >= expect)
 
     def usage(self, expect: int, timeout: float = 5.0, **params: Any) -> list[dict[str, Any]]:
         """The usage report's rows, once they count `expect` requests: each process adds its
         counts every quarter second, apart from the request log's batches."""
+        return self._rows_once("/admin/usage", params, timeout,
+                               lambda rows: sum(row["requests"] for row in rows) >= expect)
+
+    def _rows_once(self, path: str, params: dict[str, Any], timeout: float,
+                   enough: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
+        """An admin listing's `data`, once `enough` says so or `timeout` seconds have passed."""
         deadline = time.monotonic() + timeout
         with self.admin() as client:
             while True:
-                rows: list[dict[str, Any]] = client.get("/admin/usage",
-                                                        params=params).json()["data"]
-                if sum(row["requests"] for row in rows) >= expect \
-                        or time.monotonic() > deadline:
+                rows: list[dict[str, Any]] = client.get(path, params=params).json()["data"]
+                if enough(rows) or time.monotonic() > deadline:
                     return rows
                 time.sleep(0.1)
 
