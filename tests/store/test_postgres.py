@@ -224,12 +224,8 @@ def test_a_batch_goes_in_whole_and_every_awkward_value_reads_back_the_same(
         finally:
             await db.close()
     stored = sorted(asyncio.run(main()), key=lambda r: r.log.ts)
-    assert [as_log(r) for r in stored] == rows
+    assert [r.log for r in stored] == rows
     assert {r.instance for r in stored} == {"tab\tand\\back"}
-
-
-def as_log(stored: StoredLog) -> RequestLog:
-    return stored.log
 
 
 def test_request_logs_wait_while_the_server_is_away_and_none_is_lost(

@@ -37,11 +37,6 @@ def entry(ts: float, **fields: Any) -> RequestLog:
                          "status": 200, **fields})
 
 
-def as_log(stored: StoredLog) -> RequestLog:
-    """The stored row without its id, to compare with what went in."""
-    return stored.log
-
-
 async def everything(store: RequestLogStore, **filters: Any) -> list[StoredLog]:
     """All pages of a query, followed cursor by cursor."""
     rows: list[StoredLog] = []
@@ -75,7 +70,7 @@ def test_every_field_round_trips(db_target: str) -> None:
         await store.insert_many([])  # nothing to do, and no error
         rows, cursor = await store.query(limit=10)
         assert cursor is None
-        assert [as_log(r) for r in rows] == [full, bare]  # newest first
+        assert [r.log for r in rows] == [full, bare]  # newest first
         assert rows[0].id != rows[1].id and isinstance(rows[0].log, RequestLog)
         stored = await db.read(lambda c: c.execute(
             "SELECT stream, attempts FROM request_logs WHERE request_id = 'req_abc'").fetchone())
@@ -140,7 +135,7 @@ def test_each_filter_returns_exactly_its_rows(db_target: str, filters: dict[str,
         return await everything(store, **filters)
     found = with_store(db_target, body)
     expected = sorted((r for r in rows if wanted(r)), key=lambda r: -r.ts)
-    assert [as_log(r) for r in found] == expected
+    assert [r.log for r in found] == expected
 
 
 def test_cursor_pages_through_everything_once_even_with_equal_timestamps(db_target: str) -> None:
