@@ -69,9 +69,14 @@ _SECRET_KEY_SUFFIXES = ("api_key", "authorization", "admin_key", "access_token",
                         "password", "secret", "encryption_key", "cookie")
 
 
+def _has_secret_word(text: str) -> bool:
+    """Whether `text` has a word some redaction pattern needs: text without one is clean."""
+    return _ANY_WORD.search(text.casefold()) is not None
+
+
 def redact(text: str) -> str:
     """`text` with every credential-looking part replaced by a mask."""
-    if _ANY_WORD.search(text.casefold()) is None:
+    if not _has_secret_word(text):
         return text
     for pattern, mask in _PATTERNS:
         text = pattern.sub(mask, text)
@@ -182,7 +187,7 @@ def _may_hold_secret(entry: AccessEntry) -> bool:
     """Whether any text field of an access entry may hold a credential (the method and path
     are the client's text): one search over all of them finds nearly every entry clean."""
     # Joined by NUL, which no word of the search holds: no match spans two fields.
-    return _ANY_WORD.search("\0".join([v for v in entry if type(v) is str]).casefold()) is not None
+    return _has_secret_word("\0".join([v for v in entry if type(v) is str]))
 
 
 def _access_line(created: float, worker: int | None, entry: AccessEntry) -> _Line:
@@ -213,8 +218,8 @@ _json_text = json.encoder.encode_basestring  # a str as a JSON string, as `_json
 
 def _clean_text(text: str) -> str:
     """`text` as a JSON string (escaped character by character, so the text of two strings
-    joined is their texts joined), or "" when it may hold a secret (see `_ANY_WORD`)."""
-    return "" if _ANY_WORD.search(text.casefold()) else _json_text(text)
+    joined is their texts joined), or "" when it may hold a secret."""
+    return "" if _has_secret_word(text) else _json_text(text)
 
 
 # For the texts an access line repeats (a method, a path, a client's address). A client chooses
