@@ -74,9 +74,7 @@ def _attempts_json(attempts: Iterable[Attempt]) -> str:
 
 def tried(attempts: Sequence[Attempt]) -> str | None:
     """The accounts a request tried, as the `tried` column holds them: `,3,1,`."""
-    if len(attempts) == 1:  # most requests
-        return f",{attempts[0].account_id},"
-    return f",{','.join(str(a.account_id) for a in attempts)}," if attempts else None
+    return f",{','.join([str(a.account_id) for a in attempts])}," if attempts else None
 
 
 def _row_values(row: RequestLog, instance: str | None) -> tuple[Any, ...]:
