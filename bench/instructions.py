@@ -61,18 +61,19 @@ def main() -> int:
         short = args.requests // 6
         print(f"| {args.route} | instructions per request |\n|---|--:|")
         for name, source in targets:
-            counts = [_count(valgrind, work, mock, source, args.route, requests,
-                             f"{name}-{requests}") for requests in (short, args.requests)]
-            print(f"| {name} | {(counts[1] - counts[0]) / (args.requests - short):,.0f} |",
-                  flush=True)
+            (few, few_served), (many, many_served) = [
+                _count(valgrind, work, mock, source, args.route, requests, f"{name}-{requests}")
+                for requests in (short, args.requests)]
+            print(f"| {name} | {(many - few) / (many_served - few_served):,.0f} |", flush=True)
     finally:
         mock.process.stop()
     return 0
 
 
 def _count(valgrind: str, work: Path, mock: Target, source: Path | None, route: str,
-           requests: int, label: str) -> int:
-    """Kestrel's instructions (every thread) over its whole life, serving `requests`."""
+           requests: int, label: str) -> tuple[int, int]:
+    """Kestrel's instructions (every thread) over its whole life, serving about `requests`,
+    and how many it served (a whole number per connection)."""
     out = work / re.sub(r"[^\w.-]", "_", f"callgrind-{label}.out")
     target = start_kestrel(out.stem, work, mock, request_log=True, access_log=True, cpus=None,
                            source=source or REPO_DIR,
@@ -84,18 +85,19 @@ def _count(valgrind: str, work: Path, mock: Target, source: Path | None, route: 
             f"anthropic-version: 2023-06-01\r\ncontent-length: {len(body)}\r\n\r\n")
     port = int(target.base_url.rsplit(":", 1)[1])
     asyncio.run(_load(port, head.encode() + body, CONNECTIONS * WARM_UP_PER_CONNECTION))
-    asyncio.run(_load(port, head.encode() + body, requests))
+    served = asyncio.run(_load(port, head.encode() + body, requests))
     target.process.popen.send_signal(signal.SIGINT)  # an orderly exit writes callgrind's file
     target.process.popen.wait(READY_SECONDS)
     target.process.stop()
     found = re.search(rb"^totals: (\d+)", out.read_bytes(), re.MULTILINE)
     if found is None:
         raise RuntimeError(f"no totals in {out}")
-    return int(found.group(1))
+    return int(found.group(1)), served
 
 
-async def _load(port: int, request: bytes, requests: int) -> None:
-    """`requests` requests over CONNECTIONS keep-alive connections, each answered 200."""
+async def _load(port: int, request: bytes, requests: int) -> int:
+    """`requests` requests (rounded down to a whole number per connection) over CONNECTIONS
+    keep-alive connections, each answered 200; how many that was."""
     async def one_connection(count: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         for _ in range(count):
@@ -108,8 +110,9 @@ async def _load(port: int, request: bytes, requests: int) -> None:
                 raise RuntimeError("an answer without content-length")
             await reader.readexactly(int(length.group(1)))
         writer.close()
-    await asyncio.gather(*(one_connection(requests // CONNECTIONS)
-                           for _ in range(CONNECTIONS)))
+    each = requests // CONNECTIONS
+    await asyncio.gather(*(one_connection(each) for _ in range(CONNECTIONS)))
+    return each * CONNECTIONS
 
 
 if __name__ == "__main__":
