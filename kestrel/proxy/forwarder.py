@@ -268,9 +268,9 @@ class Forwarder:
         """
         assert self._refresher is not None
         usable = keep_valid and not expired(stale, self._clock())
+        proxy = self._pool.proxy(account.id)
         try:
-            fresh = await self._refresher.refresh(account, stale, wait=not usable,
-                                                  proxy=self._pool.proxy(account.id))
+            fresh = await self._refresher.refresh(account, stale, wait=not usable, proxy=proxy)
         except RefreshFailed as failed:
             now = self._clock()
             if keep_valid and not failed.invalid and not expired(stale, now):
@@ -282,7 +282,7 @@ class Forwarder:
             await self._pool.report(account.id, update, now)
             attempts.append(_try_of(account, None, "oauth_refresh_failed", 0.0))
             raise _Retry from None
-        self._pool.refreshed(account.id, fresh)
+        self._pool.refreshed(account, fresh, proxy)
         return fresh
 
     async def _send(self, call: Call, account: Account, credential: Credential, started: float,

@@ -143,13 +143,17 @@ class AccountPool:
         cached = self._credentials.get(account_id)
         return None if cached is None else cached[2]
 
-    def refreshed(self, account_id: int, credential: Credential) -> None:
-        """New OAuth tokens, already in the store: cache them for the account as it is (the
-        change feed brings the new credential version, and one more read, shortly)."""
-        account = self._accounts.get(account_id)
-        if account is not None:
-            self._credentials[account_id] = (account.credential_version, credential,
-                                             self.proxy(account_id))
+    def refreshed(self, account: Account, credential: Credential, proxy: Proxy | None) -> None:
+        """New OAuth tokens, already in the store, fetched through `proxy` (the account's own
+        when the refresh began): cached under the credential version `account` had then.
+
+        Storing the tokens made a new version, and the change feed may have brought it, and
+        emptied the cache, before the refresh returned: the cache then held no proxy, which
+        `proxy` reads as "none of its own", and the request went out through the
+        environment's proxy instead. Under the old version the request goes on through the
+        proxy it began with, and the next `credential` reads the store again."""
+        if account.id in self._accounts:
+            self._credentials[account.id] = (account.credential_version, credential, proxy)
 
     async def observe_usage(self, account_id: int, usage: UsageWindows, now: float) -> None:
         """Keep the latest usage windows of the account (see the module docstring)."""

@@ -13,7 +13,7 @@ from kestrel.crypto import Sealer
 from kestrel.domain import AccountState, AccountStatus, AccountType, Credential
 from kestrel.proxy.cooldown import AccountUpdate
 from kestrel.proxy.pool import AccountPool
-from kestrel.store.accounts import AccountStore
+from kestrel.store.accounts import AccountProxy, AccountStore
 from kestrel.store.database import Database
 
 NOW = 1_800_000_000.0
@@ -101,4 +101,33 @@ def test_a_delete_reaches_the_other_pool_and_a_newer_account_stays(tmp_path: Pat
         other.put(newer)
         await other.load()
         assert [a.name for a in other.accounts()] == ["b"]
+    run(tmp_path, body)
+
+
+def test_a_refresh_the_change_feed_overtook_keeps_the_account_on_its_own_proxy(
+        tmp_path: Path) -> None:
+    """Storing refreshed tokens makes a new credential version; the change feed may bring it,
+    emptying the pool's cache, before the refresh returns. The request must still leave
+    through the account's own proxy, not the environment's."""
+    async def body(stores: Stores, pool: AccountPool, _: AccountPool) -> None:
+        own = AccountProxy(url="http://127.0.0.1:3128", hint="http://127.0.0.1:3128")
+        created = await stores[0].create(
+            name="a", type=AccountType.API_KEY, proxy=own, now=NOW,
+            credential=Credential(api_key="sk-ant-api03-a-0123456789"))
+        await pool.load()
+        began = pool.current(created.id)
+        assert began is not None
+        await pool.credential(began)
+        proxy = pool.proxy(created.id)
+        assert proxy is not None and proxy.port == 3128
+        fresh = Credential(api_key="sk-ant-api03-a-fresh-0123456789")
+        await stores[0].update(created.id, credential=fresh, now=NOW)  # the refresh stores
+        await pool.load()  # the change feed, before the refresh returns
+        assert pool.proxy(created.id) is None  # the cache is empty
+        pool.refreshed(began, fresh, proxy)
+        assert pool.proxy(created.id) == proxy
+        now = pool.current(created.id)
+        assert now is not None and now.credential_version != began.credential_version
+        assert await pool.credential(now) == fresh  # read from the store again
+        assert pool.proxy(created.id) == proxy
     run(tmp_path, body)
