@@ -1,4 +1,4 @@
-"""JSON text on the request path, from encoders made once.
+"""JSON text on the request path, from encoders and decoders made once.
 
 `json.JSONEncoder.encode` builds a new C encoder, and the functions around it, on every call:
 about 0.7 µs, more than encoding a small value takes (a log line's attempts, a conversation's
@@ -13,6 +13,7 @@ markers would be left behind by an encoding that failed half-way.
 
 from __future__ import annotations
 
+import codecs
 import json.encoder
 from collections.abc import Callable
 from typing import Any
@@ -43,3 +44,19 @@ def encoder(*, compact: bool = False, sort_keys: bool = False, ensure_ascii: boo
 
 # Compact, non-ASCII characters as they are: the JSON Kestrel answers with and sends upstream.
 compact = encoder(compact=True, ensure_ascii=False)
+
+
+def parse(raw: bytes, decoder: json.JSONDecoder | None = None) -> Any:
+    """JSON from UTF-8 bytes (a byte order mark is skipped, as RFC 8259 §8.1 allows), with
+    `decoder` (a plain one by default). Raises ValueError (UnicodeDecodeError included).
+
+    `json.loads(bytes)` sniffs for UTF-16 and UTF-32 in Python first, then makes a new
+    decoder when given an option: together a quarter of parsing an answer of a few hundred
+    bytes. JSON between systems is UTF-8 (RFC 8259 §8.1), so nothing here sniffs. The
+    utf-8-sig codec is written in Python: only a body with a mark takes it.
+    """
+    text = raw.decode("utf-8-sig" if raw.startswith(codecs.BOM_UTF8) else "utf-8")
+    return (decoder or _PLAIN).decode(text)
+
+
+_PLAIN = json.JSONDecoder()

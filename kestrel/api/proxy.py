@@ -7,7 +7,6 @@ re-serialised: thinking-block signatures would no longer verify.
 
 from __future__ import annotations
 
-import codecs
 import json
 import logging
 import re
@@ -20,6 +19,7 @@ from kestrel.api.endpoints import Auth, Endpoint
 from kestrel.api.responses import json_response
 from kestrel.domain import ApiKey, ClientError, KestrelError, KeyOverLimit, KeyRefused
 from kestrel.http import Request, Response
+from kestrel.jsontext import parse
 from kestrel.proxy.conversation import conversation_key
 from kestrel.proxy.forwarder import Call, Forwarder, Relay
 from kestrel.proxy.key_meter import KeyMeter
@@ -62,10 +62,7 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     translation both do.
     """
     try:
-        # A byte order mark may be ignored (RFC 8259 §8.1), as json.loads did. The utf-8-sig
-        # codec would skip it, but it is written in Python: only a body that has one takes it.
-        text = raw.decode("utf-8-sig" if raw.startswith(codecs.BOM_UTF8) else "utf-8")
-        value = _STRICT_JSON.decode(text)
+        value = parse(raw, _STRICT_JSON)
     except (ValueError, RecursionError):
         raise ClientError("the request body is not valid JSON") from None
     if not isinstance(value, dict):
@@ -239,8 +236,8 @@ class ProxyApi:
 
 
 def _response(relay: Relay, request: Request) -> Response:
-    return Response(relay.status, [*relay.headers, ("x-kestrel-request-id", request.request_id)],
-                    relay.body)
+    return Response(relay.status, [("x-kestrel-request-id", request.request_id)], relay.body,
+                    relay.headers)
 
 
 def _epoch(value: Any) -> int:

@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from kestrel.jsontext import parse
 from kestrel.translate.sse import SseDecoder, SseError, SseEvent
 
 USAGE_FIELDS = (
@@ -56,21 +57,26 @@ class Usage:
         for name in USAGE_FIELDS:
             value = raw.get(name)
             if value is not None:
-                ok = self._take(name, value) and ok
+                if _is_count(value):
+                    setattr(self, name, value)
+                else:
+                    ok = False
         split = raw.get("cache_creation")
         if isinstance(split, dict):
             value = split.get("ephemeral_1h_input_tokens")
             if value is not None:
-                ok = self._take("cache_creation_1h_tokens", value) and ok
+                if _is_count(value):
+                    self.cache_creation_1h_tokens = value
+                else:
+                    ok = False
         elif split is not None:
             ok = False
         return ok
 
-    def _take(self, name: str, value: object) -> bool:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            setattr(self, name, value)
-            return True
-        return False
+
+def _is_count(value: object) -> bool:
+    # `type(...) is int` leaves out bool (a subclass of int), as JSON's true is not a count.
+    return type(value) is int and value >= 0
 
 
 @dataclass
@@ -162,8 +168,8 @@ def summarize_message(body: bytes) -> MessageSummary:
     """
     summary = MessageSummary()
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        payload = parse(body)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         return summary
     if not isinstance(payload, dict):
         return summary
