@@ -119,8 +119,9 @@ class OpenAIApi:
         relay = await forward_admitted(self._forwarder, forwarded)
         if not 200 <= relay.status < 300:
             raise _relayed_error(relay)
-        headers = [(n, v) for n, v in relay.headers if n != "content-type"]
-        headers.append(("x-kestrel-request-id", request.request_id))
+        # The upstream's fields but its content type: the body is ours.
+        relayed = [(n, v) for n, v in relay.headers if n != b"content-type"]
+        headers = [("x-kestrel-request-id", request.request_id)]
         created = int(self._clock())
         if translation.stream:
             translator = StreamTranslator(created=created,
@@ -129,11 +130,13 @@ class OpenAIApi:
                 translator.feed(relay.body) + translator.close()
                 if isinstance(relay.body, bytes) else _TranslatedStream(relay.body, translator))
             return Response(relay.status, [("content-type", "text/event-stream"),
-                                           ("cache-control", "no-cache"), *headers], stream)
+                                           ("cache-control", "no-cache"), *headers], stream,
+                            relayed)
         message = relay.message if relay.message is not None else _json(relay.body)
         if message.get("type") != "message":
             raise UpstreamError("the upstream answered without a message")
-        return json_response(to_chat_completion(message, created=created), relay.status, headers)
+        return json_response(to_chat_completion(message, created=created), relay.status, headers,
+                             relayed)
 
 
 def _upstream_headers(headers: http.Headers) -> list[tuple[str, str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,10 +17,12 @@ JSON_TYPE = "application/json"
 
 
 def json_response(
-    body: Any, status: int = 200, headers: Iterable[tuple[str, str]] = ()
+    body: Any, status: int = 200, headers: Iterable[tuple[str, str]] = (),
+    checked_headers: Sequence[tuple[bytes, bytes]] = (),
 ) -> Response:
+    """`checked_headers`: fields relayed from upstream (see `Response.checked_headers`)."""
     payload = compact(body).encode()
-    return Response(status, [("content-type", JSON_TYPE), *headers], payload)
+    return Response(status, [("content-type", JSON_TYPE), *headers], payload, checked_headers)
 
 
 def iso_time(ts: float | None) -> str | None:

@@ -6,7 +6,15 @@ This package is a small general-purpose HTTP/1.1 server; nothing here knows abou
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -179,6 +187,12 @@ class Response:
     status: int = 200
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes | AsyncIterable[bytes] = b""
+    checked_headers: Sequence[tuple[bytes, bytes]] = ()
+    """Fields sent ahead of `headers` as they are: for a proxy relaying the fields it parsed
+    and checked itself, as strictly as the server checks `headers` (a lower-case token for
+    the name; visible characters and obs-text for the value, with spaces and tabs only
+    inside it). Never framing (`content-length`, `transfer-encoding`, `connection`), `date`
+    or `server`: those are the server's."""
 
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -261,6 +261,11 @@ def response_head(
         # Never the value itself: values hold secrets.
         names = ", ".join(line.partition("\x00")[0] for line in lines)
         raise InvalidResponse(f"handler returned an invalid header (names: {names})") from None
+    if response.checked_headers:
+        # Checked where they were parsed: checking and encoding a proxied answer's fields a
+        # second time was a third of the head's cost.
+        fields = b"".join([b"%b: %b\r\n" % field for field in response.checked_headers]
+                          + [fields])
     reason = _REASONS.get(status, b"")
     # `_parsed=True` is h11's own way in for fields already checked: these are ours, and h11
     # checks them again anyway in the copy it makes to set the framing.

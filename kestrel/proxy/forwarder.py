@@ -95,7 +95,9 @@ class Relay:
     """An upstream answer on its way to the client."""
 
     status: int
-    headers: list[tuple[str, str]]
+    headers: list[tuple[bytes, bytes]]
+    """The upstream's fields for the client, checked where they were parsed (see
+    `downstream_headers`), and Kestrel's own."""
     body: bytes | AsyncIterator[bytes]
     account_id: int | None = None
     message: dict[str, Any] | None = None  # a whole message's body, parsed (never changed)
@@ -404,7 +406,7 @@ class Forwarder:
         spent_upstream = sum(a.duration_ms for a in attempts)
         overhead = max(0.0, self.elapsed_ms(call.received) - spent_upstream)
         headers = downstream_headers(response.headers)
-        headers.append(("x-kestrel-overhead-ms", f"{overhead:.2f}"))
+        headers.append((b"x-kestrel-overhead-ms", b"%.2f" % overhead))
         return Relay(response.status, headers, body, account.id, summary.message)
 
     async def _open_stream(self, call: Call, account: Account, response: UpstreamResponse,

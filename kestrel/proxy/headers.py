@@ -74,12 +74,9 @@ def upstream_headers(client_headers: Iterable[tuple[str, str]], account_type: Ac
     return kept
 
 
-def downstream_headers(upstream: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
-    """The upstream response headers a client of Anthropic needs to see, as text, names in
-    lower case. Chosen from the raw fields (names in lower case, as the transport parses
-    them): the others are never decoded."""
-    kept = []
-    for name, value in upstream:
-        if name in _DOWNSTREAM_EXACT or name.startswith(_DOWNSTREAM_PREFIX):
-            kept.append((name.decode("latin-1"), value.decode("latin-1")))
-    return kept
+def downstream_headers(upstream: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The upstream response headers a client of Anthropic needs to see, as the transport
+    parsed and checked them (names in lower case, values as they came): bytes, for the
+    server to send as they are (`Response.checked_headers`)."""
+    return [(name, value) for name, value in upstream
+            if name in _DOWNSTREAM_EXACT or name.startswith(_DOWNSTREAM_PREFIX)]

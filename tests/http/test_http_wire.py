@@ -93,6 +93,17 @@ def test_bytes_body_gets_its_own_content_length_and_framing_headers_are_dropped(
     assert on_the_wire(answer).reason == b"OK"
 
 
+def test_checked_headers_go_first_as_they_are() -> None:
+    # A proxy's relayed fields, checked where it parsed them: sent before the handler's own,
+    # obs-text included (as the upstream sent it), without a second check.
+    answer = head("GET", Response(200, [("x-own", "1")], b"hi", [
+        (b"request-id", b"req_1"), (b"anthropic-ratelimit-requests-limit", b"caf\xe9")]))
+    assert headers_of(answer) == [
+        ("request-id", "req_1"), ("anthropic-ratelimit-requests-limit", "caf\u00e9"),
+        ("x-own", "1"), ("date", "DATE"), ("server", "srv"), ("x-request-id", "rid-1"),
+        ("content-length", "2")]
+
+
 def test_iterable_body_gets_no_content_length() -> None:
     gen = _gen()
     answer = head("GET", Response(200, [("content-length", "1")], gen))
