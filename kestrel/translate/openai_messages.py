@@ -52,7 +52,8 @@ def to_turns(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
     if not turns:
         raise ClientError("messages: needs a user or assistant message", field="messages")
     for turn in turns:
-        if turn["role"] == "user":  # Anthropic wants tool results ahead of any text
+        # Anthropic wants tool results ahead of any text; one block is in order already.
+        if turn["role"] == "user" and len(turn["content"]) > 1:
             turn["content"].sort(key=lambda block: block["type"] != "tool_result")
     _trim_prefill(turns)
     return system, turns

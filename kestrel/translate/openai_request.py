@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from kestrel.domain import ClientError
 from kestrel.translate.openai_messages import expect_string, to_turns
@@ -56,13 +55,15 @@ REFUSED = {
     "functions": "the legacy functions API is not supported; send tools instead",
     "function_call": "the legacy functions API is not supported; send tool_choice instead",
 }
+_REFUSED_NAMES = frozenset(REFUSED)
 
 _NEW_STYLE = re.compile(r"claude-(?:opus|sonnet|haiku)-(\d+)(?:-(\d{1,2}))?(?![0-9])")
 _OLD_STYLE = re.compile(r"claude-(\d+)(?:-(\d{1,2}))?-(?:opus|sonnet|haiku)")
 
 
-@dataclass(frozen=True)
-class Translation:
+class Translation(NamedTuple):
+    """A named tuple, made for every request (see `kestrel.domain.RequestLog` for why)."""
+
     body: dict[str, Any]
     """The Anthropic Messages request."""
     stream: bool
@@ -72,9 +73,10 @@ class Translation:
 
 def to_anthropic(request: Mapping[str, Any], aliases: Mapping[str, str]) -> Translation:
     """Translate a parsed Chat Completions body; raises `ClientError` naming the bad field."""
-    for name, reason in REFUSED.items():
-        if request.get(name) not in (None, False):
-            raise ClientError(f"{name}: {reason}", field=name)
+    if not _REFUSED_NAMES.isdisjoint(request):  # most requests name none of them
+        for name, reason in REFUSED.items():
+            if request.get(name) not in (None, False):
+                raise ClientError(f"{name}: {reason}", field=name)
     if request.get("n") not in (None, 1):
         raise ClientError("n: only one choice per request is supported", field="n")
     modalities = request.get("modalities")
