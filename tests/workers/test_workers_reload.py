@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 
 from conftest import ADMIN_KEY, ENCRYPTION_KEY
+from fake_upstream import ANY, success
 from support.burst import new_batch, tally
 from support.process import REPO, KestrelProcess
 from support.workers import (
@@ -23,10 +24,16 @@ from support.workers import (
     worker_stack,
 )
 
+# Seconds between a stream's events in the reload test (the worker stack's usual pace is 0.03).
+RELOAD_STREAM_PACE = 0.1
+
 
 def test_sighup_under_load_replaces_every_worker_and_fails_nothing(tmp_path: Path) -> None:
     with worker_stack(tmp_path) as stack:
         assert stack.kestrel.proc is not None
+        # Streams slow enough that the batch outlasts the reload on a loaded machine: at the
+        # usual pace it could end first (the reload starts two Pythons in turn).
+        stack.up.set_default(ANY, success(event_interval=RELOAD_STREAM_PACE))
         before = worker_pids(stack.kestrel)
         batch = new_batch("reload", 200)  # every other one streaming
         with Background(stack.url, stack.key, batch, connections=20) as load:
