@@ -79,10 +79,11 @@ def parse_head(block: bytes, *, method: bytes) -> ResponseHead:
         if name in _FRAMING_FIELDS:
             framing_fields.setdefault(name, []).append(value)
     framing, length = _framing(status, method, framing_fields)
+    connection = framing_fields.get(b"connection")
     keep_alive = (minor == b"1" and framing is not Framing.UNTIL_CLOSE
-                  and not any(token.strip().lower() == b"close"
-                              for value in framing_fields.get(b"connection", ())
-                              for token in value.split(b",")))
+                  and not (connection and any(token.strip().lower() == b"close"
+                                              for value in connection
+                                              for token in value.split(b","))))
     return ResponseHead(status, reason, headers, framing, length, keep_alive)
 
 
