@@ -50,7 +50,12 @@ from kestrel.proxy.key_meter import Ticket
 from kestrel.proxy.pool import AccountPool
 from kestrel.proxy.rate_limits import PREFIX as RATE_LIMIT_PREFIX
 from kestrel.proxy.stream_relay import StreamRelay, scrub
-from kestrel.proxy.transport import ProxyFailed, UpstreamResponse, UpstreamTransport
+from kestrel.proxy.transport import (
+    ProxyFailed,
+    UpstreamResponse,
+    UpstreamTransport,
+    destination,
+)
 from kestrel.proxy.usage import MessageSummary, summarize_message
 
 log = logging.getLogger("kestrel.proxy")
@@ -153,7 +158,7 @@ class Forwarder:
         self._refresher = refresher  # None: OAuth is off, tokens are used until they fail
         # Parsing a URL is a tenth of a request's CPU, and a deployment has a handful: a few
         # base URLs times the few upstream paths (a query string from a client makes one more).
-        self._url = functools.lru_cache(maxsize=256)(httpx.URL)
+        self._destination = functools.lru_cache(maxsize=256)(destination)
 
     async def forward(self, call: Call) -> Relay:
         """The upstream's answer, or raises the pool's `unavailable` error (logged)."""
@@ -294,7 +299,7 @@ class Forwarder:
         headers = [(name.encode("latin-1"), value.encode("latin-1"))
                    for name, value in upstream_headers(call.headers, account.type, credential)]
         try:
-            url = self._url(base_url + call.target)
+            url = self._destination(base_url + call.target)
         except httpx.InvalidURL:  # stored before base URLs were checked as strictly as now
             await self._transport_failure(account, httpx.ConnectError(
                 "the account's base URL cannot be used"), started, attempts)

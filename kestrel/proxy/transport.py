@@ -32,7 +32,7 @@ import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -60,6 +60,34 @@ IDLE_SECONDS = 30.0
 
 # scheme, host, port, and the proxy the connection goes through (None: direct)
 Origin = tuple[bytes, bytes, int, Proxy | None]
+
+
+class Destination(NamedTuple):
+    """Where a request goes: the parts of its URL the transport reads, worked out once.
+    `httpx.URL` works each of them out anew when asked (about 17,000 instructions a request,
+    for a URL that is the same for every request to an account), so the forwarder keeps one
+    of these per URL (`destination`)."""
+
+    scheme: str
+    host: str
+    netloc: bytes
+    raw_path: bytes  # the path and query, as the request line carries them
+    raw_scheme: bytes
+    raw_host: bytes
+    port: int  # the scheme's default port when the URL names none
+
+    @classmethod
+    def of(cls, url: httpx.URL) -> Destination:
+        raw_scheme = url.raw_scheme
+        return cls(url.scheme, url.host, url.netloc, url.raw_path, raw_scheme,
+                   url.raw_host, url.port or (443 if raw_scheme == b"https" else 80))
+
+
+def destination(url: str) -> Destination:
+    """The destination of a URL given as text; raises `httpx.InvalidURL`."""
+    return Destination.of(httpx.URL(url))
+
+
 # No proxy from the environment: every origin is reached directly.
 DIRECT = EnvProxies()
 QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
@@ -173,7 +201,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         self._idle: dict[Origin, list[_Connection]] = {}
         self._closed = False
 
-    async def send(self, method: str, url: httpx.URL, headers: list[tuple[bytes, bytes]],
+    async def send(self, method: str, url: Destination, headers: list[tuple[bytes, bytes]],
                    body: bytes, proxy: Proxy | None = None) -> UpstreamResponse:
         """One request with the transport's timeouts; `headers` without `host`, framing or
         `accept-encoding`, which are added here. `proxy`: the account's own (None: the
@@ -201,14 +229,15 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         if body and "content-length" not in request.headers:
             fields.append((b"content-length", b"%d" % len(body)))
         head, stream = await self._round_trip(
-            request.url, request.extensions.get(PROXY_EXTENSION), request.method, fields, body,
+            Destination.of(request.url), request.extensions.get(PROXY_EXTENSION),
+            request.method, fields, body,
             timeouts.get("connect", self._connect_timeout),
             timeouts.get("read", self._read_timeout))
         return httpx.Response(head.status, headers=head.headers, stream=stream,
                               extensions={"http_version": b"HTTP/1.1",
                                           "reason_phrase": head.reason})
 
-    async def _round_trip(self, url: httpx.URL, proxy: Proxy | None, method: str,
+    async def _round_trip(self, url: Destination, proxy: Proxy | None, method: str,
                           fields: list[tuple[bytes, bytes]], body: bytes,
                           connect_timeout: float | None, read_timeout: float | None
                           ) -> tuple[ResponseHead, _Body]:
@@ -216,7 +245,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         environment's, if any); the answer's head and its body."""
         route = proxy or self._egress.for_origin(url.scheme, url.host)
         payload = _request_bytes(method, _target(url, route, fields), fields, body)
-        origin: Origin = (url.raw_scheme, url.raw_host, url.port or _default_port(url), route)
+        origin: Origin = (url.raw_scheme, url.raw_host, url.port, route)
         connection = self._idle_connection(origin)
         if connection is not None:
             try:
@@ -612,7 +641,8 @@ def _request_bytes(method: str, target: bytes, fields: list[tuple[bytes, bytes]]
                           *[name + b": " + value for name, value in fields], b"", body])
 
 
-def _target(url: httpx.URL, route: Proxy | None, fields: list[tuple[bytes, bytes]]) -> bytes:
+def _target(url: Destination, route: Proxy | None, fields: list[tuple[bytes, bytes]]
+            ) -> bytes:
     """The request target: absolute-form, with the proxy's login added to `fields`, for a
     plain-http origin through an HTTP proxy (which reads the origin from it); else the path."""
     if route is None or not _absolute_form(url, route):
@@ -622,11 +652,8 @@ def _target(url: httpx.URL, route: Proxy | None, fields: list[tuple[bytes, bytes
     return b"http://" + url.netloc + url.raw_path
 
 
-def _absolute_form(url: httpx.URL, route: Proxy) -> bool:
+def _absolute_form(url: Destination, route: Proxy) -> bool:
     """The request goes to an HTTP proxy, which reads the origin from its target, rather than
     through a tunnel (CONNECT, SOCKS) to the origin itself."""
     return not route.is_socks and url.raw_scheme == b"http"
 
-
-def _default_port(url: httpx.URL) -> int:
-    return 443 if url.raw_scheme == b"https" else 80

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from kestrel.proxy.transport import UpstreamTransport
+from kestrel.proxy.transport import UpstreamTransport, destination
 
 # One scripted answer: given the connection and the request head, write (or not).
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[None]]
@@ -111,7 +111,7 @@ async def post(t: UpstreamTransport, url: str, headers: dict[str, str] | None = 
                ) -> Answered:
     """One request the way the proxy sends it (`send`), its body read whole."""
     fields = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    response = await t.send("POST", httpx.URL(url + "/v1/messages"), fields, b'{"a":1}')
+    response = await t.send("POST", destination(url + "/v1/messages"), fields, b'{"a":1}')
     return Answered(response.status, await response.aread())
 
 
@@ -267,7 +267,7 @@ def test_a_body_nobody_reads_stops_being_read_from_the_socket() -> None:
 
     async def scenario() -> None:
         async with raw_server(flood) as server, pooled() as t:
-            response = await t.send("POST", httpx.URL(server.url + "/v1/messages"), [], b"{}")
+            response = await t.send("POST", destination(server.url + "/v1/messages"), [], b"{}")
             chunks = response.aiter_bytes()
             await anext(chunks)
             await asyncio.sleep(0.5)  # and read nothing more
@@ -291,7 +291,7 @@ def test_closing_a_body_early_closes_the_upstream_connection() -> None:
 
     async def scenario() -> None:
         async with raw_server(endless) as server, pooled() as t:
-            response = await t.send("POST", httpx.URL(server.url + "/v1/messages"), [], b"{}")
+            response = await t.send("POST", destination(server.url + "/v1/messages"), [], b"{}")
             async for chunk in response.aiter_bytes():
                 assert chunk.startswith(b"tick")
                 break
