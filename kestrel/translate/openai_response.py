@@ -43,11 +43,11 @@ def completion_id(message_id: Any) -> str:
 def read_usage(raw: Any, into: dict[str, int]) -> None:
     """Take the usage counts of `raw` into `into`; absent or null counts keep their value (a
     stream's `message_delta` repeats only what changed, as cumulative totals)."""
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, dict):  # parsed JSON: a dict, and a cheaper check than Mapping's
         return
     for name in USAGE_FIELDS:
         value = raw.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        if type(value) is int and value >= 0:  # not bool, which JSON's true would be
             into[name] = value
 
 
@@ -73,7 +73,7 @@ def to_chat_completion(message: Mapping[str, Any], *, created: int) -> dict[str,
     calls: list[dict[str, Any]] = []
     blocks = message.get("content")
     for block in blocks if isinstance(blocks, list) else []:
-        kind = block.get("type") if isinstance(block, Mapping) else None
+        kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
             texts.append(str(block.get("text", "")))
         elif kind == "thinking":
