@@ -1,15 +1,18 @@
 """Instructions per request, counted by valgrind: a figure the machine's load barely moves.
 
-    python3 bench/instructions.py [--ref REF ...] [--route messages|chat] [--requests N]
+    python3 bench/instructions.py [--ref REF ...] [--compare floor|lean-floor ...]
+                                  [--route messages|chat] [--requests N]
 
 CPU time per request on a shared machine moves by several percent between runs (bench/
 RESULTS.md, run 11), more than most single changes save. Callgrind counts the instructions a
-process executes instead, whatever else the machine does. Each target (this checkout, and each
-`--ref`) runs twice under callgrind, as `run.py` starts Kestrel (three accounts, a client key,
-request log on, access log at `info`), and serves `requests` / 6 requests in one run and
-`requests` in the other, from eight keep-alive connections, after a warm-up; the difference
-between the two runs' counts, divided by the difference in requests, is a request's count with
-start-up and shutdown taken out. Two runs of the same code agree to about 0.2 %.
+process executes instead, whatever else the machine does. Each target (this checkout, each
+`--ref`, each `--compare` floor) runs twice under callgrind, as `run.py` starts it (Kestrel with
+three accounts, a client key, request log on, access log at `info`; a floor of
+`floor_servers.py`, which relays `/v1/messages` only), and serves `requests` / 6 requests in one
+run and `requests` in the other, from eight keep-alive connections, after a warm-up; the
+difference between the two runs' counts, divided by the difference in requests, is a request's
+count with start-up and shutdown taken out. Two runs of the same code agree to about 0.2 % on a
+quiet machine, 0.5 % on a busy one.
 
 What it does not say: instructions are not time. C code in tight loops (regular expressions,
 `bytes.translate`) runs many instructions per nanosecond, the interpreter's own fewer, and
@@ -31,23 +34,37 @@ import tempfile
 from pathlib import Path
 
 from load import ROUTE_BODIES, ROUTE_PATHS
-from procs import raise_fd_limit
-from services import REPO_DIR, Target, build_tools, export_ref, start_kestrel, start_mock
+from procs import Process, free_port, raise_fd_limit, wait_until_ready
+from services import (
+    BENCH_DIR,
+    REPO_DIR,
+    Target,
+    build_tools,
+    export_ref,
+    start_kestrel,
+    start_mock,
+)
 
 CONNECTIONS = 8
 WARM_UP_PER_CONNECTION = 50
 # Python under callgrind starts about fifty times slower than natively.
 READY_SECONDS = 600.0
+# The floors of `run.py --compare`, as `floor_servers.py` names them.
+FLOORS = {"floor": "proxy", "lean-floor": "lean-proxy"}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ref", action="append", default=[],
                         help="a committed version to count beside this checkout (repeatable)")
+    parser.add_argument("--compare", action="append", default=[], choices=sorted(FLOORS),
+                        help="a floor to count beside Kestrel (repeatable; /v1/messages only)")
     parser.add_argument("--route", choices=sorted(ROUTE_PATHS), default="messages")
     parser.add_argument("--requests", type=int, default=2400,
                         help="requests in the longer run (the shorter serves a sixth)")
     args = parser.parse_args()
+    if args.compare and args.route != "messages":
+        parser.error("the floors relay /v1/messages only")
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         sys.exit("instructions: valgrind is not installed (sudo apt-get install valgrind)")
@@ -58,11 +75,13 @@ def main() -> int:
     try:
         targets: list[tuple[str, Path | None]] = [("this checkout", None)]
         targets += [(ref, export_ref(ref, work / f"src-{ref}")) for ref in args.ref]
+        targets += [(floor, None) for floor in args.compare]
         short = args.requests // 6
         print(f"| {args.route} | instructions per request |\n|---|--:|")
         for name, source in targets:
             (few, few_served), (many, many_served) = [
-                _count(valgrind, work, mock, source, args.route, requests, f"{name}-{requests}")
+                _count(valgrind, work, mock, name, source, args.route, requests,
+                       f"{name}-{requests}")
                 for requests in (short, args.requests)]
             print(f"| {name} | {(many - few) / (many_served - few_served):,.0f} |", flush=True)
     finally:
@@ -70,25 +89,34 @@ def main() -> int:
     return 0
 
 
-def _count(valgrind: str, work: Path, mock: Target, source: Path | None, route: str,
-           requests: int, label: str) -> tuple[int, int]:
-    """Kestrel's instructions (every thread) over its whole life, serving about `requests`,
-    and how many it served (a whole number per connection)."""
+def _count(valgrind: str, work: Path, mock: Target, name: str, source: Path | None,
+           route: str, requests: int, label: str) -> tuple[int, int]:
+    """The target's instructions (every thread) over its whole life, serving about
+    `requests`, and how many it served (a whole number per connection)."""
     out = work / re.sub(r"[^\w.-]", "_", f"callgrind-{label}.out")
-    target = start_kestrel(out.stem, work, mock, request_log=True, access_log=True, cpus=None,
-                           source=source or REPO_DIR,
-                           under=[valgrind, "--tool=callgrind", f"--callgrind-out-file={out}"],
-                           ready_seconds=READY_SECONDS)
+    under = [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}"]
+    if name in FLOORS:
+        port = free_port()
+        process = Process(out.stem, [*under, sys.executable, str(BENCH_DIR / "floor_servers.py"),
+                                     FLOORS[name], "--port", str(port), "--upstream",
+                                     mock.base_url], log_path=work / f"{out.stem}.log")
+        wait_until_ready(f"http://127.0.0.1:{port}/", process, timeout=READY_SECONDS)
+        api_key = "unused"
+    else:
+        target = start_kestrel(out.stem, work, mock, request_log=True, access_log=True,
+                               cpus=None, source=source or REPO_DIR, under=under,
+                               ready_seconds=READY_SECONDS)
+        process, api_key = target.process, target.api_key
+        port = int(target.base_url.rsplit(":", 1)[1])
     body = ROUTE_BODIES[route].encode()
     head = (f"POST {ROUTE_PATHS[route]} HTTP/1.1\r\nhost: 127.0.0.1\r\n"
-            f"content-type: application/json\r\nx-api-key: {target.api_key}\r\n"
+            f"content-type: application/json\r\nx-api-key: {api_key}\r\n"
             f"anthropic-version: 2023-06-01\r\ncontent-length: {len(body)}\r\n\r\n")
-    port = int(target.base_url.rsplit(":", 1)[1])
     asyncio.run(_load(port, head.encode() + body, CONNECTIONS * WARM_UP_PER_CONNECTION))
     served = asyncio.run(_load(port, head.encode() + body, requests))
-    target.process.popen.send_signal(signal.SIGINT)  # an orderly exit writes callgrind's file
-    target.process.popen.wait(READY_SECONDS)
-    target.process.stop()
+    process.popen.send_signal(signal.SIGINT)  # an orderly exit writes callgrind's file
+    process.popen.wait(READY_SECONDS)
+    process.stop()
     found = re.search(rb"^totals: (\d+)", out.read_bytes(), re.MULTILINE)
     if found is None:
         raise RuntimeError(f"no totals in {out}")
