@@ -16,7 +16,7 @@ from __future__ import annotations
 import codecs
 import json.encoder
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 Encode = Callable[[Any], str]
 
@@ -46,7 +46,10 @@ def encoder(*, compact: bool = False, sort_keys: bool = False, ensure_ascii: boo
 compact = encoder(compact=True, ensure_ascii=False)
 
 
-def parse(raw: bytes, decoder: json.JSONDecoder | None = None) -> Any:
+_PLAIN = json.JSONDecoder()
+
+
+def parse(raw: bytes, decoder: json.JSONDecoder = _PLAIN) -> Any:
     """JSON from UTF-8 bytes (a byte order mark is skipped, as RFC 8259 §8.1 allows), with
     `decoder` (a plain one by default). Raises ValueError (UnicodeDecodeError included).
 
@@ -56,7 +59,10 @@ def parse(raw: bytes, decoder: json.JSONDecoder | None = None) -> Any:
     utf-8-sig codec is written in Python: only a body with a mark takes it.
     """
     text = raw.decode("utf-8-sig" if raw.startswith(codecs.BOM_UTF8) else "utf-8")
-    return (decoder or _PLAIN).decode(text)
+    return decoder.decode(text)
 
 
-_PLAIN = json.JSONDecoder()
+def is_count(value: object) -> TypeGuard[int]:
+    """Whether a parsed JSON value is a count: a whole number, at least 0. `type(...) is int`
+    leaves out bool, a subclass of int, which JSON's true and false parse to."""
+    return type(value) is int and value >= 0

@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kestrel.jsontext import parse
+from kestrel.jsontext import is_count, parse
 from kestrel.translate.sse import SseDecoder, SseError, SseEvent
 
 USAGE_FIELDS = (
@@ -57,7 +57,7 @@ class Usage:
         for name in USAGE_FIELDS:
             value = raw.get(name)
             if value is not None:
-                if _is_count(value):
+                if is_count(value):
                     setattr(self, name, value)
                 else:
                     ok = False
@@ -65,18 +65,13 @@ class Usage:
         if isinstance(split, dict):
             value = split.get("ephemeral_1h_input_tokens")
             if value is not None:
-                if _is_count(value):
+                if is_count(value):
                     self.cache_creation_1h_tokens = value
                 else:
                     ok = False
         elif split is not None:
             ok = False
         return ok
-
-
-def _is_count(value: object) -> bool:
-    # `type(...) is int` leaves out bool (a subclass of int), as JSON's true is not a count.
-    return type(value) is int and value >= 0
 
 
 @dataclass

@@ -16,6 +16,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from kestrel.jsontext import is_count
+
 FINISH_REASONS = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -47,7 +49,7 @@ def read_usage(raw: Any, into: dict[str, int]) -> None:
         return
     for name in USAGE_FIELDS:
         value = raw.get(name)
-        if type(value) is int and value >= 0:  # not bool, which JSON's true would be
+        if is_count(value):
             into[name] = value
 
 
