@@ -139,13 +139,13 @@ class OpenAIApi:
                              relayed)
 
 
-def _upstream_headers(headers: http.Headers) -> list[tuple[str, str]]:
+def _upstream_headers(headers: http.Headers) -> list[tuple[bytes, bytes]]:
     """The client's headers (the forwarder drops its credential and the hop-by-hop ones), with
     our own content type for the body we wrote and an API version when the client sent none."""
-    kept = [(n, v) for n, v in headers.items() if n != "content-type"]
-    kept.append(("content-type", "application/json"))
+    kept = [(n, v) for n, v in headers.raw if n != b"content-type"]
+    kept.append((b"content-type", b"application/json"))
     if "anthropic-version" not in headers:
-        kept.append(("anthropic-version", DEFAULT_ANTHROPIC_VERSION))
+        kept.append((b"anthropic-version", DEFAULT_ANTHROPIC_VERSION))
     return kept
 
 

@@ -32,7 +32,8 @@ log = logging.getLogger("kestrel.proxy.keys")
 MODELS_CACHE_SECONDS = 300.0
 # Anthropic pages its model list; one page this large holds every model it has ever listed.
 MODELS_PAGE = "/v1/models?limit=1000"
-DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
+# The API version sent upstream for a client that named none (a field value, as bytes).
+DEFAULT_ANTHROPIC_VERSION = b"2023-06-01"
 
 ANTHROPIC_ERROR = {
     "type": "object",
@@ -113,7 +114,8 @@ class CallStart:
         self.received, self.received_at = time.monotonic(), time.time()
         self._request, self._key, self._route, self._target = request, key, route, target
 
-    def call(self, *, model: str | None = None, headers: list[tuple[str, str]] | None = None,
+    def call(self, *, model: str | None = None,
+             headers: list[tuple[bytes, bytes]] | None = None,
              body: bytes = b"", stream: bool = False, conversation: str | None = None) -> Call:
         request = self._request
         return Call(route=self._route, method="POST", target=self._target,
@@ -199,7 +201,7 @@ class ProxyApi:
             raise
         model = parsed.get("model")
         forwarded = start.call(
-            model=model if isinstance(model, str) else None, headers=headers.items(), body=raw,
+            model=model if isinstance(model, str) else None, headers=headers.raw, body=raw,
             stream=parsed.get("stream") is True and route == "/v1/messages",
             conversation=conversation_key(headers.get("x-claude-code-session-id"), parsed,
                                           key.id))
@@ -208,10 +210,10 @@ class ProxyApi:
 
     async def models(self, request: Request) -> Response:
         if self._models is None or self._models[0] <= self._clock():
-            headers = [(n, v) for n, v in request.headers.items()
-                       if n in ("anthropic-version", "anthropic-beta", "user-agent")]
-            if not any(n == "anthropic-version" for n, _ in headers):
-                headers.append(("anthropic-version", DEFAULT_ANTHROPIC_VERSION))
+            headers = [(n, v) for n, v in request.headers.raw
+                       if n in (b"anthropic-version", b"anthropic-beta", b"user-agent")]
+            if not any(n == b"anthropic-version" for n, _ in headers):
+                headers.append((b"anthropic-version", DEFAULT_ANTHROPIC_VERSION))
             key: ApiKey = request.state["api_key"]
             relay = await self._forwarder.forward(Call(
                 route="/v1/models", method="GET", target=MODELS_PAGE, headers=headers, body=b"",

@@ -25,51 +25,80 @@ BodyReceiver = Callable[[], Awaitable[bytes | None]]
 class Headers:
     """Case-insensitive, order-keeping, multi-valued header list (names lower-cased, latin-1).
 
-    Never changed once made. `get` looks names up in a dict of each name's first value, made
-    at the first lookup: a request is asked for a dozen names, and Claude Code sends twenty
-    fields.
+    Never changed once made. Held as bytes, as the fields came off the wire (`raw`): a proxy
+    sends most of them on as they are, and Claude Code sends twenty-odd, so decoding and
+    encoding each one again was a tenth of a proxied request. Text is made only for what is
+    read: `get` decodes the one value asked for, from a dict of each name's first value made
+    at the first lookup (a request is asked for a dozen names); the list of text pairs
+    (`items`, iteration) is made the first time it is asked for.
     """
 
-    __slots__ = ("_items", "_first")
+    __slots__ = ("_raw", "_text", "_first")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items = [(k.lower(), v) for k, v in items]
-        self._first: dict[str, str] | None = None
+        """From text, which must be latin-1 like every field on the wire (UnicodeEncodeError
+        otherwise)."""
+        self._text: list[tuple[str, str]] | None = [(k.lower(), v) for k, v in items]
+        self._raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self._text]
+        self._first: dict[bytes, bytes] | None = None
 
     @classmethod
     def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
         """From fields as they came on the wire (h11's `raw_items()`): names are tokens, so
-        lower-casing their bytes is lower-casing them; latin-1 maps every byte, so decoding
-        cannot fail."""
-        headers = cls()
-        headers._items = [(k.lower().decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+        lower-casing their bytes is lower-casing them."""
+        headers = cls.__new__(cls)
+        headers._raw = [(k.lower(), v) for k, v in raw]
+        headers._text = None
+        headers._first = None
         return headers
 
+    @property
+    def raw(self) -> list[tuple[bytes, bytes]]:
+        """The fields as bytes, names in lower case, values as they came. The list is shared,
+        not a copy: never change it."""
+        return self._raw
+
     def get(self, name: str, default: str | None = None) -> str | None:
+        value = self._first_value(name)
+        # latin-1 maps every byte to a character, so decoding cannot fail.
+        return default if value is None else value.decode("latin-1")
+
+    def _first_value(self, name: str) -> bytes | None:
         first = self._first
         if first is None:  # reversed: where a name repeats, its first value is the one kept
-            first = self._first = dict(reversed(self._items))
-        return first.get(name.lower(), default)
+            first = self._first = dict(reversed(self._raw))
+        try:
+            # Names are tokens, ASCII only: UTF-8 encodes those as latin-1 does, by the quicker
+            # codec, and a name outside ASCII matches no field whichever way it is encoded.
+            return first.get(name.lower().encode())
+        except UnicodeEncodeError:  # a lone surrogate
+            return None
 
     def get_all(self, name: str) -> list[str]:
         name = name.lower()
-        return [value for key, value in self._items if key == name]
+        return [value for key, value in self._items() if key == name]
 
     def items(self) -> list[tuple[str, str]]:
-        return list(self._items)
+        return list(self._items())
+
+    def _items(self) -> list[tuple[str, str]]:
+        text = self._text
+        if text is None:
+            text = self._text = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._raw]
+        return text
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.get(name) is not None
+        return isinstance(name, str) and self._first_value(name) is not None
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self._items)
+        return iter(self._items())
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._raw)
 
     def __repr__(self) -> str:
         # Values are left out on purpose: headers carry credentials.
-        return f"Headers({[k for k, _ in self._items]!r})"
+        return f"Headers({[k for k, _ in self._items()]!r})"
 
 
 class HTTPError(Exception):

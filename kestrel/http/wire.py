@@ -123,10 +123,9 @@ def protocol_error(exc: h11.RemoteProtocolError) -> HTTPError:
 
 
 def head_size(event: h11.Request, headers: Headers) -> int:
-    """Bytes of the request line and headers as they came on the wire (give or take spaces).
-    Counted on `headers`, the event's fields decoded as latin-1: a character per byte."""
+    """Bytes of the request line and headers as they came on the wire (give or take spaces)."""
     size = len(event.method) + len(event.target) + len(b"HTTP/1.1") + 4
-    for name, value in headers:
+    for name, value in headers.raw:
         size += len(name) + len(value) + 4
     return size
 

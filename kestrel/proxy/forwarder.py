@@ -80,7 +80,7 @@ class Call:
     route: str
     method: str
     target: str  # upstream path with the client's query string, e.g. /v1/messages?beta=true
-    headers: list[tuple[str, str]]
+    headers: list[tuple[bytes, bytes]]  # the client's fields, names in lower case
     body: bytes
     request_id: str
     model: str | None = None
@@ -295,9 +295,7 @@ class Forwarder:
     async def _send(self, call: Call, account: Account, credential: Credential, started: float,
                     attempts: list[Attempt]) -> UpstreamResponse:
         base_url = account.base_url or self._default_base_url
-        # As bytes: a client may send obs-text (RFC 9110 §5.5), which h11 hands us as latin-1.
-        headers = [(name.encode("latin-1"), value.encode("latin-1"))
-                   for name, value in upstream_headers(call.headers, account.type, credential)]
+        headers = upstream_headers(call.headers, account.type, credential)
         try:
             url = self._destination(base_url + call.target)
         except httpx.InvalidURL:  # stored before base URLs were checked as strictly as now
@@ -447,7 +445,7 @@ class Forwarder:
         attempts: list[Attempt] = []
         started = self._monotonic()
         call = Call(route="/admin/accounts/test", method="GET", target=TEST_TARGET,
-                    headers=[("anthropic-version", "2023-06-01")], body=b"",
+                    headers=[(b"anthropic-version", b"2023-06-01")], body=b"",
                     request_id=request_id)
         try:
             credential = await self._credential(account, attempts)

@@ -16,16 +16,16 @@ from kestrel.domain import AccountType, Credential
 
 # RFC 9110 §7.6.1 connection-specific fields, plus framing and routing owned by each hop.
 _HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
-    "upgrade", "proxy-authorization", "proxy-authenticate", "host", "content-length",
-    "expect",
+    b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer",
+    b"upgrade", b"proxy-authorization", b"proxy-authenticate", b"host", b"content-length",
+    b"expect",
 })
 # The client's credential for Kestrel never goes upstream, nor anything of Kestrel's own.
 # `accept-encoding` too: Claude Code asks for br and zstd, which the upstream client may not be
 # able to decode; the transport advertises exactly the codings httpx's response can undo, and
 # the client receives the decoded bytes (with usage read from them on the way).
-_KESTREL_ONLY = frozenset({"x-api-key", "authorization", "x-admin-key", "x-request-id",
-                           "cookie", "accept-encoding"})
+_KESTREL_ONLY = frozenset({b"x-api-key", b"authorization", b"x-admin-key", b"x-request-id",
+                           b"cookie", b"accept-encoding"})
 
 _DROPPED = _HOP_BY_HOP | _KESTREL_ONLY
 
@@ -35,12 +35,12 @@ _DOWNSTREAM_EXACT = frozenset({b"content-type", b"request-id", b"retry-after", b
 _DOWNSTREAM_PREFIX = b"anthropic-ratelimit-"
 
 
-def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
+def _connection_tokens(fields: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
     """Names listed in `Connection` are hop-by-hop for this message too (RFC 9110 §7.6.1)."""
-    tokens: set[str] = set()
-    for name, value in headers:
-        if name == "connection":
-            tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+    tokens: set[bytes] = set()
+    for name, value in fields:
+        if name == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
     return tokens
 
 
@@ -57,20 +57,24 @@ def merge_beta(values: list[str], extra: str) -> str:
     return ",".join(betas)
 
 
-def upstream_headers(client_headers: Iterable[tuple[str, str]], account_type: AccountType,
-                     credential: Credential) -> list[tuple[str, str]]:
-    """Headers for the upstream request: the client's end-to-end ones and the account's auth."""
-    items = [(name.lower(), value) for name, value in client_headers]
-    listed = _connection_tokens(items)
+def upstream_headers(client_fields: list[tuple[bytes, bytes]], account_type: AccountType,
+                     credential: Credential) -> list[tuple[bytes, bytes]]:
+    """Fields for the upstream request: the client's end-to-end ones and the account's auth.
+
+    Bytes in and out, names in lower case (`Headers.raw`): the client's fields go upstream as
+    they came, obs-text included (RFC 9110 §5.5), and nothing is decoded or encoded again
+    but the credential (latin-1, as every field).
+    """
+    listed = _connection_tokens(client_fields)
     dropped = _DROPPED | listed if listed else _DROPPED
-    kept = [(name, value) for name, value in items if name not in dropped]
+    kept = [(name, value) for name, value in client_fields if name not in dropped]
     if account_type is AccountType.OAUTH:
-        betas = [value for name, value in kept if name == "anthropic-beta"]
-        kept = [(name, value) for name, value in kept if name != "anthropic-beta"]
-        kept.append(("anthropic-beta", merge_beta(betas, OAUTH_BETA)))
-        kept.append(("authorization", f"Bearer {credential.access_token}"))
+        betas = [value.decode("latin-1") for name, value in kept if name == b"anthropic-beta"]
+        kept = [(name, value) for name, value in kept if name != b"anthropic-beta"]
+        kept.append((b"anthropic-beta", merge_beta(betas, OAUTH_BETA).encode("latin-1")))
+        kept.append((b"authorization", f"Bearer {credential.access_token}".encode("latin-1")))
     else:
-        kept.append(("x-api-key", credential.api_key or ""))
+        kept.append((b"x-api-key", (credential.api_key or "").encode("latin-1")))
     return kept
 
 

@@ -249,3 +249,14 @@ def test_headers_find_any_case_and_the_first_of_a_repeated_name(make: object) ->
     assert headers.get("missing") is None and headers.get("missing", "d") == "d"
     assert "ACCEPT" in headers and "missing" not in headers
     assert headers.items() == [("x-trace", "one"), ("accept", "a"), ("x-trace", "two")]
+    assert headers.raw == [(b"x-trace", b"one"), (b"accept", b"a"), (b"x-trace", b"two")]
+    assert len(headers) == 3
+
+
+def test_headers_keep_obs_text_as_it_came_and_refuse_text_no_field_can_hold() -> None:
+    headers = Headers.from_raw([(b"X-Team", b"caf\xe9")])
+    assert headers.raw == [(b"x-team", b"caf\xe9")]
+    assert headers.get("x-team") == "caf\xe9" and headers.items() == [("x-team", "caf\xe9")]
+    assert headers.get("x-\u20ac") is None  # a name outside latin-1 names no field
+    with pytest.raises(UnicodeEncodeError):
+        Headers([("x-price", "10 \u20ac")])

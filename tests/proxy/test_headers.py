@@ -3,46 +3,50 @@
 from __future__ import annotations
 
 from kestrel.domain import AccountType, Credential
+from kestrel.http import Headers
 from kestrel.proxy.headers import downstream_headers, merge_beta, upstream_headers
 
-CLIENT = [
-    ("Host", "kestrel.local"), ("Connection", "keep-alive, x-hop"), ("X-Hop", "1"),
-    ("Content-Length", "12"), ("Transfer-Encoding", "chunked"), ("Keep-Alive", "5"),
-    ("x-api-key", "kst_client_key"), ("Authorization", "Bearer kst_client_key"),
-    ("anthropic-version", "2023-06-01"),
-    ("anthropic-beta", "claude-code-20250219,interleaved-thinking-2025-05-14"),
-    ("anthropic-beta", "fine-grained-tool-streaming-2025-05-14"),
-    ("content-type", "application/json"), ("user-agent", "claude-cli/2.0.0 (external, cli)"),
-    ("x-app", "cli"), ("x-claude-code-session-id", "s1"), ("x-stainless-retry-count", "0"),
-    ("accept-encoding", "gzip, deflate, br, zstd"),
-]
+# As the server hands them over: fields as they came (names in any case), names lower-cased.
+CLIENT = Headers.from_raw([
+    (b"Host", b"kestrel.local"), (b"Connection", b"keep-alive, X-Hop"), (b"X-Hop", b"1"),
+    (b"Content-Length", b"12"), (b"Transfer-Encoding", b"chunked"), (b"Keep-Alive", b"5"),
+    (b"x-api-key", b"kst_client_key"), (b"Authorization", b"Bearer kst_client_key"),
+    (b"anthropic-version", b"2023-06-01"),
+    (b"anthropic-beta", b"claude-code-20250219,interleaved-thinking-2025-05-14"),
+    (b"anthropic-beta", b"fine-grained-tool-streaming-2025-05-14"),
+    (b"content-type", b"application/json"), (b"user-agent", b"claude-cli/2.0.0 (external, cli)"),
+    (b"x-app", b"cli"), (b"x-claude-code-session-id", b"s1"), (b"x-stainless-retry-count", b"0"),
+    (b"accept-encoding", b"gzip, deflate, br, zstd"), (b"X-Team", b"caf\xe9"),  # obs-text
+]).raw
 
 
 def test_api_key_account_gets_end_to_end_headers_and_its_own_key() -> None:
     sent = upstream_headers(CLIENT, AccountType.API_KEY, Credential(api_key="sk-ant-upstream"))
     names = [name for name, _ in sent]
-    for gone in ("host", "connection", "x-hop", "content-length", "transfer-encoding",
-                 "keep-alive", "authorization", "accept-encoding"):
+    for gone in (b"host", b"connection", b"x-hop", b"content-length", b"transfer-encoding",
+                 b"keep-alive", b"authorization", b"accept-encoding"):
         assert gone not in names
-    assert ("x-api-key", "sk-ant-upstream") in sent
-    assert ("x-api-key", "kst_client_key") not in sent
+    assert (b"x-api-key", b"sk-ant-upstream") in sent
+    assert (b"x-api-key", b"kst_client_key") not in sent
     # betas pass exactly, both header lines, untouched
-    assert [v for n, v in sent if n == "anthropic-beta"] == [
-        "claude-code-20250219,interleaved-thinking-2025-05-14",
-        "fine-grained-tool-streaming-2025-05-14"]
-    for kept in ("anthropic-version", "content-type", "user-agent", "x-app",
-                 "x-claude-code-session-id", "x-stainless-retry-count"):
+    assert [v for n, v in sent if n == b"anthropic-beta"] == [
+        b"claude-code-20250219,interleaved-thinking-2025-05-14",
+        b"fine-grained-tool-streaming-2025-05-14"]
+    for kept in (b"anthropic-version", b"content-type", b"user-agent", b"x-app",
+                 b"x-claude-code-session-id", b"x-stainless-retry-count"):
         assert kept in names
+    # A value goes upstream as it came, bytes outside ASCII included.
+    assert (b"x-team", b"caf\xe9") in sent
 
 
 def test_oauth_account_merges_its_beta_without_duplicates() -> None:
-    sent = upstream_headers([*CLIENT, ("anthropic-beta", "oauth-2025-04-20")],
+    sent = upstream_headers([*CLIENT, (b"anthropic-beta", b"oauth-2025-04-20")],
                             AccountType.OAUTH, Credential(access_token="sk-ant-oat01-tok"))
-    assert [v for n, v in sent if n == "anthropic-beta"] == [
-        "claude-code-20250219,interleaved-thinking-2025-05-14,"
-        "fine-grained-tool-streaming-2025-05-14,oauth-2025-04-20"]
-    assert ("authorization", "Bearer sk-ant-oat01-tok") in sent
-    assert "x-api-key" not in [n for n, _ in sent]
+    assert [v for n, v in sent if n == b"anthropic-beta"] == [
+        b"claude-code-20250219,interleaved-thinking-2025-05-14,"
+        b"fine-grained-tool-streaming-2025-05-14,oauth-2025-04-20"]
+    assert (b"authorization", b"Bearer sk-ant-oat01-tok") in sent
+    assert b"x-api-key" not in [n for n, _ in sent]
 
 
 def test_merge_beta_adds_once() -> None:
