@@ -35,20 +35,22 @@ def to_turns(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
         raise ClientError("messages: must be a non-empty list", field="messages")
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
+    # Each helper is given the message's index and names the place of a problem from it
+    # (`messages[3].content[0].text`) only once it finds one: a conversation sends every
+    # message again with each request.
     for i, message in enumerate(messages):
-        where = f"messages[{i}]"
         role = message.get("role") if isinstance(message, dict) else None
         if role in ("system", "developer"):
-            system += _text_blocks(message.get("content"), f"{where}.content")
+            system += _text_blocks(message.get("content"), i)
         elif role == "user":
-            _append(turns, "user", _user_blocks(message.get("content"), f"{where}.content"))
+            _append(turns, "user", _user_blocks(message.get("content"), i))
         elif role == "assistant":
-            _append(turns, "assistant", _assistant_blocks(message, where))
+            _append(turns, "assistant", _assistant_blocks(message, i))
         elif role == "tool":
-            _append(turns, "user", [_tool_result(message, where)])
+            _append(turns, "user", [_tool_result(message, i)])
         else:
-            raise ClientError(f"{where}.role: must be system, developer, user, assistant or "
-                              "tool", field=f"{where}.role")
+            raise ClientError(f"messages[{i}].role: must be system, developer, user, "
+                              "assistant or tool", field=f"messages[{i}].role")
     if not turns:
         raise ClientError("messages: needs a user or assistant message", field="messages")
     for turn in turns:
@@ -81,8 +83,7 @@ def _trim_prefill(turns: list[dict[str, Any]]) -> None:
 
 
 def _parts(content: Any, where: str) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
+    """The parts of content that is not a string (`_string_blocks` takes those)."""
     if content is None:
         return []
     if not isinstance(content, list) or not all(isinstance(p, dict) for p in content):
@@ -100,7 +101,18 @@ def _text_block(part: dict[str, Any], text: Any, where: str) -> list[dict[str, A
     return [block]
 
 
-def _text_blocks(content: Any, where: str, *, refusal: bool = False) -> list[dict[str, Any]]:
+def _string_blocks(content: str) -> list[dict[str, Any]]:
+    """Content given as a string, as most messages are: one text block, or none for "" (which
+    Anthropic refuses). Taken before any part is looked at or located: a conversation repeats
+    this for each of its messages."""
+    return [{"type": "text", "text": content}] if content else []
+
+
+def _text_blocks(content: Any, index: int, *, refusal: bool = False) -> list[dict[str, Any]]:
+    """The text of message `index`'s content (refusal parts too, for an assistant's)."""
+    if isinstance(content, str):
+        return _string_blocks(content)
+    where = f"messages[{index}].content"
     blocks: list[dict[str, Any]] = []
     for j, part in enumerate(_parts(content, where)):
         if part.get("type") == "text":
@@ -113,7 +125,10 @@ def _text_blocks(content: Any, where: str, *, refusal: bool = False) -> list[dic
     return blocks
 
 
-def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
+def _user_blocks(content: Any, index: int) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return _string_blocks(content)
+    where = f"messages[{index}].content"
     blocks: list[dict[str, Any]] = []
     for j, part in enumerate(_parts(content, where)):
         kind = part.get("type")
@@ -148,13 +163,14 @@ def _image(part: dict[str, Any], where: str) -> dict[str, Any]:
     return block
 
 
-def _assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
-    blocks = _text_blocks(message.get("content"), f"{where}.content", refusal=True)
+def _assistant_blocks(message: dict[str, Any], index: int) -> list[dict[str, Any]]:
+    blocks = _text_blocks(message.get("content"), index, refusal=True)
     calls = message.get("tool_calls") or []
     if not isinstance(calls, list):
-        raise ClientError(f"{where}.tool_calls: must be a list", field=f"{where}.tool_calls")
+        raise ClientError(f"messages[{index}].tool_calls: must be a list",
+                          field=f"messages[{index}].tool_calls")
     for j, call in enumerate(calls):
-        at = f"{where}.tool_calls[{j}]"
+        at = f"messages[{index}].tool_calls[{j}]"
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict):
             raise ClientError(f"{at}: must have a function", field=f"{at}.function")
@@ -172,16 +188,16 @@ def _assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any
     return blocks
 
 
-def _tool_result(message: dict[str, Any], where: str) -> dict[str, Any]:
+def _tool_result(message: dict[str, Any], index: int) -> dict[str, Any]:
     result: dict[str, Any] = {
         "type": "tool_result",
-        "tool_use_id": _tool_id(message.get("tool_call_id"), f"{where}.tool_call_id"),
+        "tool_use_id": _tool_id(message.get("tool_call_id"), f"messages[{index}].tool_call_id"),
     }
     content = message.get("content")
     if isinstance(content, str):
         if content:
             result["content"] = content
-    elif blocks := _text_blocks(content, f"{where}.content"):
+    elif blocks := _text_blocks(content, index):
         result["content"] = blocks
     return result
 
