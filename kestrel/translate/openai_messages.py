@@ -82,17 +82,25 @@ def _trim_prefill(turns: list[dict[str, Any]]) -> None:
             turns.pop()
 
 
-def _parts(content: Any, where: str) -> list[dict[str, Any]]:
-    """The parts of content that is not a string (`_string_blocks` takes those)."""
+def _parts(content: Any, index: int) -> list[dict[str, Any]]:
+    """The parts of message `index`'s content when it is not a string (`_string_blocks`)."""
     if content is None:
         return []
-    if not isinstance(content, list) or not all(isinstance(p, dict) for p in content):
-        raise ClientError(f"{where}: must be a string or a list of parts", field=where)
-    return content
+    if isinstance(content, list):
+        for part in content:  # a loop: all() over a generator cost more than the parts
+            if not isinstance(part, dict):
+                break
+        else:
+            return content
+    where = f"messages[{index}].content"
+    raise ClientError(f"{where}: must be a string or a list of parts", field=where)
 
 
-def _text_block(part: dict[str, Any], text: Any, where: str) -> list[dict[str, Any]]:
-    value = expect_string(text, where)
+def _text_block(part: dict[str, Any], key: str, index: int, j: int) -> list[dict[str, Any]]:
+    """Part `j` of message `index`: the text under `key` as a text block, none if empty."""
+    value = part.get(key)
+    if not isinstance(value, str):
+        raise not_a_string(f"messages[{index}].content[{j}].{key}")
     if not value:
         return []  # Anthropic refuses empty text blocks
     block: dict[str, Any] = {"type": "text", "text": value}
@@ -103,8 +111,8 @@ def _text_block(part: dict[str, Any], text: Any, where: str) -> list[dict[str, A
 
 def _string_blocks(content: str) -> list[dict[str, Any]]:
     """Content given as a string, as most messages are: one text block, or none for "" (which
-    Anthropic refuses). Taken before any part is looked at or located: a conversation repeats
-    this for each of its messages."""
+    Anthropic refuses). Taken before any part is looked at: a conversation repeats this for
+    each of its messages."""
     return [{"type": "text", "text": content}] if content else []
 
 
@@ -112,33 +120,32 @@ def _text_blocks(content: Any, index: int, *, refusal: bool = False) -> list[dic
     """The text of message `index`'s content (refusal parts too, for an assistant's)."""
     if isinstance(content, str):
         return _string_blocks(content)
-    where = f"messages[{index}].content"
     blocks: list[dict[str, Any]] = []
-    for j, part in enumerate(_parts(content, where)):
-        if part.get("type") == "text":
-            blocks += _text_block(part, part.get("text"), f"{where}[{j}].text")
-        elif refusal and part.get("type") == "refusal":
-            blocks += _text_block(part, part.get("refusal"), f"{where}[{j}].refusal")
+    for j, part in enumerate(_parts(content, index)):
+        kind = part.get("type")
+        if kind == "text" or (refusal and kind == "refusal"):
+            blocks += _text_block(part, kind, index, j)  # the text is under the type's name
         else:
-            raise ClientError(f"{where}[{j}]: only text parts are allowed here",
-                              field=f"{where}[{j}].type")
+            where = f"messages[{index}].content[{j}]"
+            raise ClientError(f"{where}: only text parts are allowed here",
+                              field=f"{where}.type")
     return blocks
 
 
 def _user_blocks(content: Any, index: int) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return _string_blocks(content)
-    where = f"messages[{index}].content"
     blocks: list[dict[str, Any]] = []
-    for j, part in enumerate(_parts(content, where)):
+    for j, part in enumerate(_parts(content, index)):
         kind = part.get("type")
         if kind == "text":
-            blocks += _text_block(part, part.get("text"), f"{where}[{j}].text")
+            blocks += _text_block(part, "text", index, j)
         elif kind == "image_url":
-            blocks.append(_image(part, f"{where}[{j}].image_url"))
+            blocks.append(_image(part, f"messages[{index}].content[{j}].image_url"))
         else:
-            raise ClientError(f"{where}[{j}]: parts of type {kind!r} are not supported (text "
-                              "and image_url are)", field=f"{where}[{j}].type")
+            where = f"messages[{index}].content[{j}]"
+            raise ClientError(f"{where}: parts of type {kind!r} are not supported (text "
+                              "and image_url are)", field=f"{where}.type")
     return blocks
 
 
@@ -210,5 +217,10 @@ def _tool_id(value: Any, where: str) -> str:
 def expect_string(value: Any, where: str) -> str:
     """`value` if it is a string, else a 400 naming the field."""
     if not isinstance(value, str):
-        raise ClientError(f"{where}: must be a string", field=where)
+        raise not_a_string(where)
     return value
+
+
+def not_a_string(where: str) -> ClientError:
+    """The 400 for a field `where` that must be a string and is not."""
+    return ClientError(f"{where}: must be a string", field=where)

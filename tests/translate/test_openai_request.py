@@ -170,9 +170,20 @@ def test_messages(messages: list[dict[str, Any]], system: list[dict[str, Any]],
                  id="tool-without-id"),
     pytest.param([{"role": "system", "content": [{"type": "image_url", "image_url": "x"}]}],
                  "messages[0].content[0].type", id="image-in-system"),
+    pytest.param([{"role": "user", "content": 5}], "messages[0].content", id="content-number"),
+    pytest.param([{"role": "user", "content": [{"type": "text", "text": "a"}, "b"]}],
+                 "messages[0].content", id="part-not-an-object"),
+    pytest.param([{"role": "user", "content": [{"type": "text", "text": None}]}],
+                 "messages[0].content[0].text", id="text-not-a-string"),
+    pytest.param([{"role": "user", "content": "x"},
+                  {"role": "assistant", "content": [{"type": "text", "text": "a"},
+                                                    {"type": "refusal", "refusal": 7}]}],
+                 "messages[1].content[1].refusal", id="refusal-not-a-string"),
 ])
 def test_bad_messages_are_400_naming_the_field(messages: list[Any], param: str) -> None:
-    assert refused(messages=messages).field == param
+    error = refused(messages=messages)
+    assert error.field == param
+    assert error.message.startswith(param.removesuffix(".type") + ": ")
 
 
 # --- sampling and limits ------------------------------------------------------------------------
