@@ -26,11 +26,11 @@ class Headers:
     """Case-insensitive, order-keeping, multi-valued header list (names lower-cased, latin-1).
 
     Never changed once made. Held as bytes, as the fields came off the wire (`raw`): a proxy
-    sends most of them on as they are, and Claude Code sends twenty-odd, so decoding and
-    encoding each one again was a tenth of a proxied request. Text is made only for what is
-    read: `get` decodes the one value asked for, from a dict of each name's first value made
-    at the first lookup (a request is asked for a dozen names); the list of text pairs
-    (`items`, iteration) is made the first time it is asked for.
+    sends most of them on as they are, and Claude Code sends twenty-odd; decoding and encoding
+    each again was a tenth of what proxying one of its requests cost. Text is made only for
+    what is read: `get` decodes the one value asked for, from a dict of each name's first
+    value made at the first lookup (a request is asked for a dozen names); the list of text
+    pairs (`items`, iteration) is made the first time it is asked for.
     """
 
     __slots__ = ("_raw", "_text", "_first")
