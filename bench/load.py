@@ -9,7 +9,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -67,10 +67,14 @@ class StreamResult:
 
 
 def run_wrk(base_url: str, route: str, *, concurrency: int, seconds: float,
-            api_key: str | None, cpus: set[int] | None) -> WrkResult:
+            api_key: str | None, cpus: set[int] | None, body: str | None = None,
+            headers: Sequence[tuple[str, str]] = ()) -> WrkResult:
+    """`body` instead of the route's usual one; `headers` besides the usual fields."""
     threads = 1 if concurrency < 4 else 2
     seconds = max(1, round(seconds))  # wrk takes whole seconds only
-    env = dict(os.environ, BENCH_BODY=ROUTE_BODIES[route], BENCH_API_KEY=api_key or "")
+    env = dict(os.environ, BENCH_BODY=ROUTE_BODIES[route] if body is None else body,
+               BENCH_API_KEY=api_key or "",
+               BENCH_HEADERS="".join(f"{name}: {value}\n" for name, value in headers))
     argv = ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds}s",
             "--timeout", "10s", "-s", str(WRK_SCRIPT), base_url + ROUTE_PATHS[route]]
     before = _children_cpu()

@@ -2,10 +2,14 @@
 -- run as one JSON line (latencies in microseconds) for bench/run.py to read.
 --   BENCH_BODY     the request body
 --   BENCH_API_KEY  sent as x-api-key (optional)
+--   BENCH_HEADERS  more header fields, one "name: value" a line (optional)
 wrk.method = "POST"
 wrk.body = os.getenv("BENCH_BODY") or '{"model":"claude-sonnet-4-6","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}'
 wrk.headers["content-type"] = "application/json"
 wrk.headers["anthropic-version"] = "2023-06-01"
+for name, value in string.gmatch(os.getenv("BENCH_HEADERS") or "", "([^:\n]+): ([^\n]*)") do
+  wrk.headers[name] = value
+end
 local key = os.getenv("BENCH_API_KEY")
 if key and key ~= "" then
   wrk.headers["x-api-key"] = key
