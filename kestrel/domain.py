@@ -408,6 +408,12 @@ class Attempt(NamedTuple):
     deletion."""
 
 
+# The token counts of an Anthropic `usage` object, as it names them: what the proxy's usage
+# reader and the OpenAI translation both read.
+USAGE_FIELDS: Final = ("input_tokens", "output_tokens", "cache_creation_input_tokens",
+                       "cache_read_input_tokens")
+
+
 class RequestLog(NamedTuple):
     """One row per client request on a proxy route, whatever became of it."""
 

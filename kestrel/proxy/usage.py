@@ -20,15 +20,9 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from kestrel.domain import USAGE_FIELDS
 from kestrel.jsontext import is_count, parse
 from kestrel.translate.sse import SseDecoder, SseError, SseEvent
-
-USAGE_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_input_tokens",
-    "cache_read_input_tokens",
-)
 
 # Most of a stream is content deltas and pings, which carry nothing to account for. Anthropic
 # names every event after its data's `type`, so the name alone lets us skip decoding their JSON.

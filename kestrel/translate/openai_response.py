@@ -16,6 +16,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from kestrel.domain import USAGE_FIELDS
 from kestrel.jsontext import is_count
 
 FINISH_REASONS = {
@@ -27,9 +28,6 @@ FINISH_REASONS = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
-
-USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens",
-                "cache_read_input_tokens")
 
 
 def finish_reason(stop_reason: Any) -> str:
