@@ -37,7 +37,7 @@ def to_turns(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
     turns: list[dict[str, Any]] = []
     # Each helper is given the message's index and names the place of a problem from it
     # (`messages[3].content[0].text`) only once it finds one: a conversation sends every
-    # message again with each request.
+    # message again with each request. (An image part, rare, is located as it is read.)
     for i, message in enumerate(messages):
         role = message.get("role") if isinstance(message, dict) else None
         if role in ("system", "developer"):
@@ -177,29 +177,41 @@ def _assistant_blocks(message: dict[str, Any], index: int) -> list[dict[str, Any
         raise ClientError(f"messages[{index}].tool_calls: must be a list",
                           field=f"messages[{index}].tool_calls")
     for j, call in enumerate(calls):
-        at = f"messages[{index}].tool_calls[{j}]"
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict):
+            at = _call_place(index, j)
             raise ClientError(f"{at}: must have a function", field=f"{at}.function")
-        raw = expect_string(function.get("arguments") or "{}", f"{at}.function.arguments")
+        raw = function.get("arguments") or "{}"
+        if not isinstance(raw, str):
+            raise not_a_string(f"{_call_place(index, j)}.function.arguments")
         try:
             arguments = json.loads(raw)
         except ValueError:
             arguments = None
         if not isinstance(arguments, dict):
-            raise ClientError(f"{at}.function.arguments: must be a JSON object",
-                              field=f"{at}.function.arguments")
-        blocks.append({"type": "tool_use", "id": _tool_id(call.get("id"), f"{at}.id"),
-                       "name": expect_string(function.get("name"), f"{at}.function.name"),
+            at = f"{_call_place(index, j)}.function.arguments"
+            raise ClientError(f"{at}: must be a JSON object", field=at)
+        call_id = call.get("id")
+        if not isinstance(call_id, str):
+            raise not_a_string(f"{_call_place(index, j)}.id")
+        name = function.get("name")
+        if not isinstance(name, str):
+            raise not_a_string(f"{_call_place(index, j)}.function.name")
+        blocks.append({"type": "tool_use", "id": _tool_id(call_id), "name": name,
                        "input": arguments})
     return blocks
 
 
+def _call_place(index: int, j: int) -> str:
+    """Where tool call `j` of message `index` is, for a 400 about it."""
+    return f"messages[{index}].tool_calls[{j}]"
+
+
 def _tool_result(message: dict[str, Any], index: int) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "type": "tool_result",
-        "tool_use_id": _tool_id(message.get("tool_call_id"), f"messages[{index}].tool_call_id"),
-    }
+    call_id = message.get("tool_call_id")
+    if not isinstance(call_id, str):
+        raise not_a_string(f"messages[{index}].tool_call_id")
+    result: dict[str, Any] = {"type": "tool_result", "tool_use_id": _tool_id(call_id)}
     content = message.get("content")
     if isinstance(content, str):
         if content:
@@ -209,9 +221,9 @@ def _tool_result(message: dict[str, Any], index: int) -> dict[str, Any]:
     return result
 
 
-def _tool_id(value: Any, where: str) -> str:
+def _tool_id(value: str) -> str:
     # Anthropic accepts only [A-Za-z0-9_-] in tool ids; other providers' ids may hold more.
-    return _TOOL_ID_UNSAFE.sub("_", expect_string(value, where))
+    return _TOOL_ID_UNSAFE.sub("_", value)
 
 
 def expect_string(value: Any, where: str) -> str:
