@@ -35,6 +35,9 @@ from load import MESSAGES_BODY, run_wrk
 from procs import cpu_seconds, raise_fd_limit
 from services import REPO_DIR, build_tools, start_kestrel, start_mock
 
+sys.path.insert(0, str(REPO_DIR))
+from kestrel.api.proxy import parse_body  # noqa: E402
+
 # What Claude Code 2.x sends besides content-type, anthropic-version and its key.
 CLAUDE_CODE_FIELDS = [
     ("accept", "application/json"),
@@ -61,8 +64,8 @@ CONCURRENCY = 16
 
 def claude_code_body(kilobytes: int) -> str:
     """A Messages request shaped like Claude Code's a few turns in: a long system prompt,
-    eighteen tools with their schemas, and tool calls with their results, grown by turns to
-    about `kilobytes`."""
+    eighteen tools with their schemas (together about 42 KB), and tool calls with their
+    results, grown by turns to about `kilobytes`."""
     tools = [{"name": f"Tool{i}", "description": "What the tool does and when to use it. " * 20,
               "input_schema": {"type": "object", "required": ["p0"], "properties": {
                   f"p{j}": {"type": "string", "description": "What the parameter means. " * 3}
@@ -92,7 +95,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=4, help="per kind of request per round")
-    parser.add_argument("--body-kb", type=int, default=90)
+    parser.add_argument("--body-kb", type=int, default=90,
+                        help="the large body's size; at least its fixed part, about 42 KB")
     args = parser.parse_args()
     raise_fd_limit()
     load_before = os.getloadavg()
@@ -125,8 +129,6 @@ def main() -> int:
         kestrel.process.stop()
     finally:
         mock.process.stop()
-    sys.path.insert(0, str(REPO_DIR))
-    from kestrel.api.proxy import parse_body
     raw = large.encode()
     parse_us = min(timeit.repeat(lambda: parse_body(raw), number=20, repeat=5)) / 20 * 1e6
     print(f"Load average before: {', '.join(f'{x:.2f}' for x in load_before)}; after: "
