@@ -89,7 +89,7 @@ class App:
         # The pool and the key cache are caches of the database: the feed keeps them true
         # when another process (or another machine) changes it.
         self.changes = ChangeFollower(db, {ChangeKind.ACCOUNT: self.pool.load,
-                                           ChangeKind.KEY: self.keys.forget})
+                                           ChangeKind.KEY: self.keys.follow})
         request_logs = RequestLogStore(db, instance=settings.instance_name)
         self.log_writer = LogWriter(request_logs, retention_days=settings.log_retention_days,
                                     clock=clock)

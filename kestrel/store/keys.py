@@ -100,10 +100,10 @@ class KeyStore:
         # hash → live key. Every proxied request authenticates, and a database round trip
         # per request is the largest cost a proxy hop can avoid. Only keys that passed are
         # kept (their number is what operators created). `revoke` drops a key at once here;
-        # other processes drop it when the change feed calls `forget`.
+        # other processes drop it when the change feed calls `follow`.
         self._live: dict[bytes, ApiKey] = {}
-        # Bumped by every `forget`: a lookup that was reading while a key was revoked must not
-        # put the revoked key back into the cache when it finishes.
+        # Bumped by every `_forget` and resync: a lookup that was reading while a key was
+        # revoked must not put the revoked key back into the cache when it finishes.
         self._forgotten = 0
 
     async def create(self, *, name: str, now: float,
@@ -141,7 +141,7 @@ class KeyStore:
                 announce(conn, ChangeKind.KEY, key_id, now)
             return _fetch(conn, key_id)  # NotFound for a key that does not exist
         updated = await self._db.write(run)
-        await self.forget(frozenset({key_id}))
+        self._forget(frozenset({key_id}))
         return updated
 
     async def list(self) -> builtins.list[ApiKey]:
@@ -163,17 +163,45 @@ class KeyStore:
                 announce(conn, ChangeKind.KEY, key_id, now)
             return _fetch(conn, key_id)
         revoked = await self._db.write(run)
-        await self.forget(frozenset({key_id}))
+        self._forget(frozenset({key_id}))
         return revoked
 
-    async def forget(self, key_ids: frozenset[int] | None = None) -> None:
-        """Drop these keys (None: all) from the cache, so their next use asks the database
-        (the change feed's listener for keys)."""
+    async def follow(self, changed: frozenset[int] | None) -> None:
+        """The change feed's listener for keys: the keys named are dropped from the cache, so
+        their next use asks the database; None (the feed's resync) re-reads every cached key.
+
+        A resync re-reads rather than empties: emptying would make every client's next
+        request read the database, and if the database is away at that moment (a PostgreSQL
+        restart), each would fail although its key had been checked seconds before. A read
+        that fails leaves the cache as it was, as a poll that fails does.
+        """
+        if changed is not None:
+            self._forget(changed)
+            return
+        # Bumped first, as `_forget` does: a lookup that read before this re-read may hold a
+        # state the resync is there to repair, so it must not cache it.
         self._forgotten += 1
-        if key_ids is None:
-            self._live = {}
+        started = self._forgotten
+        cached = frozenset(self._live)
+        if not cached:
+            return
+
+        def run(conn: Session) -> dict[bytes, ApiKey]:
+            live = {}
+            for row in conn.execute(f"SELECT key_hash, {_COLUMNS} FROM api_keys "
+                                    "WHERE revoked_at IS NULL"):
+                if (key_hash := bytes(row[0])) in cached:
+                    live[key_hash] = _api_key(row[1:])
+            return live
+        live = await self._db.read(run)
+        if self._forgotten == started:
+            self._live = live
         else:
-            self._live = {h: k for h, k in self._live.items() if k.id not in key_ids}
+            self._live = {}  # a key changed while this read ran: its state here may be older
+
+    def _forget(self, key_ids: frozenset[int]) -> None:
+        self._forgotten += 1
+        self._live = {h: k for h, k in self._live.items() if k.id not in key_ids}
 
     async def authenticate(self, presented: str) -> ApiKey | None:
         """The live key matching `presented`, or None when it is unknown or revoked."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -10,8 +11,10 @@ from typing import TypeVar
 import pytest
 
 from kestrel.domain import Conflict, NotFound
+from kestrel.store.database import Database
 from kestrel.store.keys import KeyStore
 from kestrel.store.migrations import load_migrations
+from kestrel.store.session import Session
 
 from support.db import raw, with_db
 
@@ -102,6 +105,48 @@ def test_a_revoked_key_is_refused_at_once_even_after_it_was_cached(db_target: st
         assert await keys.authenticate(key) is None
         assert await keys.authenticate(other_key) == other
     with_keys(db_target, body)
+
+
+def test_a_resync_applies_what_the_change_feed_missed(db_target: str) -> None:
+    """The feed's resync (`follow(None)`) is its safety net: a revocation or a new control
+    written without a change row still reaches the cache."""
+    async def body(db: Database) -> None:
+        keys = KeyStore(db)
+        revoked, revoked_key = await keys.create(name="revoked", now=1.0)
+        narrowed, narrowed_key = await keys.create(name="narrowed", now=1.0)
+        assert await keys.authenticate(revoked_key) == revoked
+        assert await keys.authenticate(narrowed_key) == narrowed
+
+        def behind_the_feed(conn: Session) -> None:
+            conn.execute("UPDATE api_keys SET revoked_at = 2 WHERE id = ?", (revoked.id,))
+            conn.execute("UPDATE api_keys SET models = ? WHERE id = ?",
+                         ('["claude-haiku"]', narrowed.id))
+        await db.write(behind_the_feed)
+        assert await keys.authenticate(revoked_key) == revoked  # cached: not seen yet
+        await keys.follow(None)
+        assert await keys.authenticate(revoked_key) is None
+        found = await keys.authenticate(narrowed_key)
+        assert found is not None and found.models == ("claude-haiku",)
+    with_db(db_target, body)
+
+
+def test_a_resync_keeps_the_cache_when_the_database_cannot_be_read(tmp_path: Path) -> None:
+    """A resync that finds the database away must not leave every client's next request to
+    read it: the keys checked before keep working, as through any failed poll."""
+    path = tmp_path / "k.db"
+
+    async def body(db: Database) -> None:
+        keys = KeyStore(db)
+        row, key = await keys.create(name="k", now=1.0)
+        assert await keys.authenticate(key) == row
+        with raw(path) as conn:
+            conn.execute("ALTER TABLE api_keys RENAME TO api_keys_away")
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            await keys.follow(None)
+        assert await keys.authenticate(key) == row
+        with raw(path) as conn:
+            conn.execute("ALTER TABLE api_keys_away RENAME TO api_keys")
+    with_db(path, body)
 
 
 def test_a_name_tells_the_keys_in_use_apart(db_target: str) -> None:
