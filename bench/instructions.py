@@ -1,7 +1,7 @@
 """Instructions per request, counted by valgrind: a figure the machine's load barely moves.
 
     python3 bench/instructions.py [--ref REF ...] [--compare floor|lean-floor ...]
-                                  [--route messages|chat] [--requests N]
+                                  [--route messages|chat] [--requests N] [--cache-model]
 
 CPU time per request on a shared machine moves by several percent between runs (bench/
 RESULTS.md, run 11), more than most single changes save. Callgrind counts the instructions a
@@ -20,6 +20,15 @@ cache misses cost nothing here. The periodic work (log batches, the key meter's 
 among the requests that arrive meanwhile, so a loaded machine still moves the count a little.
 Compare two versions of the same Python code with it, then confirm with `run.py`. Needs
 valgrind (Debian: `apt-get install valgrind`); a target takes about a minute.
+
+`--cache-model` runs cachegrind instead, simulating the first-level caches and the branch
+predictors as the host's are sized, and adds a model of time that the load does not move
+either: each instruction a cycle, each first-level miss `L1_MISS_CYCLES` more, each
+mispredicted branch `MISPREDICT_CYCLES` more. A larger program misses more often per
+instruction than a small one doing similar work, which instructions alone cannot show. The
+weights are round figures of the kind processor manuals give (a miss served by the second
+level, a pipeline refilled), not measured here: trust the model's ratios between targets more
+than its cycles. A target takes about three minutes.
 """
 
 from __future__ import annotations
@@ -51,6 +60,13 @@ WARM_UP_PER_CONNECTION = 50
 READY_SECONDS = 600.0
 # The floors of `run.py --compare`, as `floor_servers.py` names them.
 FLOORS = {"floor": "proxy", "lean-floor": "lean-proxy"}
+# The cache model's weights (see the module docstring).
+L1_MISS_CYCLES = 10
+MISPREDICT_CYCLES = 15
+# Cachegrind's events, by the names its output file gives them, summed into the model's terms.
+INSTRUCTIONS = ("Ir",)
+L1_MISSES = ("I1mr", "D1mr", "D1mw")
+MISPREDICTS = ("Bcm", "Bim")
 
 
 def main() -> int:
@@ -62,6 +78,8 @@ def main() -> int:
     parser.add_argument("--route", choices=sorted(ROUTE_PATHS), default="messages")
     parser.add_argument("--requests", type=int, default=2400,
                         help="requests in the longer run (the shorter serves a sixth)")
+    parser.add_argument("--cache-model", action="store_true",
+                        help="simulate the caches and branch predictors, and model cycles")
     args = parser.parse_args()
     if args.compare and args.route != "messages":
         parser.error("the floors relay /v1/messages only")
@@ -77,24 +95,46 @@ def main() -> int:
         targets += [(ref, export_ref(ref, work / f"src-{ref}")) for ref in args.ref]
         targets += [(floor, None) for floor in args.compare]
         short = args.requests // 6
-        print(f"| {args.route} | instructions per request |\n|---|--:|")
+        if args.cache_model:
+            print(f"| {args.route}, per request | instructions | first-level misses | "
+                  "mispredicted branches | modeled cycles |\n|---|--:|--:|--:|--:|")
+        else:
+            print(f"| {args.route} | instructions per request |\n|---|--:|")
+        cycles: dict[str, float] = {}
         for name, source in targets:
             (few, few_served), (many, many_served) = [
                 _count(valgrind, work, mock, name, source, args.route, requests,
-                       f"{name}-{requests}")
+                       f"{name}-{requests}", cache_model=args.cache_model)
                 for requests in (short, args.requests)]
-            print(f"| {name} | {(many - few) / (many_served - few_served):,.0f} |", flush=True)
+            each = {event: (many[event] - few.get(event, 0)) / (many_served - few_served)
+                    for event in many}
+            if not args.cache_model:
+                print(f"| {name} | {each['Ir']:,.0f} |", flush=True)
+                continue
+            terms = [sum(each[event] for event in group)
+                     for group in (INSTRUCTIONS, L1_MISSES, MISPREDICTS)]
+            cycles[name] = terms[0] + L1_MISS_CYCLES * terms[1] + MISPREDICT_CYCLES * terms[2]
+            print(f"| {name} | " + " | ".join(f"{term:,.0f}" for term in terms)
+                  + f" | {cycles[name]:,.0f} |", flush=True)
+        for floor in args.compare if args.cache_model else ():
+            print(f"modeled cycles of this checkout ÷ {floor}'s: "
+                  f"{cycles['this checkout'] / cycles[floor]:.2f}")
     finally:
         mock.process.stop()
     return 0
 
 
 def _count(valgrind: str, work: Path, mock: Target, name: str, source: Path | None,
-           route: str, requests: int, label: str) -> tuple[int, int]:
-    """The target's instructions (every thread) over its whole life, serving about
-    `requests`, and how many it served (a whole number per connection)."""
-    out = work / re.sub(r"[^\w.-]", "_", f"callgrind-{label}.out")
-    under = [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}"]
+           route: str, requests: int, label: str, *,
+           cache_model: bool) -> tuple[dict[str, int], int]:
+    """The target's events (every thread) over its whole life, serving about `requests`, and
+    how many it served (a whole number per connection). The events are callgrind's `Ir`
+    (instructions) alone, or cachegrind's with `cache_model`."""
+    tool = "cachegrind" if cache_model else "callgrind"
+    out = work / re.sub(r"[^\w.-]", "_", f"{tool}-{label}.out")
+    under = [valgrind, f"--tool={tool}", f"--{tool}-out-file={out}"]
+    if cache_model:
+        under[2:2] = ["--cache-sim=yes", "--branch-sim=yes"]
     if name in FLOORS:
         port = free_port()
         process = Process(out.stem, [*under, sys.executable, str(BENCH_DIR / "floor_servers.py"),
@@ -117,10 +157,18 @@ def _count(valgrind: str, work: Path, mock: Target, name: str, source: Path | No
     process.popen.send_signal(signal.SIGINT)  # an orderly exit writes callgrind's file
     process.popen.wait(READY_SECONDS)
     process.stop()
-    found = re.search(rb"^totals: (\d+)", out.read_bytes(), re.MULTILINE)
-    if found is None:
-        raise RuntimeError(f"no totals in {out}")
-    return int(found.group(1)), served
+    return _totals(out.read_bytes()), served
+
+
+def _totals(output: bytes) -> dict[str, int]:
+    """Each event's total, from a callgrind or cachegrind output file: the `events:` line names
+    them, the `totals:` (callgrind) or `summary:` (cachegrind) line counts them."""
+    events = re.search(rb"^events: (.+)$", output, re.MULTILINE)
+    counts = re.search(rb"^(?:totals|summary): ([\d ]+)$", output, re.MULTILINE)
+    if events is None or counts is None:
+        raise RuntimeError("valgrind wrote no totals")
+    return dict(zip(events.group(1).decode().split(), map(int, counts.group(1).split()),
+                    strict=True))
 
 
 async def _load(port: int, request: bytes, requests: int) -> int:
