@@ -31,6 +31,9 @@ ANY = "*"
 LISTEN_BACKLOG = 2048
 # At shutdown, how long a connection's close may wait for its client to take our last bytes.
 CLOSE_WAIT_SECONDS = 1.0
+# At shutdown, loop turns in a row that must find no connection before none is left: an accepted
+# connection takes three to reach its handler (see `_main`).
+ACCEPT_TURNS = 5
 
 
 @dataclass(frozen=True)
@@ -265,13 +268,18 @@ class FakeAnthropic:
             for each in servers:
                 each.close()
             # On 3.11 Server.close() leaves accepted connections open: cancel them ourselves,
-            # until none is left. A connection accepted just before the close has a task that
-            # has not run yet (it registers itself in its first step): the yield lets it.
-            while True:
+            # until none is left. A connection accepted just before the close reaches its
+            # handler a few loop turns later (the accept's own task, `connection_made`, the
+            # handler's first step, where it registers): none is left only once several turns
+            # in a row found none.
+            quiet_turns = 0
+            while quiet_turns < ACCEPT_TURNS:
                 await asyncio.sleep(0)
                 tasks = list(self._conn_tasks)
                 if not tasks:
-                    break
+                    quiet_turns += 1
+                    continue
+                quiet_turns = 0
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
