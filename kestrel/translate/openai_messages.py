@@ -100,7 +100,7 @@ def _text_block(part: dict[str, Any], key: str, index: int, j: int) -> list[dict
     """Part `j` of message `index`: the text under `key` as a text block, none if empty."""
     value = part.get(key)
     if not isinstance(value, str):
-        raise not_a_string(f"messages[{index}].content[{j}].{key}")
+        raise not_a_string(f"{_part_place(index, j)}.{key}")
     if not value:
         return []  # Anthropic refuses empty text blocks
     block: dict[str, Any] = {"type": "text", "text": value}
@@ -126,7 +126,7 @@ def _text_blocks(content: Any, index: int, *, refusal: bool = False) -> list[dic
         if kind == "text" or (refusal and kind == "refusal"):
             blocks += _text_block(part, kind, index, j)  # the text is under the type's name
         else:
-            where = f"messages[{index}].content[{j}]"
+            where = _part_place(index, j)
             raise ClientError(f"{where}: only text parts are allowed here",
                               field=f"{where}.type")
     return blocks
@@ -141,9 +141,9 @@ def _user_blocks(content: Any, index: int) -> list[dict[str, Any]]:
         if kind == "text":
             blocks += _text_block(part, "text", index, j)
         elif kind == "image_url":
-            blocks.append(_image(part, f"messages[{index}].content[{j}].image_url"))
+            blocks.append(_image(part, f"{_part_place(index, j)}.image_url"))
         else:
-            where = f"messages[{index}].content[{j}]"
+            where = _part_place(index, j)
             raise ClientError(f"{where}: parts of type {kind!r} are not supported (text "
                               "and image_url are)", field=f"{where}.type")
     return blocks
@@ -200,6 +200,11 @@ def _assistant_blocks(message: dict[str, Any], index: int) -> list[dict[str, Any
         blocks.append({"type": "tool_use", "id": _tool_id(call_id), "name": name,
                        "input": arguments})
     return blocks
+
+
+def _part_place(index: int, j: int) -> str:
+    """Where content part `j` of message `index` is, for a 400 about it."""
+    return f"messages[{index}].content[{j}]"
 
 
 def _call_place(index: int, j: int) -> str:
