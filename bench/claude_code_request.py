@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from load import MESSAGES_BODY, run_wrk
+from machine import load_before_and_after
 from procs import cpu_seconds, raise_fd_limit
 from services import REPO_DIR, build_tools, start_kestrel, start_mock
 
@@ -131,8 +132,7 @@ def main() -> int:
         mock.process.stop()
     raw = large.encode()
     parse_us = min(timeit.repeat(lambda: parse_body(raw), number=20, repeat=5)) / 20 * 1e6
-    print(f"Load average before: {', '.join(f'{x:.2f}' for x in load_before)}; after: "
-          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(load_before_and_after(load_before))
     print(f"\n| `/v1/messages`, c={CONCURRENCY}, pinned, median of {args.rounds} rounds "
           "| CPU per request | requests/s |\n|---|--:|--:|")
     for name in kinds:

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import load_before_and_after
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
@@ -61,8 +63,7 @@ def main() -> None:
             tunnels = len(proxy.destinations())
     print(f"# Egress proxy, concurrency 1, {args.requests} requests each "
           f"(after {WARM_UP} of warm-up), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print(f"- Load average before: {', '.join(f'{x:.2f}' for x in load_before)}; after: "
-          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"- {load_before_and_after(load_before)}")
     print(f"- Tunnels the proxy opened: {tunnels} (keep-alive through the tunnel)\n")
     print("| Kestrel | p50 ms | p90 ms | p99 ms | mean ms |")
     print("|---|--:|--:|--:|--:|")

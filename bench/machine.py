@@ -48,6 +48,12 @@ def _kestrel_version() -> str:
                                  if dirty != "not available" else "")
 
 
+def load_before_and_after(before: tuple[float, float, float]) -> str:
+    """The load average when a run began and now, for the scripts that print one line of it."""
+    return (f"Load average before: {', '.join(f'{x:.2f}' for x in before)}; after: "
+            f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
 def describe_machine(load_before: tuple[float, float, float] | None = None) -> list[str]:
     """The report's first lines; `load_before` is the load average when the run began."""
     now = datetime.now(UTC).strftime("%a %b %d %H:%M:%S UTC %Y")  # as `date -u` prints it
