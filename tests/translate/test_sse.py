@@ -283,3 +283,25 @@ def test_ignoring_matches_a_plain_decoder_through_arbitrary_chunking(
     got = [e for chunk in chunks for e in ignoring.feed(chunk)]
     assert got == [e for e in expected if e.event not in ignore]
     assert ignoring.ignored == len(expected) - len(got)
+
+
+LINES = st.lists(st.one_of(
+    st.sampled_from([b"", b"event: ping", b"event: message_delta", b"event:", b"event",
+                     b"data", b"data:", b": comment", b"id: 7", b"Data: x", b"event: a\r"]),
+    st.builds(lambda text: b"data: " + text.encode(), event_data.filter(
+        lambda t: "\r" not in t and "\n" not in t)),
+), max_size=16)
+
+
+@settings(max_examples=300, database=None)
+@given(lines=LINES, ignore=st.sampled_from([frozenset(), frozenset({"ping"})]))
+def test_a_chunk_of_whole_events_decodes_as_its_bytes_one_by_one(
+        lines: list[bytes], ignore: frozenset[str]) -> None:
+    """Whole events in one chunk take a shortcut past the line-by-line path, which a stream
+    fed a byte at a time always takes: the two must agree on any lines at all."""
+    wire = b"\n".join(lines) + b"\n\n"
+    whole, bytewise = SseDecoder(ignore=ignore), SseDecoder(ignore=ignore)
+    expected = [e for i in range(len(wire)) for e in bytewise.feed(wire[i:i + 1])]
+    assert whole.feed(wire) == expected
+    assert whole.ignored == bytewise.ignored
+    assert whole.has_pending == bytewise.has_pending
