@@ -1,4 +1,5 @@
-"""The request path's JSON encoders write what `json.JSONEncoder` writes with the same options."""
+"""The request path's JSON encoders write what `json.JSONEncoder` writes with the same options,
+and its decoding reads what `json.loads` reads."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kestrel.jsontext import encoder
+from kestrel.jsontext import compact, encoder, parse_text, value_text
 
 SCALARS = (st.none() | st.booleans() | st.integers() | st.text()
            | st.floats(allow_nan=True, allow_infinity=True))
@@ -50,3 +51,33 @@ def test_floats_and_text_are_written_as_the_stdlib_writes_them() -> None:
     value = [0.1, 1e300, -0.0, math.inf, "é\u2028\n\"", {"ü": None}]
     for options in OPTIONS:
         assert encoder(**options)(value) == _stdlib(**options).encode(value)
+
+
+FINITE = st.recursive(st.none() | st.booleans() | st.integers() | st.text() | st.floats(
+    allow_nan=False), lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20)
+SPACE = st.sampled_from(["", " ", "\n", "\t\r\n "])
+
+
+@given(value=VALUES)
+def test_value_text_is_what_compact_writes(value: Any) -> None:
+    assert value_text(value) == compact(value)
+
+
+@given(value=FINITE, before=SPACE, after=SPACE, compact_text=st.booleans())
+def test_parse_text_reads_what_json_loads_reads(value: Any, before: str, after: str,
+                                                compact_text: bool) -> None:
+    text = before + (compact(value) if compact_text else json.dumps(value, indent=1)) + after
+    assert parse_text(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ["", " ", "{", '{"a": 1} x', "1 2", "\ufeff{}", "[1,]", "nul",
+                                  '"\\x"', "{} {}", "[1] ]"])
+def test_parse_text_refuses_what_the_decoder_refuses_with_its_words(text: str) -> None:
+    with pytest.raises(ValueError):
+        json.loads(text)
+    with pytest.raises(ValueError) as expected:
+        json.JSONDecoder().decode(text)
+    with pytest.raises(ValueError) as got:
+        parse_text(text)
+    assert str(got.value) == str(expected.value)

@@ -25,7 +25,7 @@ from kestrel.api.proxy import (
     forward_admitted,
     parse_body,
 )
-from kestrel.api.responses import json_response
+from kestrel.api.responses import json_text_response
 from kestrel.domain import ApiKey, KestrelError, UpstreamError
 from kestrel.http import Request, Response
 from kestrel.jsontext import compact
@@ -135,8 +135,8 @@ class OpenAIApi:
         message = relay.message if relay.message is not None else _json(relay.body)
         if message.get("type") != "message":
             raise UpstreamError("the upstream answered without a message")
-        return json_response(to_chat_completion(message, created=created), relay.status, headers,
-                             relayed)
+        return json_text_response(to_chat_completion(message, created=created), relay.status,
+                                  headers, relayed)
 
 
 def _upstream_headers(headers: http.Headers) -> list[tuple[bytes, bytes]]:

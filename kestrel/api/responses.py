@@ -21,8 +21,17 @@ def json_response(
     checked_headers: Sequence[tuple[bytes, bytes]] = (),
 ) -> Response:
     """`checked_headers`: fields relayed from upstream (see `Response.checked_headers`)."""
-    payload = compact(body).encode()
-    return Response(status, [("content-type", JSON_TYPE), *headers], payload, checked_headers)
+    return json_text_response(compact(body), status, headers, checked_headers)
+
+
+def json_text_response(
+    text: str, status: int = 200, headers: Iterable[tuple[str, str]] = (),
+    checked_headers: Sequence[tuple[bytes, bytes]] = (),
+) -> Response:
+    """A body already written as JSON text (a translated answer), as `json_response` sends
+    a value."""
+    return Response(status, [("content-type", JSON_TYPE), *headers], text.encode(),
+                    checked_headers)
 
 
 def iso_time(ts: float | None) -> str | None:

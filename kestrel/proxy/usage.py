@@ -16,12 +16,11 @@ Wire facts relied on (Anthropic Messages API, streaming):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kestrel.domain import USAGE_FIELDS
-from kestrel.jsontext import is_count, parse
+from kestrel.jsontext import is_count, parse, parse_text
 from kestrel.translate.sse import SseDecoder, SseError, SseEvent
 
 # Most of a stream is content deltas and pings, which carry nothing to account for. Anthropic
@@ -118,7 +117,7 @@ class StreamUsageTracker:
 
     def _on_event(self, event: SseEvent) -> None:
         try:
-            payload = json.loads(event.data)
+            payload = parse_text(event.data)
         except ValueError:
             self.garbage += 1
             return

@@ -1,7 +1,12 @@
 """A whole Anthropic message as an OpenAI `chat.completion`. Pure.
 
-The pieces (finish reason, usage, ids) are shared with the stream translator, so a streamed
-answer and the same answer unstreamed always agree.
+The pieces (finish reason, usage, ids, the opening fields) are shared with the stream
+translator, so a streamed answer and the same answer unstreamed always agree.
+
+The envelope and the usage are written as JSON text, not built as objects for the encoder:
+the encoder spends about 500 instructions on each piece of its output, key, value or
+separator, which made encoding a short answer cost more than translating it. The text is what
+`compact` makes of the same object, key order included; a test holds the two side by side.
 
 - text blocks make `content` (None when the answer is only tool calls, as OpenAI sends it);
 - thinking blocks make `reasoning_content`, the field most OpenAI-compatible clients read;
@@ -17,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kestrel.domain import USAGE_FIELDS
-from kestrel.jsontext import is_count
+from kestrel.jsontext import compact, is_count, value_text
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -51,14 +56,23 @@ def read_usage(raw: Any, into: dict[str, int]) -> None:
             into[name] = value
 
 
-def openai_usage(usage: Mapping[str, int]) -> dict[str, Any]:
-    """Anthropic counts cache reads and writes apart from `input_tokens`; OpenAI's
-    `prompt_tokens` is every token of the prompt, with the cached ones detailed."""
+def usage_text(usage: Mapping[str, int]) -> str:
+    """OpenAI's usage object as JSON text. Anthropic counts cache reads and writes apart from
+    `input_tokens`; OpenAI's `prompt_tokens` is every token of the prompt, with the cached ones
+    detailed. The counts are whole numbers (`read_usage` takes no other)."""
     cached = usage.get("cache_read_input_tokens", 0)
     prompt = usage.get("input_tokens", 0) + cached + usage.get("cache_creation_input_tokens", 0)
     completion = usage.get("output_tokens", 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion, "prompt_tokens_details": {"cached_tokens": cached}}
+    return (f'{{"prompt_tokens":{prompt},"completion_tokens":{completion},'
+            f'"total_tokens":{prompt + completion},'
+            f'"prompt_tokens_details":{{"cached_tokens":{cached}}}}}')
+
+
+def opening(kind: str, message_id: Any, model: Any, created: int) -> str:
+    """The fields a `chat.completion` or a `chat.completion.chunk` (`kind`) opens with, up to
+    and including the `choices` key, as JSON text: the same for every chunk of an answer."""
+    return (f'{{"id":{value_text(completion_id(message_id))},"object":"{kind}",'
+            f'"created":{created},"model":{value_text(model)},"choices":')
 
 
 def tool_call(block: Mapping[str, Any], arguments: str) -> dict[str, Any]:
@@ -66,8 +80,9 @@ def tool_call(block: Mapping[str, Any], arguments: str) -> dict[str, Any]:
             "function": {"name": block.get("name"), "arguments": arguments}}
 
 
-def to_chat_completion(message: Mapping[str, Any], *, created: int) -> dict[str, Any]:
-    """The chat.completion for a Messages response body; `created` is epoch seconds."""
+def to_chat_completion(message: Mapping[str, Any], *, created: int) -> str:
+    """The chat.completion, as JSON text, for a Messages response body; `created` is epoch
+    seconds."""
     texts: list[str] = []
     thoughts: list[str] = []
     calls: list[dict[str, Any]] = []
@@ -81,20 +96,15 @@ def to_chat_completion(message: Mapping[str, Any], *, created: int) -> dict[str,
         elif kind == "tool_use":
             calls.append(tool_call(block, json.dumps(block.get("input") or {},
                                                      ensure_ascii=False)))
-    reply: dict[str, Any] = {"role": "assistant",
-                             "content": "".join(texts) if texts or not calls else None}
+    reply = ('{"role":"assistant","content":'
+             + (value_text("".join(texts)) if texts or not calls else "null"))
     if thoughts:
-        reply["reasoning_content"] = "".join(thoughts)
+        reply += ',"reasoning_content":' + value_text("".join(thoughts))
     if calls:
-        reply["tool_calls"] = calls
+        reply += ',"tool_calls":' + compact(calls)
     usage: dict[str, int] = {}
     read_usage(message.get("usage"), usage)
-    return {
-        "id": completion_id(message.get("id")),
-        "object": "chat.completion",
-        "created": created,
-        "model": message.get("model"),
-        "choices": [{"index": 0, "message": reply, "logprobs": None,
-                     "finish_reason": finish_reason(message.get("stop_reason"))}],
-        "usage": openai_usage(usage),
-    }
+    return (opening("chat.completion", message.get("id"), message.get("model"), created)
+            + '[{"index":0,"message":' + reply + '},"logprobs":null,"finish_reason":"'
+            + finish_reason(message.get("stop_reason")) + '"}],"usage":' + usage_text(usage)
+            + "}")

@@ -25,18 +25,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kestrel.jsontext import compact
+from kestrel.jsontext import compact, parse_text, value_text
 from kestrel.translate.openai_errors import stream_error_object
 from kestrel.translate.openai_response import (
-    completion_id,
     finish_reason,
-    openai_usage,
+    opening,
     read_usage,
     tool_call,
+    usage_text,
 )
 from kestrel.translate.sse import SseDecoder, SseError, encode_event
 
 DONE = b"data: [DONE]\n\n"
+CHUNK = "chat.completion.chunk"
 CUT_SHORT = "the upstream stream ended before the message was complete"
 
 
@@ -48,28 +49,33 @@ class _ToolCall:
 
 
 class ChunkTranslator:
-    """Anthropic stream events (parsed JSON objects) in, chunk objects out."""
+    """Anthropic stream events (parsed JSON objects) in, chunks out as JSON text.
+
+    Text, as `to_chat_completion` writes it and for its reason: a chunk is mostly the opening
+    fields every chunk repeats, written once an answer here, around a delta of one field.
+    """
 
     def __init__(self, *, created: int, include_usage: bool) -> None:
         self._created = created
         self._include_usage = include_usage
-        self._id = completion_id(None)
-        self._model: Any = None
+        self._opening = opening(CHUNK, None, None, created)
+        # Every chunk has `"usage": null` when the client asked for usage, but the last.
+        self._closing = ',"usage":null}' if include_usage else "}"
         self._usage: dict[str, int] = {}
         self._stop_reason: Any = None
         self._tools: dict[int, _ToolCall] = {}  # by content block index
         self.complete = False
         """`message_stop` seen: the chunks so far make the whole answer."""
 
-    def feed(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def feed(self, event: Mapping[str, Any]) -> list[str]:
         kind = event.get("type")
         if kind == "message_start":
             message = event.get("message")
             message = message if isinstance(message, Mapping) else {}
-            self._id = completion_id(message.get("id"))
-            self._model = message.get("model")
+            self._opening = opening(CHUNK, message.get("id"), message.get("model"),
+                                    self._created)
             read_usage(message.get("usage"), self._usage)
-            return [self._chunk({"role": "assistant", "content": ""})]
+            return [self._chunk('{"role":"assistant","content":""}')]
         if kind == "content_block_start":
             return self._block_start(event.get("index"), event.get("content_block"))
         if kind == "content_block_delta":
@@ -84,41 +90,42 @@ class ChunkTranslator:
             return []
         if kind == "message_stop":
             self.complete = True
-            chunks = [self._chunk({}, finish_reason(self._stop_reason))]
+            chunks = [self._chunk("{}", finish_reason(self._stop_reason))]
             if self._include_usage:
-                chunks.append(self._envelope([], openai_usage(self._usage)))
+                chunks.append(self._opening + '[],"usage":' + usage_text(self._usage) + "}")
             return chunks
         return []  # ping, and event types added after this was written
 
-    def _block_start(self, index: Any, block: Any) -> list[dict[str, Any]]:
+    def _block_start(self, index: Any, block: Any) -> list[str]:
         if not isinstance(block, Mapping):
             return []
         kind = block.get("type")
         if kind == "text" and block.get("text"):
-            return [self._chunk({"content": block["text"]})]
+            return [self._chunk(_one("content", block["text"]))]
         if kind == "thinking" and block.get("thinking"):
-            return [self._chunk({"reasoning_content": block["thinking"]})]
+            return [self._chunk(_one("reasoning_content", block["thinking"]))]
         if kind == "tool_use" and isinstance(index, int):
             call = _ToolCall(len(self._tools), block.get("input"))
             self._tools[index] = call
-            return [self._chunk({"tool_calls": [{"index": call.index, **tool_call(block, "")}]})]
+            return [self._chunk(_one("tool_calls",
+                                     [{"index": call.index, **tool_call(block, "")}]))]
         return []
 
-    def _block_delta(self, index: Any, delta: Any) -> list[dict[str, Any]]:
+    def _block_delta(self, index: Any, delta: Any) -> list[str]:
         if not isinstance(delta, Mapping):
             return []
         kind = delta.get("type")
         if kind == "text_delta" and delta.get("text"):
-            return [self._chunk({"content": delta["text"]})]
+            return [self._chunk(_one("content", delta["text"]))]
         if kind == "thinking_delta" and delta.get("thinking"):
-            return [self._chunk({"reasoning_content": delta["thinking"]})]
+            return [self._chunk(_one("reasoning_content", delta["thinking"]))]
         call = self._tools.get(index) if isinstance(index, int) else None
         if kind == "input_json_delta" and call is not None and delta.get("partial_json"):
             call.arguments_sent = True
             return [self._arguments(call, delta["partial_json"])]
         return []  # signature and citation deltas have no counterpart
 
-    def _block_stop(self, index: Any) -> list[dict[str, Any]]:
+    def _block_stop(self, index: Any) -> list[str]:
         call = self._tools.get(index) if isinstance(index, int) else None
         if call is None or call.arguments_sent:
             return []
@@ -127,22 +134,20 @@ class ChunkTranslator:
         call.arguments_sent = True
         return [self._arguments(call, json.dumps(call.start_input or {}, ensure_ascii=False))]
 
-    def _arguments(self, call: _ToolCall, piece: str) -> dict[str, Any]:
-        return self._chunk({"tool_calls": [{"index": call.index,
-                                            "function": {"arguments": piece}}]})
+    def _arguments(self, call: _ToolCall, piece: str) -> str:
+        return self._chunk(_one("tool_calls", [{"index": call.index,
+                                                "function": {"arguments": piece}}]))
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return self._envelope([choice], None)
+    def _chunk(self, delta: str, finish: str | None = None) -> str:
+        """A chunk of one choice whose delta is the JSON text `delta`."""
+        return (self._opening + '[{"index":0,"delta":' + delta
+                + ',"logprobs":null,"finish_reason":'
+                + ("null" if finish is None else '"' + finish + '"') + "}]" + self._closing)
 
-    def _envelope(self, choices: list[dict[str, Any]],
-                  usage: dict[str, Any] | None) -> dict[str, Any]:
-        chunk: dict[str, Any] = {"id": self._id, "object": "chat.completion.chunk",
-                                 "created": self._created, "model": self._model,
-                                 "choices": choices}
-        if self._include_usage:
-            chunk["usage"] = usage
-        return chunk
+
+def _one(name: str, value: Any) -> str:
+    """A delta of one field as JSON text."""
+    return '{"' + name + '":' + value_text(value) + "}"
 
 
 class StreamTranslator:
@@ -167,7 +172,7 @@ class StreamTranslator:
         out: list[bytes] = []
         for event in events:
             try:
-                payload = json.loads(event.data)
+                payload = parse_text(event.data)
             except ValueError:
                 continue  # not JSON: nothing a client could be shown
             if not isinstance(payload, dict):
@@ -177,7 +182,7 @@ class StreamTranslator:
                 error = error if isinstance(error, Mapping) else {}
                 out.append(self.fail(error.get("type"), error.get("message")))
                 break
-            out += [_encode(chunk) for chunk in self._chunks.feed(payload)]
+            out += [encode_event(None, chunk) for chunk in self._chunks.feed(payload)]
             if self._chunks.complete:
                 self.ended = True
                 out.append(DONE)
@@ -195,8 +200,4 @@ class StreamTranslator:
         if self.ended:
             return b""
         self.ended = True
-        return _encode(stream_error_object(kind, message))
-
-
-def _encode(payload: dict[str, Any]) -> bytes:
-    return encode_event(None, compact(payload))
+        return encode_event(None, compact(stream_error_object(kind, message)))

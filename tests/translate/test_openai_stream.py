@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kestrel.jsontext import compact
 from kestrel.translate.openai_response import FINISH_REASONS, to_chat_completion
 from kestrel.translate.openai_stream import StreamTranslator
 from kestrel.translate.sse import SseDecoder
@@ -58,13 +59,16 @@ PING = b'event: ping\ndata: {"type": "ping"}\n\n'
 
 def translate(*pieces: bytes, include_usage: bool = False,
               closed: bool = True) -> tuple[list[Any], StreamTranslator]:
-    """Feed the pieces, close, and decode what came out: chunk objects, and "[DONE]"."""
+    """Feed the pieces, close, and decode what came out: chunk objects, and "[DONE]". Each
+    chunk, written as text around its values, must be what the encoder makes of it."""
     translator = StreamTranslator(created=CREATED, include_usage=include_usage)
     out = b"".join(translator.feed(piece) for piece in pieces)
     if closed:
         out += translator.close()
     events = SseDecoder().feed(out)
-    return [e.data if e.data == "[DONE]" else json.loads(e.data) for e in events], translator
+    chunks = [e.data if e.data == "[DONE]" else json.loads(e.data) for e in events]
+    assert [e.data for e in events] == [c if c == "[DONE]" else compact(c) for c in chunks]
+    return chunks, translator
 
 
 def deltas(events: list[Any]) -> list[dict[str, Any]]:
@@ -264,7 +268,7 @@ def test_any_message_streamed_in_any_pieces_reassembles_to_the_whole_translation
     events, _ = translate(*pieces, include_usage=True)
     got = _reassemble(events)
 
-    whole = to_chat_completion(message, created=CREATED)
+    whole = json.loads(to_chat_completion(message, created=CREATED))
     choice = whole["choices"][0]
     expected_reply = choice["message"]
     assert (got["id"], got["created"], got["model"]) == (whole["id"], CREATED, MODEL)
