@@ -476,6 +476,9 @@ def test_operator_journey(browser: Browser, stack: Stack) -> None:
     month = re.compile(r"^[A-Z][a-z]+ \d{4}\b")
     expect(page.get_by_role("columnheader", name=month)).to_have_count(1)
     expect(unpriced.locator("td").last).to_have_text("1")
+    # The usage counts and the request log's row are written apart, in either order: the page
+    # shows the rows there are when it opens.
+    stack.logs(expect=1, model="kestrel-unpriced-model")
     go(page, "Logs")
     expect(page.get_by_test_id("log-row").first).to_contain_text("unpriced")
 
