@@ -75,7 +75,7 @@ def parse_text(text: str, decoder: json.JSONDecoder = _PLAIN) -> Any:
     `json.loads` reads; it words one refusal differently (a text opening with a byte order mark).
 
     `decode` looks for whitespace before and after the value with a regular expression, in
-    Python, around the scanner in C: a third of reading an event of a stream, a fifth of a
+    Python, around the scanner in C: two fifths of reading an event of a stream, a fifth of a
     short answer. JSON between programs rarely has any, so the scanner is tried alone first,
     and `decode` reads what it did not take whole: whitespace around the value, or text that
     is not JSON, which then fails with `decode`'s own error.

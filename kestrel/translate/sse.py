@@ -185,7 +185,7 @@ class SseDecoder:
         The usual chunk of a stream is one event or, when the reader fell behind, a few: each
         an `event: ` line, a `data: ` line, a blank line, as Anthropic writes them. Those are
         taken here whole, with a few searches each; the line-by-line path would reach the same
-        end a line at a time, at about twice the cost. An ignored event may have any lines
+        end a line at a time, at about 1.6 times the cost. An ignored event may have any lines
         after its name but another name. The line path takes over from the first event of any
         other shape.
         """
