@@ -282,10 +282,8 @@ def encode_event(event: str | None, data: str) -> bytes:
     """
     if event is not None and ("\r" in event or "\n" in event):
         raise SseError("SSE event name must not contain a line break")
-    parts: list[str] = []
+    lines = data.replace("\r\n", "\n").replace("\r", "\n")
+    text = "data: " + lines.replace("\n", "\ndata: ") + "\n\n"
     if event:
-        parts.append(f"event: {event}\n")
-    for line in data.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        parts.append(f"data: {line}\n")
-    parts.append("\n")
-    return "".join(parts).encode("utf-8", errors="replace")
+        text = "event: " + event + "\n" + text
+    return text.encode("utf-8", errors="replace")
