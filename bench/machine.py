@@ -50,8 +50,12 @@ def _kestrel_version() -> str:
 
 def load_before_and_after(before: tuple[float, float, float]) -> str:
     """The load average when a run began and now, for the scripts that print one line of it."""
-    return (f"Load average before: {', '.join(f'{x:.2f}' for x in before)}; after: "
-            f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return f"Load average before: {_loads(before)}; after: {_loads(os.getloadavg())}"
+
+
+def _loads(load: tuple[float, float, float]) -> str:
+    """A load average's three figures (1, 5, 15 min) as every report prints them."""
+    return ", ".join(f"{x:.2f}" for x in load)
 
 
 def describe_machine(load_before: tuple[float, float, float] | None = None) -> list[str]:
@@ -65,9 +69,7 @@ def describe_machine(load_before: tuple[float, float, float] | None = None) -> l
         f"{_first_line(['wrk', '--version'])}; {_first_line(['cc', '--version'])}",
         f"- Kestrel: {_kestrel_version()}",
         *([] if load_before is None else [
-            "- Load average when the run began (1, 5, 15 min): "
-            + ", ".join(f"{x:.2f}" for x in load_before)]),
-        "- Load average when the report was written (1, 5, 15 min): "
-        + ", ".join(f"{x:.2f}" for x in os.getloadavg())
-        + " (the machine is shared: other work running meanwhile adds noise)",
+            f"- Load average when the run began (1, 5, 15 min): {_loads(load_before)}"]),
+        f"- Load average when the report was written (1, 5, 15 min): {_loads(os.getloadavg())}"
+        " (the machine is shared: other work running meanwhile adds noise)",
     ]
