@@ -12,6 +12,7 @@ import gc
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable
 
 from kestrel import __version__
@@ -30,12 +31,19 @@ log = logging.getLogger("kestrel.serve")
 # requests and found them still alive, in flight, and carried them into older generations that
 # are scanned again later. See `_settle_heap`.
 YOUNG_COLLECTION_EVERY = 10_000
+# How long another thread may keep the interpreter while the event loop waits for it (CPython's
+# default: 5 ms). Every request in flight waits with the loop; the threads that write the logs
+# and the database do not mind waiting. At 5 ms, the request log's batches, converted and bound
+# on the database's thread, held requests at concurrency 1 for milliseconds (bench/RESULTS.md,
+# run 17).
+SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 async def serve(settings: Settings, handoff: Handoff | None = None) -> int:
     siblings = Siblings(handoff)
     app = await App.open(settings, siblings)
     _settle_heap()
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     server = Server(
         app.handle,
         limits=ServerLimits(max_body_bytes=settings.max_body_bytes,

@@ -4,8 +4,9 @@ A request only appends to a list (`submit`): no await, no I/O, no exception. A b
 writes whatever waits every `flush_interval`, or sooner once a full batch waits, so a crash loses
 about the last half second of logs and the database sees one transaction per batch instead of one
 per request. A busy server writes full batches only (the rows past the last one wait for the
-next), and a full batch of `max_batch` (a power of two) rows is one INSERT statement: see
-`SqliteSession.insert_rows` for why statements count.
+next), and a full batch of `max_batch` (a power of two) rows is a few INSERT statements of
+equal size: see `SqliteSession.insert_rows` for why statements count. Turning rows into the
+values stored is the store's work, on the database's thread, not the event loop's.
 
 The queue is bounded: when the database cannot keep up or refuses writes (read-only, locked, disk
 full), rows wait and are retried on the next tick, and once `max_queue` rows wait, new ones are

@@ -362,11 +362,15 @@ class RequestLogStore:
         transaction. A row already older than what is stored never moves it back."""
         if not rows:
             return
-        values = [_row_values(row, self._instance) for row in rows]
-        key_times = _latest_per_id((row.key_id, row.ts) for row in rows)
-        account_times = _latest_per_id((row.account_id, row.ts) for row in rows)
+        instance = self._instance
 
         def run(conn: Session) -> None:
+            # The rows become values here, on the database's thread: a full batch of the log
+            # writer takes about 1.5 ms to convert, every request in flight would wait for it
+            # on the event loop.
+            values = [_row_values(row, instance) for row in rows]
+            key_times = _latest_per_id((row.key_id, row.ts) for row in rows)
+            account_times = _latest_per_id((row.account_id, row.ts) for row in rows)
             conn.insert_rows("request_logs", _COLUMN_NAMES, values)
             # A key or account deleted meanwhile simply matches no row.
             conn.executemany("UPDATE api_keys SET last_used_at = ? WHERE id = ? AND "

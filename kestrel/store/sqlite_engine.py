@@ -20,10 +20,11 @@ from kestrel.store.session import Rows, Session
 # Long enough to ride out another process's checkpoint or a `kestrel` CLI command writing at the
 # same moment; short enough that a stuck lock surfaces as an error rather than a hung request.
 BUSY_TIMEOUT_MS = 5000
-# Rows per INSERT statement at most: a full batch of the request log writer (LogWriter's
-# max_batch). Its 512 rows bind about 12,000 values, a millisecond or two of this thread holding
-# the interpreter lock.
-MAX_ROWS_PER_INSERT = 512
+# Rows per INSERT statement at most. The sqlite3 module binds a statement's values with the
+# interpreter lock held, in one C call the event loop cannot interrupt: 512 request log rows
+# (about 12,000 values) held it 1.3 ms, 64 rows 0.2 ms, and 64 cost the least CPU a row of the
+# sizes tried (bench/RESULTS.md, run 17).
+MAX_ROWS_PER_INSERT = 64
 
 
 class SqliteSession:
@@ -49,7 +50,7 @@ class SqliteSession:
 
     def insert_rows(self, table: str, columns: Sequence[str],
                     rows: Sequence[Sequence[Any]]) -> None:
-        """Multi-row INSERTs of a few fixed sizes (512, 256, … 1 rows).
+        """Multi-row INSERTs of a few fixed sizes (64, 32, … 1 rows).
 
         Why not `executemany`: it steps the statement once per row, and the sqlite3 module
         lets go of the interpreter lock around each step. This thread then waits for the lock
@@ -58,7 +59,7 @@ class SqliteSession:
         proxied request's CPU (bench/RESULTS.md, run 10). One statement per chunk takes the lock
         back a few times per chunk (reset, step, counting columns, the last row id). Sizes are
         powers of two so that the module's statement cache holds a handful of texts whatever
-        the batch size, and a full batch of the log writer is one statement (run 11).
+        the batch size (run 11); MAX_ROWS_PER_INSERT says why they stop at 64.
         """
         width = len(columns)
         most = max(1, min(MAX_ROWS_PER_INSERT,
