@@ -59,7 +59,8 @@ class SqliteSession:
         proxied request's CPU (bench/RESULTS.md, run 10). One statement per chunk takes the lock
         back a few times per chunk (reset, step, counting columns, the last row id). Sizes are
         powers of two so that the module's statement cache holds a handful of texts whatever
-        the batch size (run 11); MAX_ROWS_PER_INSERT says why they stop at 64.
+        the batch size (run 11); MAX_ROWS_PER_INSERT says why they stop at 64. `rows` is read
+        a chunk at a time, by slices.
         """
         width = len(columns)
         most = max(1, min(MAX_ROWS_PER_INSERT,
@@ -71,6 +72,10 @@ class SqliteSession:
             self._conn.execute(_insert_text(table, tuple(columns), size),
                                list(itertools.chain.from_iterable(chunk)))
             start += size
+            # Another statement may follow: on a machine with one CPU, the event loop's thread
+            # gets it first if it waits for it (without, it waited until this thread's time
+            # slice ended, a few milliseconds; bench/RESULTS.md, run 17).
+            os.sched_yield()
 
     def ids_copied(self, table: str) -> None:
         pass  # SQLite hands out max(id) + 1 (AUTOINCREMENT tables keep their own count up)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from kestrel.domain import RequestLog
+from kestrel.domain import Attempt, RequestLog
 from kestrel.store.database import Database
 from kestrel.store.keys import KeyStore
 from kestrel.store.log_writer import SECONDS_PER_DAY, LogWriter
@@ -101,6 +101,19 @@ def test_the_interval_flushes_a_trickle_in_one_transaction_per_tick(tmp_path: Pa
         assert await batch_ends(db) == [20]
         await writer.close()
     with_db(tmp_path / "k.db", body)
+
+
+def test_a_batch_longer_than_a_statement_is_stored_whole_and_in_order(db_target: str) -> None:
+    """SQLite writes a batch by statements of at most 64 rows, each step's rows converted as
+    it is read; PostgreSQL by one COPY. Either way every row reads back as it went in."""
+    async def body(db: Database) -> None:
+        rows = [entry(n, status=200 + n % 3, input_tokens=n, error_message=f"m{n}",
+                      attempts=(Attempt(1, 200, None, float(n)),)) for n in range(150)]
+        await RequestLogStore(db).insert_many(rows)
+        stored, _ = await RequestLogStore(db).query(limit=500)
+        assert [s.log for s in reversed(stored)] == rows
+        assert await stored_ids(db) == [row.request_id for row in rows]
+    with_db(db_target, body)
 
 
 def test_close_flushes_is_idempotent_and_later_rows_are_dropped(db_target: str) -> None:
