@@ -33,9 +33,10 @@ log = logging.getLogger("kestrel.serve")
 YOUNG_COLLECTION_EVERY = 10_000
 # How long another thread may keep the interpreter while the event loop waits for it (CPython's
 # default: 5 ms). Every request in flight waits with the loop; the threads that write the logs
-# and the database do not mind waiting. At 5 ms, the request log's batches, converted and bound
-# on the database's thread, held requests at concurrency 1 for milliseconds (bench/RESULTS.md,
-# run 17).
+# and the database do not mind waiting, and their Python work comes in bursts of milliseconds
+# (a batch of access lines formatted, request log rows converted, pg8000 talking to PostgreSQL).
+# With a request log batch converted at once on the database's thread, 5 ms let it hold the
+# loop over 2 ms 16 to 20 times in 4 s; 0.5 ms, once (bench/RESULTS.md, run 17).
 SWITCH_INTERVAL_SECONDS = 0.0005
 
 
