@@ -109,8 +109,9 @@ def test_a_batch_longer_than_a_statement_is_stored_whole_and_in_order(db_target:
     async def body(db: Database) -> None:
         rows = [entry(n, status=200 + n % 3, input_tokens=n, error_message=f"m{n}",
                       attempts=(Attempt(1, 200, None, float(n)),)) for n in range(150)]
-        await RequestLogStore(db).insert_many(rows)
-        stored, _ = await RequestLogStore(db).query(limit=500)
+        store = RequestLogStore(db)
+        await store.insert_many(rows)
+        stored, _ = await store.query(limit=500)
         assert [s.log for s in reversed(stored)] == rows
         assert await stored_ids(db) == [row.request_id for row in rows]
     with_db(db_target, body)
