@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import json.encoder
+import math
 from collections.abc import Callable
 from typing import Any, TypeGuard
 
@@ -48,10 +49,20 @@ _string = json.encoder.encode_basestring  # the C escaper when the accelerator i
 
 
 def value_text(value: Any) -> str:
-    """One value as `compact` writes it, for JSON written around it as text. A string, the
-    usual case, goes straight to the escaper `compact` uses: the encoder's list of pieces and
-    the join after it cost more than escaping a short string does."""
-    return _string(value) if type(value) is str else compact(value)
+    """One value as `compact` writes it, for JSON written around it as text. A string, a
+    whole number, a finite float or None goes straight to what `compact` would write it with
+    (the escaper, `repr`, "null"): the encoder's list of pieces and the join after it cost
+    more than writing a short value does. bool is not `int` here: it is written "true"."""
+    kind = type(value)
+    if kind is str:
+        return _string(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    return compact(value)
 
 
 _PLAIN = json.JSONDecoder()

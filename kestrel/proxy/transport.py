@@ -633,9 +633,11 @@ def _request_bytes(method: str, target: bytes, fields: list[tuple[bytes, bytes]]
     """The request's bytes on the wire: request line, header fields, body."""
     # Header values come from clients (through h11, which refuses CR/LF) and from stored
     # credentials; a line break in either would let it write headers of its own. Checked on
-    # all the values at once, joined by a byte that is none of the three.
+    # all the values at once, joined by a byte that is none of the three. Looked for by their
+    # codes: `b"\r" in values` first tries to read b"\r" as an integer, and builds and drops a
+    # TypeError doing so.
     values = b" ".join([value for _, value in fields])
-    if b"\r" in values or b"\n" in values or b"\0" in values:
+    if 13 in values or 10 in values or 0 in values:  # CR, LF, NUL
         raise httpx.LocalProtocolError("a request header holds a line break")
     return b"\r\n".join([b"%s %s HTTP/1.1" % (method.encode("ascii"), target),
                           *[name + b": " + value for name, value in fields], b"", body])

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, overload
 
 from kestrel.domain import POOL_REFUSALS, Attempt, RequestLog, ValidationError, one_line
-from kestrel.jsontext import encoder
+from kestrel.jsontext import value_text
 from kestrel.store.database import Database
 from kestrel.store.session import Session
 
@@ -49,27 +49,28 @@ class StoredLog(NamedTuple):
     instance: str | None = None
 
 
-_compact = encoder(compact=True)
-
-
 def bounded(message: str | None) -> str | None:
     """One line of at most MAX_MESSAGE_CHARS characters; None for no message."""
     return one_line(message, MAX_MESSAGE_CHARS) or None
 
 
 def _attempts_json(attempts: Iterable[Attempt]) -> str:
+    """The `attempts` column: a JSON list with an object per attempt. Written as text around
+    its values, as JSON reads it back: for a list of one small object, the encoder's own
+    work was most of making a row's values."""
     tries = []
     for account_id, status, error_type, duration_ms, proxy, message, name in attempts:
-        one: dict[str, Any] = {"account_id": account_id, "status": status,
-                               "error_type": error_type, "duration_ms": duration_ms}
+        one = (f'{{"account_id":{value_text(account_id)},"status":{value_text(status)},'
+               f'"error_type":{value_text(error_type)},'
+               f'"duration_ms":{value_text(duration_ms)}')
         if proxy:
-            one["proxy"] = proxy
+            one += ',"proxy":' + value_text(proxy)
         if message:
-            one["message"] = bounded(message)
+            one += ',"message":' + value_text(bounded(message))
         if name:
-            one["name"] = name
-        tries.append(one)
-    return _compact(tries)
+            one += ',"name":' + value_text(name)
+        tries.append(one + "}")
+    return "[" + ",".join(tries) + "]"
 
 
 def tried(attempts: Sequence[Attempt]) -> str | None:

@@ -189,7 +189,7 @@ class SseDecoder:
         after its name but another name. The line path takes over from the first event of any
         other shape.
         """
-        if self._buf or self._in_event or self._skip_lf or self._discarding or b"\r" in raw:
+        if self._buf or self._in_event or self._skip_lf or self._discarding or 13 in raw:  # CR
             return 0
         pos = 0
         while raw.startswith(b"event: ", pos):
@@ -199,10 +199,13 @@ class SseDecoder:
             first_end = raw.find(b"\n", pos)
             kind = raw[pos + 7:first_end].decode("utf-8", errors="replace")
             if kind in self._ignore:
-                rest = raw[first_end:blank + 1]  # from the first line's LF to the last line's
-                if b"\nevent" in rest:  # renamed by a later line: the line path decides
-                    break
-                if b"\ndata:" in rest or b"\ndata\n" in rest:
+                # Searched from the first line's LF to the last line's (with `find`: `in`
+                # first tries to read the bytes as an integer, and builds a TypeError).
+                end = blank + 1
+                if raw.find(b"\nevent", first_end, end) >= 0:  # renamed by a later line:
+                    break  # the line path decides
+                if (raw.find(b"\ndata:", first_end, end) >= 0
+                        or raw.find(b"\ndata\n", first_end, end) >= 0):
                     self.ignored += 1  # dispatched only with a data line, as the spec says
             elif (raw.startswith(b"data: ", first_end + 1)
                     and raw.find(b"\n", first_end + 1) == blank  # the one line after the name

@@ -323,12 +323,13 @@ def test_refused_connections_are_connect_errors() -> None:
     run(scenario())
 
 
-def test_a_header_with_a_line_break_is_never_sent() -> None:
+@pytest.mark.parametrize("value", ["sk-ant\r\nx-injected: 1", "sk-ant\nx-injected: 1",
+                                   "sk-ant\rx-injected: 1", "sk-ant\x00x-injected: 1"])
+def test_a_header_with_a_line_break_is_never_sent(value: str) -> None:
     async def scenario() -> None:
         async with raw_server(send(OK)) as server, pooled() as t:
             with pytest.raises(httpx.LocalProtocolError):
-                await post(t, server.url,
-                           headers={"x-api-key": "sk-ant\r\nx-injected: 1"})
+                await post(t, server.url, headers={"x-api-key": value})
             assert server.requests == []
     run(scenario())
 
