@@ -452,3 +452,20 @@ def test_error_messages_are_kept_to_one_bounded_line(db_target: str) -> None:
         assert message is not None and len(message) == MAX_MESSAGE_CHARS
         assert "\n" not in message and message.startswith("<html> <body>gateway trouble")
         assert message.endswith("…")
+
+
+def test_attempts_with_awkward_text_come_back_as_written(db_target: str) -> None:
+    """The attempts column is JSON written as text around its values: quotes, backslashes,
+    control characters, non-ASCII text and every optional field must come back as they went."""
+    attempts = (
+        Attempt(4, None, "proxy_connect", 0.125, proxy="http://user@proxy.example:3128",
+                message='said "no" \\ twice\x01 é 😀', account_name='naïve "name" \\'),
+        Attempt(5, 529, "overloaded_error", 1e-7, account_name=None),
+        Attempt(6, 200, None, 12345.5, account_name="plain"),
+    )
+    row = entry(1.0, status=200, account_id=6, attempts=attempts)
+
+    async def body(store: RequestLogStore, db: Database) -> StoredLog:
+        await store.insert_many([row])
+        return (await everything(store))[0]
+    assert with_store(db_target, body).log.attempts == attempts
