@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -181,16 +182,43 @@ def _run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return here.parent if os.environ.get("PYTEST_XDIST_WORKER") else here
 
 
+# The builds shared by a run, by the fixture that hands each out: what build.py writes, and its
+# arguments.
+SHARED_BUILDS = {"built_pyz": ("kestrel.pyz",), "built_matrix": ("dist", "--all")}
+
+
 @pytest.fixture(scope="session")
 def built_pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`python3 build.py` for this machine, built once per run and shared by every worker."""
-    return zipapp.shared_build(_run_dir(tmp_path_factory), "kestrel.pyz")
+    return zipapp.shared_build(_run_dir(tmp_path_factory), *SHARED_BUILDS["built_pyz"])
 
 
 @pytest.fixture(scope="session")
 def built_matrix(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`python3 build.py --all`: the folder of every platform's file, built once per run."""
-    return zipapp.shared_build(_run_dir(tmp_path_factory), "dist", "--all")
+    return zipapp.shared_build(_run_dir(tmp_path_factory), *SHARED_BUILDS["built_matrix"])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_builds_started(request: pytest.FixtureRequest,
+                           tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Start the shared builds this run's tests will ask for in the background, from each
+    worker's first test. `build.py --all` takes most of a minute: started on demand, every
+    worker that reached a test needing it sat idle until it was done.
+
+    The first worker's thread builds and the others' find it built (`shared_build` takes a
+    lock). A build failing here is left to the fixture, which builds again and fails the test
+    that needs it, with the build's output."""
+    wanted = {name for item in request.session.items for name in item.fixturenames
+              if name in SHARED_BUILDS}
+    for name in wanted:
+        threading.Thread(target=_build_quietly, args=(_run_dir(tmp_path_factory), name),
+                         name=f"build for {name}", daemon=True).start()
+
+
+def _build_quietly(run_dir: Path, name: str) -> None:
+    with contextlib.suppress(Exception):  # the fixture reports it (above)
+        zipapp.shared_build(run_dir, *SHARED_BUILDS[name])
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
