@@ -201,19 +201,25 @@ def built_matrix(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def _shared_builds_started(request: pytest.FixtureRequest,
-                           tmp_path_factory: pytest.TempPathFactory) -> None:
+                           tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Start the shared builds this run's tests will ask for in the background, from each
     worker's first test. `build.py --all` takes most of a minute: started on demand, every
     worker that reached a test needing it sat idle until it was done.
 
     The first worker's thread builds and the others' find it built (`shared_build` takes a
     lock). A build failing here is left to the fixture, which builds again and fails the test
-    that needs it, with the build's output."""
+    that needs it, with the build's output. A worker that runs out of tests waits for its
+    thread: leaving would release the lock with the build still writing, for another to start
+    the same build over it."""
     wanted = {name for item in request.session.items for name in item.fixturenames
               if name in SHARED_BUILDS}
-    for name in wanted:
-        threading.Thread(target=_build_quietly, args=(_run_dir(tmp_path_factory), name),
-                         name=f"build for {name}", daemon=True).start()
+    threads = [threading.Thread(target=_build_quietly, args=(_run_dir(tmp_path_factory), name),
+                                name=f"build for {name}", daemon=True) for name in wanted]
+    for thread in threads:
+        thread.start()
+    yield
+    for thread in threads:
+        thread.join()
 
 
 def _build_quietly(run_dir: Path, name: str) -> None:
