@@ -75,6 +75,10 @@ from kestrel.workers.siblings import Siblings
 
 log = logging.getLogger("kestrel.app")
 
+# Compared for every request: plain names (see `kestrel/domain.py` on enum members in
+# Python 3.11).
+_ADMIN, _CLIENT, _METRICS = Auth.ADMIN, Auth.CLIENT, Auth.METRICS
+
 
 class App:
     def __init__(self, settings: Settings, db: Database, *,
@@ -187,16 +191,16 @@ class App:
     async def handle(self, request: http.Request) -> http.Response:
         """The server's single handler: route, authenticate, run, and render any error."""
         token = request_id_var.set(request.request_id)
-        surface = surface_for_path(request.path)
         try:
             handler, params = self.router.match(request.method, request.path)
             request.path_params = params
             return await handler(request)
         except http.HTTPError as exc:
-            return error_response(surface, from_http_error(exc))
+            return error_response(surface_for_path(request.path), from_http_error(exc))
         except KestrelError as exc:
-            return error_response(surface, exc)
+            return error_response(surface_for_path(request.path), exc)
         except Exception as exc:
+            surface = surface_for_path(request.path)
             if self.db.is_transient(exc):
                 # Not a bug of ours: the database is away or busy. One line, no traceback, and
                 # the driver's message stays in the log (it may name hosts and files).
@@ -228,17 +232,17 @@ class App:
         return WriterStats(writer.queue_depth, writer.written, writer.dropped)
 
     async def _run_endpoint(self, endpoint: Endpoint, request: http.Request) -> http.Response:
-        if endpoint.auth is Auth.METRICS and _bearer_matches(request.headers,
-                                                             self.settings.metrics_token):
+        auth = endpoint.auth
+        if auth is _METRICS and _bearer_matches(request.headers, self.settings.metrics_token):
             return await endpoint.handler(request)
         # Behind a trusted reverse proxy, the client it forwarded for (TRUSTED_PROXIES): what
         # the admin lock-out counts per, what request logs show and `allowed_ips` checks.
         client = client_address(request.client_host, request.headers.get("x-forwarded-for"),
                                 self.settings.trusted_proxies)
-        if endpoint.auth in (Auth.ADMIN, Auth.METRICS):
+        if auth is _ADMIN or auth is _METRICS:
             await self._admin_guard.check(request.headers.get("x-admin-key"), client,
                                           self.clock())
-        elif endpoint.auth is Auth.CLIENT:
+        elif auth is _CLIENT:
             started = time.monotonic()
             try:
                 request.state["api_key"] = await authenticate_client(request.headers, self.keys)

@@ -39,6 +39,16 @@ class AccountStatus(enum.StrEnum):
     EXHAUSTED = "exhausted"
 
 
+# Enum members in Python 3.11: `AccountStatus.ACTIVE` is read through `EnumType.__getattr__`,
+# about 0.1 µs each time (3.12 dropped that hook), where a plain name costs a tenth of that. Code
+# run for every request binds the members it reads to plain names once, as here for
+# `Account.status`, which runs for each account on every request.
+_DISABLED, _COOLDOWN = AccountStatus.DISABLED, AccountStatus.COOLDOWN
+_ACTIVE = AccountStatus.ACTIVE
+_HARD_STATUS = {AccountState.INVALID: AccountStatus.INVALID,
+                AccountState.EXHAUSTED: AccountStatus.EXHAUSTED}
+
+
 @dataclass(frozen=True)
 class Credential:
     """An account's secret material, only ever held in memory once opened.
@@ -137,14 +147,17 @@ class Account:
     def status(self, now: float) -> AccountStatus:
         """Disabled beats everything; a hard state (invalid, exhausted) beats a cooldown."""
         if not self.enabled:
-            return AccountStatus.DISABLED
-        if self.state is AccountState.INVALID:
-            return AccountStatus.INVALID
-        if self.state is AccountState.EXHAUSTED:
-            return AccountStatus.EXHAUSTED
+            return _DISABLED
+        hard = _HARD_STATUS.get(self.state)
+        if hard is not None:
+            return hard
         if self.cooldown_until is not None and self.cooldown_until > now:
-            return AccountStatus.COOLDOWN
-        return AccountStatus.ACTIVE
+            return _COOLDOWN
+        return _ACTIVE
+
+    def usable(self, now: float) -> bool:
+        """Whether a request may try the account now (its status is active)."""
+        return self.status(now) is _ACTIVE
 
 
 class Unset(enum.Enum):

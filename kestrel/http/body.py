@@ -24,6 +24,11 @@ class BodyState(enum.Enum):
     FAILED = "failed"  # too large, too slow or malformed: the connection cannot be reused
 
 
+# Read several times a request: plain names (see `kestrel/domain.py` on enum members in
+# Python 3.11).
+PENDING, COMPLETE, FAILED = BodyState.PENDING, BodyState.COMPLETE, BodyState.FAILED
+
+
 class RequestBody:
     """Reads one request's body through the connection's h11 state machine.
 
@@ -51,7 +56,7 @@ class RequestBody:
         self._pending: deque[bytes] = deque()
         self._failure: tuple[type[HTTPError], str] | None = None
         self._detached = False
-        self.state = BodyState.PENDING
+        self.state = PENDING
         self.received = 0
         self._on_complete = on_complete
         if declared_length is not None and declared_length > limits.max_body_bytes:
@@ -74,7 +79,7 @@ class RequestBody:
         A bodyless GET (or a small POST sent in one packet) is thus complete before the
         handler runs, so a client leaving is noticed from the start.
         """
-        while self.state is BodyState.PENDING:
+        while self.state is PENDING:
             try:
                 event = self._conn.next_event()
             except h11.RemoteProtocolError:
@@ -96,7 +101,7 @@ class RequestBody:
         self._raise_if_failed()
         if self._pending:
             return self._pending.popleft()
-        if self.state is BodyState.COMPLETE:
+        if self.state is COMPLETE:
             return None
         if self._conn.they_are_waiting_for_100_continue:
             # 100-continue trap: the client holds its body back until told to send it. Tell it
@@ -105,7 +110,7 @@ class RequestBody:
             await self._send_continue()
         while True:
             event = await self._next_event()
-            if isinstance(event, h11.EndOfMessage):
+            if type(event) is h11.EndOfMessage:
                 self._finish()
                 return None
             chunk = self._accept(event)
@@ -118,20 +123,20 @@ class RequestBody:
         Pipelining trap: the next request starts after this body, so an unread body must be
         consumed before the connection can be reused, or the connection must be closed.
         """
-        if self.state is BodyState.FAILED:
+        if self.state is FAILED:
             return False
         discarded = sum(len(chunk) for chunk in self._pending)
         self._pending.clear()
-        while self.state is BodyState.PENDING:
+        while self.state is PENDING:
             if discarded > limit:
                 return False
             try:
                 event = await self._next_event()
             except HTTPError:
                 return False
-            if isinstance(event, h11.Data):
+            if type(event) is h11.Data:
                 discarded += len(event.data)
-            elif isinstance(event, h11.EndOfMessage):
+            elif type(event) is h11.EndOfMessage:
                 self._finish()
         return discarded <= limit
 
@@ -158,15 +163,18 @@ class RequestBody:
                 # b"" tells h11 about EOF; its next answer is then the error above.
                 self._conn.receive_data(data)
                 continue
-            if isinstance(event, h11.Data | h11.EndOfMessage):
+            if type(event) is h11.Data or type(event) is h11.EndOfMessage:
                 return event
             self._fail(BadRequest, "unexpected data in request body")
 
     def _accept(self, event: h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]) -> bytes:
-        if isinstance(event, h11.EndOfMessage):
+        # By exact type, here and in the methods above: h11's events are abstract base classes,
+        # and `isinstance` with one the event is not runs ABCMeta's check, in Python (h11
+        # never subclasses them).
+        if type(event) is h11.EndOfMessage:
             self._finish()
             return b""
-        if not isinstance(event, h11.Data):
+        if type(event) is not h11.Data:
             self._fail(BadRequest, "unexpected data in request body")
         self.received += len(event.data)
         # Body-size trap, second half: h11 sets no limit, so a chunked body is counted as it
@@ -177,13 +185,13 @@ class RequestBody:
         return bytes(event.data)
 
     def _finish(self) -> None:
-        self.state = BodyState.COMPLETE
+        self.state = COMPLETE
         self._on_complete()
 
     def _mark_failed(self, kind: type[HTTPError], message: str) -> None:
         if self._failure is None:
             self._failure = (kind, message)
-        self.state = BodyState.FAILED
+        self.state = FAILED
         self._pending.clear()
 
     def _fail(self, kind: type[HTTPError], message: str) -> NoReturn:

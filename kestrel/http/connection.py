@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import h11
 
-from kestrel.http.body import BodyState, RequestBody
+from kestrel.http.body import COMPLETE, FAILED, PENDING, RequestBody
 from kestrel.http.channel import Channel
 from kestrel.http.limits import LINGER_MAX_BYTES, LINGER_SECONDS, ServerLimits
 from kestrel.http.messages import (
@@ -68,6 +68,12 @@ class Phase(enum.Enum):
     CLOSED = "closed"
 
 
+# Set and read several times a request: plain names (see `kestrel/domain.py` on enum members
+# in Python 3.11).
+IDLE, READING_HEAD, HANDLING = Phase.IDLE, Phase.READING_HEAD, Phase.HANDLING
+RESPONDING, DRAINING, CLOSED = Phase.RESPONDING, Phase.DRAINING, Phase.CLOSED
+
+
 class _ClientGone(Exception):
     """The client went away (EOF, reset, failed or stalled write)."""
 
@@ -114,7 +120,7 @@ class Connection:
         self.client: tuple[str, int] | None = (
             (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and len(peer) >= 2 else None
         )
-        self.phase = Phase.IDLE
+        self.phase = IDLE
         self._loop = asyncio.get_running_loop()
         self._accepted_at = self._loop.time()
         self._served = 0
@@ -141,7 +147,7 @@ class Connection:
         self._closing = True
         # Timer-vs-state trap: only the wait for a next request is shortened, and only while
         # it is under way; a busy connection is never cut mid-response.
-        if self.phase is Phase.IDLE:
+        if self.phase is IDLE:
             self._channel.hurry(self._loop.time() + self._limits.shutdown_idle_linger)
 
     def abort(self) -> None:
@@ -161,7 +167,7 @@ class Connection:
             abort = True
             log.exception("connection failed")
         finally:
-            self.phase = Phase.CLOSED
+            self.phase = CLOSED
             await self._close(abort=abort or self._client_gone)
 
     # -- one exchange ------------------------------------------------------------------------
@@ -184,7 +190,7 @@ class Connection:
         if event is None:
             return False
         self._served += 1
-        self.phase = Phase.HANDLING
+        self.phase = HANDLING
         method = event.method.decode("ascii")
         target = event.target.decode("latin-1")
         headers = Headers.from_raw(event.headers.raw_items())
@@ -241,7 +247,7 @@ class Connection:
         until then an end of input is the body cut short, which the body's reader reports.
         """
         body = self._watched
-        if body is None or body.state is not BodyState.COMPLETE or self._client_gone:
+        if body is None or body.state is not COMPLETE or self._client_gone:
             return
         self._client_gone = True
         if self._task is not None and not self._task.done():
@@ -268,7 +274,7 @@ class Connection:
         if self._h11.our_state is h11.DONE and self._h11.their_state is h11.SEND_BODY:
             # Pipelining trap: the handler answered without reading the whole body, and the
             # next request only starts after it. Drain a little, or close.
-            self.phase = Phase.DRAINING
+            self.phase = DRAINING
             if not await body.drain(self._limits.drain_limit_bytes):
                 return False
         # Shutting down, a response that went out without `close` (its head left before the
@@ -289,7 +295,7 @@ class Connection:
         # A pipelined request already arrived (h11 holds it, or the channel does).
         held, ended = self._h11.trailing_data
         buffered = bool(held) or self._channel.buffered
-        self.phase = Phase.READING_HEAD if buffered else Phase.IDLE
+        self.phase = READING_HEAD if buffered else IDLE
         if self._served == 0:
             # Slowloris trap: a new connection must deliver its first head within
             # header_timeout of being accepted.
@@ -307,7 +313,7 @@ class Connection:
         while event is h11.NEED_DATA:
             # Timer-vs-state trap: these deadlines exist only around this read, so no idle or
             # head timer can be left running to fire during a response.
-            idle = self.phase is Phase.IDLE
+            idle = self.phase is IDLE
             try:
                 data = await self._channel.read(idle_deadline if idle else head_deadline)
             except TimeoutError:
@@ -317,7 +323,7 @@ class Connection:
                     return None
                 raise
             if idle and data:
-                self.phase = Phase.READING_HEAD
+                self.phase = READING_HEAD
                 if self._served:
                     head_deadline = loop.time() + self._limits.header_timeout
             self._h11.receive_data(data)
@@ -355,9 +361,9 @@ class Connection:
         """Decided before the head goes out, so the response itself can say `close`."""
         if self._closing or self._served >= self._limits.max_requests_per_connection:
             return True
-        if body.state is BodyState.FAILED:
+        if body.state is FAILED:
             return True
-        if body.state is BodyState.PENDING:
+        if body.state is PENDING:
             if self._h11.they_are_waiting_for_100_continue:
                 # 100-continue trap: the client never got its 100 and may or may not send the
                 # body now; the next bytes on this connection are ambiguous, so close.
@@ -394,7 +400,7 @@ class Connection:
         if head.send_body and not isinstance(body, bytes):
             await self._send(head)
             exchange.status = head.status
-            self.phase = Phase.RESPONDING
+            self.phase = RESPONDING
             # h11 chunks a body of unknown length for an HTTP/1.1 client, and for an HTTP/1.0
             # one writes it as it is and closes the connection after it.
             await self._stream(body, exchange,
@@ -417,7 +423,7 @@ class Connection:
         await self._send(*events)
         exchange.status = head.status
         exchange.bytes_sent += len(first)
-        self.phase = Phase.RESPONDING
+        self.phase = RESPONDING
         if rest:
             await self._send_data(rest, exchange)
             await self._send(_END)

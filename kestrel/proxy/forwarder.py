@@ -24,7 +24,6 @@ from kestrel.crypto import CryptoError
 from kestrel.domain import (
     Account,
     AccountState,
-    AccountStatus,
     AccountType,
     Attempt,
     Credential,
@@ -168,7 +167,7 @@ class Forwarder:
                 break
             account = self._pool.current(listed.id)
             # Another request may have cooled or removed it since the list was made.
-            if account is None or account.status(self._clock()) is not AccountStatus.ACTIVE:
+            if account is None or not account.usable(self._clock()):
                 continue
             try:
                 return await self._attempt(call, account, attempts)

@@ -43,6 +43,11 @@ class Framing(Enum):
     UNTIL_CLOSE = "until-close"    # HTTP/1.0 style: the body ends when the connection does
 
 
+# Read for every answer: plain names (see `kestrel/domain.py` on enum members in Python 3.11).
+NO_BODY, BY_LENGTH, CHUNKED, UNTIL_CLOSE = (Framing.NONE, Framing.LENGTH, Framing.CHUNKED,
+                                            Framing.UNTIL_CLOSE)
+
+
 class ResponseHead(NamedTuple):
     """A named tuple, made for every answer (see `kestrel.domain.RequestLog` for why)."""
 
@@ -80,7 +85,7 @@ def parse_head(block: bytes, *, method: bytes) -> ResponseHead:
             framing_fields.setdefault(name, []).append(value)
     framing, length = _framing(status, method, framing_fields)
     connection = framing_fields.get(b"connection")
-    keep_alive = (minor == b"1" and framing is not Framing.UNTIL_CLOSE
+    keep_alive = (minor == b"1" and framing is not UNTIL_CLOSE
                   and not (connection and any(token.strip().lower() == b"close"
                                               for value in connection
                                               for token in value.split(b","))))
@@ -104,7 +109,7 @@ def parse_chunk_size(line: bytes) -> int:
 def _framing(status: int, method: bytes, fields: dict[bytes, list[bytes]]
              ) -> tuple[Framing, int]:
     if method == b"HEAD" or status < 200 or status in (204, 304):
-        return Framing.NONE, 0
+        return NO_BODY, 0
     encodings = fields.get(b"transfer-encoding")
     lengths = fields.get(b"content-length")
     if encodings:
@@ -115,7 +120,7 @@ def _framing(status: int, method: bytes, fields: dict[bytes, list[bytes]]
         codings = [c.strip().lower() for v in encodings for c in v.split(b",") if c.strip()]
         if codings != [b"chunked"]:
             raise MalformedResponse("the response uses a transfer coding other than chunked")
-        return Framing.CHUNKED, 0
+        return CHUNKED, 0
     if lengths:
         values = {v.strip() for value in lengths for v in value.split(b",")}
         if len(values) != 1:
@@ -123,8 +128,8 @@ def _framing(status: int, method: bytes, fields: dict[bytes, list[bytes]]
         value = values.pop()
         if not value.isdigit() or len(value) > 15:
             raise MalformedResponse("the response has an invalid Content-Length")
-        return Framing.LENGTH, int(value)
-    return Framing.UNTIL_CLOSE, 0
+        return BY_LENGTH, int(value)
+    return UNTIL_CLOSE, 0
 
 
 class ChunkedDecoder:

@@ -30,7 +30,7 @@ import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 
-from kestrel.domain import Account, AccountStatus, UsageWindows
+from kestrel.domain import Account, UsageWindows
 from kestrel.oauth.windows import headroom
 
 # Utilization is only known after each answer, so a finer comparison would send every request
@@ -69,10 +69,11 @@ def attempt_order(
     conversation: str | None = None,
 ) -> list[Account]:
     """The usable accounts (status active at `now`) in the order they should be tried."""
-    usable = [a for a in accounts if a.status(now) is AccountStatus.ACTIVE]
+    usable = [a for a in accounts if a.usable(now)]
+    balanced = rotation is Rotation.BALANCED
 
     def key(account: Account) -> tuple[int, int, float, int]:
-        if rotation is not Rotation.BALANCED:
+        if not balanced:
             return (-account.priority, 0, 0.0, account.id)
         if conversation is not None:
             spread = -float(rendezvous_rank(conversation, account.id))

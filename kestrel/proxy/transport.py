@@ -40,9 +40,11 @@ from kestrel.egress import PROXY_EXTENSION, EnvProxies, Proxy
 from kestrel.proxy import socks5
 from kestrel.proxy.codings import ACCEPT_ENCODING, Decoder, UndecodableBody, content_decoder
 from kestrel.proxy.http1 import (
+    BY_LENGTH,
+    CHUNKED,
     MAX_HEAD_BYTES,
+    NO_BODY,
     ChunkedDecoder,
-    Framing,
     MalformedResponse,
     ResponseHead,
     parse_head,
@@ -492,7 +494,7 @@ class _Body(httpx.AsyncByteStream):
         self._connection: _Connection | None = connection
         self._head = head
         self._read_timeout = read_timeout
-        self._complete = head.framing is Framing.NONE
+        self._complete = head.framing is NO_BODY
         self._reusable = head.keep_alive
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -500,13 +502,13 @@ class _Body(httpx.AsyncByteStream):
         if connection is None or self._complete:
             return
         try:
-            if self._head.framing is Framing.LENGTH:
+            if self._head.framing is BY_LENGTH:
                 remaining = self._head.length
                 while remaining > 0:
                     data = await self._read(connection, min(remaining, READ_SIZE))
                     remaining -= len(data)
                     yield data
-            elif self._head.framing is Framing.CHUNKED:
+            elif self._head.framing is CHUNKED:
                 decoder = ChunkedDecoder()
                 while not decoder.done:
                     payload = decoder.feed(await self._read(connection, READ_SIZE))
@@ -540,7 +542,7 @@ class _Body(httpx.AsyncByteStream):
         an async generator and the list it fills."""
         connection = self._connection
         head = self._head
-        if (connection is None or self._complete or head.framing is not Framing.LENGTH
+        if (connection is None or self._complete or head.framing is not BY_LENGTH
                 or head.length > READ_SIZE):
             return None
         try:

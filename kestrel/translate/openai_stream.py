@@ -71,7 +71,7 @@ class ChunkTranslator:
         kind = event.get("type")
         if kind == "message_start":
             message = event.get("message")
-            message = message if isinstance(message, Mapping) else {}
+            message = message if isinstance(message, dict) else {}
             self._opening = opening(CHUNK, message.get("id"), message.get("model"),
                                     self._created)
             read_usage(message.get("usage"), self._usage)
@@ -84,7 +84,7 @@ class ChunkTranslator:
             return self._block_stop(event.get("index"))
         if kind == "message_delta":
             delta = event.get("delta")
-            if isinstance(delta, Mapping) and delta.get("stop_reason") is not None:
+            if isinstance(delta, dict) and delta.get("stop_reason") is not None:
                 self._stop_reason = delta["stop_reason"]
             read_usage(event.get("usage"), self._usage)
             return []
@@ -97,7 +97,7 @@ class ChunkTranslator:
         return []  # ping, and event types added after this was written
 
     def _block_start(self, index: Any, block: Any) -> list[str]:
-        if not isinstance(block, Mapping):
+        if not isinstance(block, dict):
             return []
         kind = block.get("type")
         if kind == "text" and block.get("text"):
@@ -112,7 +112,7 @@ class ChunkTranslator:
         return []
 
     def _block_delta(self, index: Any, delta: Any) -> list[str]:
-        if not isinstance(delta, Mapping):
+        if not isinstance(delta, dict):
             return []
         kind = delta.get("type")
         if kind == "text_delta" and delta.get("text"):
@@ -179,7 +179,7 @@ class StreamTranslator:
                 continue
             if payload.get("type", event.event) == "error":
                 error = payload.get("error")
-                error = error if isinstance(error, Mapping) else {}
+                error = error if isinstance(error, dict) else {}
                 out.append(self.fail(error.get("type"), error.get("message")))
                 break
             out += [encode_event(None, chunk) for chunk in self._chunks.feed(payload)]
