@@ -98,8 +98,12 @@ def test_two_hundred_concurrent_streams_complete_intact(stack: Stack) -> None:
 def test_logs_and_stats_add_up_to_what_was_sent(stack: Stack) -> None:
     stack.up.script(account_key("a"), [success(usage={"cache_read_input_tokens": 100,
                                                       "cache_creation_input_tokens": 7})])
-    client = stack.sdk()
-    client.messages.create(**message_body("one"))
+    # A second client key, so that the rows' key id differs from their account's id.
+    with stack.admin() as admin:
+        second = admin.post("/admin/keys", json={"name": "second"}).json()
+    client = stack.closed_with_stack(anthropic.Anthropic(base_url=stack.url,
+                                                         api_key=second["key"], max_retries=0))
+    first = client.messages.with_raw_response.create(**message_body("one"))
     with client.messages.stream(**message_body("two")) as stream:
         stream.get_final_message()
     client.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "x"}])
@@ -125,6 +129,12 @@ def test_logs_and_stats_add_up_to_what_was_sent(stack: Stack) -> None:
     with stack.admin() as admin:
         stats = admin.get("/admin/stats", params={"window": "1h"}).json()
         keys = admin.get("/admin/keys").json()["data"]
+    # Fields of the same type side by side, each where it belongs.
+    assert messages[-1]["request_id"] == first.headers["x-kestrel-request-id"]
+    for row in messages:
+        assert (row["key_id"], row["client"]) == (second["id"], "127.0.0.1")
+        assert row["user_agent"].startswith("Anthropic/Python")
+        assert row["priced"] and row["cost_usd"] > 0
     totals = stats["totals"]
     assert totals["requests"] == 4 and totals["errors"] == 1
     assert totals["input_tokens"] == sum(u["input_tokens"] for u in sent)

@@ -175,7 +175,7 @@ class Connection:
     async def _exchange(self) -> bool:
         """Serve one request. True if the connection can carry another."""
         try:
-            event = await self._read_head()
+            head = await self._read_head()
         except TimeoutError:
             # The head was started but not finished in time (slowloris): 408, then close.
             await self._answer_directly(_Exchange(self._loop.time()),
@@ -187,8 +187,9 @@ class Connection:
             await self._answer_directly(_Exchange(self._loop.time()),
                                         error_response(protocol_error(exc)))
             return False
-        if event is None:
+        if head is None:
             return False
+        event, received = head
         self._served += 1
         self.phase = HANDLING
         method = event.method.decode("ascii")
@@ -201,7 +202,7 @@ class Connection:
             path=target.partition("?")[0],
             request_id=choose_request_id(headers.get("x-request-id")),
         )
-        refusal = refuse_before_handler(event, headers, self._limits)
+        refusal = refuse_before_handler(event, headers, self._limits, received=received)
         if refusal is not None:
             await self._answer_directly(exchange, error_response(refusal))
             return False
@@ -285,8 +286,9 @@ class Connection:
             return True
         return False
 
-    async def _read_head(self) -> h11.Request | None:
-        """The next request head, or None when the connection should just close.
+    async def _read_head(self) -> tuple[h11.Request, int] | None:
+        """The next request head and the bytes received when it was parsed, or None when the
+        connection should just close.
 
         Raises TimeoutError when a started head is not finished in time, and h11's
         RemoteProtocolError when it is malformed or too large.
@@ -294,6 +296,7 @@ class Connection:
         loop = self._loop
         # A pipelined request already arrived (h11 holds it, or the channel does).
         held, ended = self._h11.trailing_data
+        received = len(held)
         buffered = bool(held) or self._channel.buffered
         self.phase = READING_HEAD if buffered else IDLE
         if self._served == 0:
@@ -327,9 +330,10 @@ class Connection:
                 if self._served:
                     head_deadline = loop.time() + self._limits.header_timeout
             self._h11.receive_data(data)
+            received += len(data)
             event = self._h11.next_event()
         # Anything else is ConnectionClosed: the client ended the connection between requests.
-        return event if isinstance(event, h11.Request) else None
+        return (event, received) if isinstance(event, h11.Request) else None
 
     async def _cycle(self, request: Request, body: RequestBody, exchange: _Exchange) -> None:
         """Run the handler and write its response (the child task a disconnect cancels)."""

@@ -130,12 +130,14 @@ def head_size(event: h11.Request, headers: Headers) -> int:
     return size
 
 
-def refuse_before_handler(event: h11.Request, headers: Headers,
-                          limits: ServerLimits) -> HTTPError | None:
+def refuse_before_handler(event: h11.Request, headers: Headers, limits: ServerLimits, *,
+                          received: int | None = None) -> HTTPError | None:
     """Requests answered without asking the handler, before any of the body is read.
 
     A body over the size limit is not among them: the handler is asked, and its first read
     fails (see `RequestBody`), so the application can shape that 413 like its other errors.
+    `received`: the bytes that had come in when the head was parsed, if known (the head is
+    never longer).
     """
     if "content-length" in headers and "transfer-encoding" in headers:
         # h11 follows RFC 7230 and lets Transfer-Encoding win, but two framings in one request
@@ -143,7 +145,8 @@ def refuse_before_handler(event: h11.Request, headers: Headers,
         return BadRequest("malformed request")
     # h11's max_incomplete_event_size only fires while the head is still incomplete; a head
     # that arrived whole in one read passes it, so the limit is checked again on the result.
-    if head_size(event, headers) > limits.max_header_bytes:
+    if ((received is None or received > limits.max_header_bytes)
+            and head_size(event, headers) > limits.max_header_bytes):
         return HeadersTooLarge("request line and headers are too large")
     # A 2xx to CONNECT would make h11 hand the socket over as a tunnel; we never tunnel.
     if event.method == b"CONNECT":

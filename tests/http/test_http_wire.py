@@ -233,6 +233,13 @@ def test_refusals_before_the_handler() -> None:
     assert _refusal(padded(pad), limits) is None
     over = _refusal(padded(pad + 1), limits)
     assert over is not None and over.status == 431
+    # Told how many bytes had come in with the head (the server knows), the size is counted
+    # only when they were more than the limit: the head is never longer than they were.
+    event = padded(pad + 1)
+    fields = Headers.from_raw(event.headers.raw_items())
+    counted = refuse_before_handler(event, fields, limits, received=201)
+    assert counted is not None and counted.status == 431
+    assert refuse_before_handler(event, fields, limits, received=200) is None
     connect = _refusal(_request(b"CONNECT", target=b"example.com:443"), limits)
     assert connect is not None and connect.status == 501
 
