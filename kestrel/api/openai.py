@@ -94,7 +94,7 @@ class OpenAIApi:
 
     async def chat_completions(self, request: Request) -> Response:
         key: ApiKey = request.state["api_key"]
-        start = CallStart(request, key, route=ROUTE, target=UPSTREAM_TARGET)
+        start = CallStart(request, key, ROUTE, UPSTREAM_TARGET)
         model: str | None = None
         try:
             try:

@@ -110,7 +110,7 @@ class CallStart:
     before the body is read, whatever becomes of it. `call` gives the `Call` as far as it is
     known (the model alone, say, when the request is refused before it is forwarded)."""
 
-    def __init__(self, request: Request, key: ApiKey, *, route: str, target: str) -> None:
+    def __init__(self, request: Request, key: ApiKey, route: str, target: str) -> None:
         self.received, self.received_at = time.monotonic(), time.time()
         self._request, self._key, self._route, self._target = request, key, route, target
 
@@ -191,7 +191,7 @@ class ProxyApi:
     async def _forward_post(self, request: Request, route: str) -> Response:
         key: ApiKey = request.state["api_key"]
         headers = request.headers
-        start = CallStart(request, key, route=route, target=request.target)
+        start = CallStart(request, key, route, request.target)
         try:
             raw = await request.body()
             parsed = parse_body(raw)

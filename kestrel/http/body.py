@@ -41,7 +41,6 @@ class RequestBody:
     def __init__(
         self,
         conn: h11.Connection,
-        *,
         read: Callable[[], Awaitable[bytes]],
         send_continue: Callable[[], Awaitable[None]],
         limits: ServerLimits,

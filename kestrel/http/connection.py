@@ -195,24 +195,21 @@ class Connection:
         method = event.method.decode("ascii")
         target = event.target.decode("latin-1")
         headers = Headers.from_raw(event.headers.raw_items())
-        exchange = _Exchange(
-            started=self._loop.time(),
-            method=method,
-            # Never the query string: it may carry keys or other secrets.
-            path=target.partition("?")[0],
-            request_id=choose_request_id(headers.get("x-request-id")),
-        )
+        # The exchange, the body and the request are made by position: Python 3.11 packs the
+        # keywords of a call to a class into a dict and matches them to parameters one by one,
+        # a few hundred instructions each. The path never has the query string: it may carry
+        # keys or other secrets.
+        exchange = _Exchange(self._loop.time(), method, target.partition("?")[0],
+                             choose_request_id(headers.get("x-request-id")))
         refusal = refuse_before_handler(event, headers, self._limits, received=received)
         if refusal is not None:
             await self._answer_directly(exchange, error_response(refusal))
             return False
         length = headers.get("content-length")
-        body = RequestBody(self._h11, read=self._channel.read, send_continue=self._send_continue,
-                           limits=self._limits,
-                           declared_length=int(length) if length is not None else None,
-                           on_complete=self._body_complete)
-        request = Request(method=method, target=target, headers=headers, client=self.client,
-                          request_id=exchange.request_id, receive=body.receive)
+        body = RequestBody(self._h11, self._channel.read, self._send_continue, self._limits,
+                           int(length) if length is not None else None, self._body_complete)
+        request = Request(method, target, headers, self.client, exchange.request_id,
+                          body.receive)
         self._watched = body
         body.take_buffered()
         completed = False

@@ -150,7 +150,6 @@ class Request:
 
     def __init__(
         self,
-        *,
         method: str,
         target: str,
         headers: Headers,

@@ -271,6 +271,5 @@ def response_head(
     reason = _REASONS.get(status, b"")
     # `_parsed=True` is h11's own way in for fields already checked: these are ours, and h11
     # checks them again anyway in the copy it makes to set the framing.
-    event = h11.Response(status_code=int(status), headers=framing, reason=reason,
-                         http_version=b"1.1", _parsed=True)
+    event = h11.Response(status_code=int(status), headers=framing, reason=reason, _parsed=True)
     return ResponseHead(event, fields, send_body)

@@ -495,8 +495,7 @@ class Forwarder:
 def _try_of(account: Account, status: int | None, error_type: str | None, duration_ms: float,
             *, proxy: str | None = None, message: str | None = None) -> Attempt:
     """One try of `account`, with its name as it is now: the log keeps it past a rename."""
-    return Attempt(account.id, status, error_type, duration_ms, proxy=proxy, message=message,
-                   account_name=account.name)
+    return Attempt(account.id, status, error_type, duration_ms, proxy, message, account.name)
 
 
 def _is_sound(path: str, body: bytes, summary: MessageSummary) -> bool:
