@@ -12,7 +12,7 @@ three accounts, a client key, request log on, access log at `info`; a floor of
 run and `requests` in the other, from eight keep-alive connections, after a warm-up; the
 difference between the two runs' counts, divided by the difference in requests, is a request's
 count with start-up and shutdown taken out. Two runs of the same code agree to about 0.2 % on a
-quiet machine, 0.5 % on a busy one.
+quiet machine; on a busy one they have differed by 0.8 %.
 
 What it does not say: instructions are not time. C code in tight loops (regular expressions,
 `bytes.translate`) runs many instructions per nanosecond, the interpreter's own fewer, and
