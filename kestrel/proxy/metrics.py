@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kestrel.domain import Account, AccountStatus, RequestLog
+from kestrel.domain import Account, RequestLog
 
 # Seconds. From a cached count_tokens (milliseconds) to a long non-streaming generation
 # (minutes): Prometheus's defaults stop at 10 s, far short of an LLM answer.
@@ -315,7 +315,7 @@ def render(snapshot: Snapshot, accounts: Iterable[Account], workers: Workers, no
            "1 when the account can serve now, else 0, with its status.",
            [((("account_id", str(a.id)), ("account", a.name),
               ("status", a.status(now).value)),
-             1.0 if a.status(now) is AccountStatus.ACTIVE else 0.0) for a in accounts])
+             1.0 if a.usable(now) else 0.0) for a in accounts])
     family("kestrel_account_cooldown_seconds", "gauge",
            "Seconds until a cooling account returns (0 when not cooling).",
            [((("account_id", str(a.id)), ("account", a.name)),
