@@ -46,6 +46,7 @@ from load import ROUTE_BODIES, ROUTE_PATHS
 from procs import Process, free_port, raise_fd_limit, wait_until_ready
 from services import (
     BENCH_DIR,
+    FLOORS,
     REPO_DIR,
     Target,
     build_tools,
@@ -58,8 +59,6 @@ CONNECTIONS = 8
 WARM_UP_PER_CONNECTION = 50
 # Python under callgrind starts about fifty times slower than natively.
 READY_SECONDS = 600.0
-# The floors of `run.py --compare`, as `floor_servers.py` names them.
-FLOORS = {"floor": "proxy", "lean-floor": "lean-proxy"}
 # The cache model's weights (see the module docstring).
 L1_MISS_CYCLES = 10
 MISPREDICT_CYCLES = 15

@@ -39,11 +39,12 @@ from report import (
     workers_target,
 )
 from services import (
-    BENCH_DIR,
+    FLOORS,
     Target,
     build_tools,
     check_route,
     export_ref,
+    floor_command,
     nginx_command,
     start_command,
     start_kestrel,
@@ -146,9 +147,6 @@ def _missing(compare: dict[str, str]) -> list[str]:
     return problems
 
 
-# The least a proxy in Kestrel's design costs: asyncio + h11 on both sides (`floor`), or h11
-# on the client side only with the upstream's answer parsed by hand (`lean-floor`).
-FLOORS = {"floor": "proxy", "lean-floor": "lean-proxy"}
 # Every per-key control and limit, set so that the bench's requests pass them all (issue 16):
 # what checking and counting them costs.
 BENCH_KEY_CONTROLS: dict[str, object] = {
@@ -168,9 +166,7 @@ def _compare_commands(specs: list[str]) -> dict[str, str]:
             if name == "nginx":
                 command = nginx_command() or ""
             elif name in FLOORS:
-                command = (f"{shlex.quote(sys.executable)} "
-                           f"{shlex.quote(str(BENCH_DIR / 'floor_servers.py'))} {FLOORS[name]} "
-                           "--port {port} --upstream {upstream}")
+                command = floor_command(name)
             else:
                 raise SystemExit(f"--compare {spec}: only `nginx`, `floor` and `lean-floor` have "
                                  "a built-in command; give others as NAME=CMD")
@@ -284,11 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for target in reversed(targets):
             target.process.stop()
-        if cluster is not None:
-            cluster.close()
             if target.name.startswith(KESTREL) and (logged := log_warnings(
                     target.process.log_path)):
                 notes.append(f"{target.name} logged: " + "; ".join(logged))
+        if cluster is not None:
+            cluster.close()
         if args.keep:
             print(f"bench: logs and databases kept in {workdir}", file=sys.stderr)
         else:

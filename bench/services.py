@@ -232,6 +232,18 @@ def _render_nginx(directory: Path, port: int, upstream_port: int) -> None:
     (directory / "nginx.conf").write_text(text)
 
 
+# The least a proxy in Kestrel's design costs: asyncio + h11 on both sides (`floor`), or h11
+# on the client side only with the upstream's answer parsed by hand (`lean-floor`); each name
+# with the server `floor_servers.py` runs for it.
+FLOORS = {"floor": "proxy", "lean-floor": "lean-proxy"}
+
+
+def floor_command(name: str) -> str:
+    """The shell command of a floor, for `start_command`."""
+    return (f"{shlex.quote(sys.executable)} {shlex.quote(str(BENCH_DIR / 'floor_servers.py'))} "
+            f"{FLOORS[name]} --port {{port}} --upstream {{upstream}}")
+
+
 def start_command(name: str, command: str, workdir: Path, upstream: Target, *,
                   cpus: set[int] | None) -> Target:
     """Any other proxy, from a shell command with {port}, {upstream}, {upstream_port}, {dir}.
