@@ -82,7 +82,8 @@ ATTEMPT = _object({
                "description": "Upstream status; null when no HTTP answer came (connect error, "
                               "timeout, reset)."},
     "error_type": {"type": ["string", "null"]},
-    "duration_ms": {"type": "number", "minimum": 0},
+    "duration_ms": {"type": "number", "minimum": 0,
+                    "description": "How long the try took, to the microsecond."},
     "proxy": {"type": ["string", "null"],
               "description": "The proxy that failed, for `proxy_unreachable`, `proxy_refused` "
                              "and `proxy_auth` (scheme, host and port; never a password)."},

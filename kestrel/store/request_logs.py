@@ -57,12 +57,16 @@ def bounded(message: str | None) -> str | None:
 def _attempts_json(attempts: Iterable[Attempt]) -> str:
     """The `attempts` column: a JSON list with an object per attempt. Written as text around
     its values, as JSON reads it back: for a list of one small object, the encoder's own
-    work was most of making a row's values."""
+    work was most of making a row's values.
+
+    A duration is kept to the microsecond. The shortest text that reads back as the very
+    same float takes arithmetic on big numbers for most durations, which is how a monotonic
+    clock's difference comes out: 1.4 µs for one, a third of making the column, where three
+    decimals take 0.3 µs."""
     tries = []
     for account_id, status, error_type, duration_ms, proxy, message, name in attempts:
         one = (f'{{"account_id":{value_text(account_id)},"status":{value_text(status)},'
-               f'"error_type":{value_text(error_type)},'
-               f'"duration_ms":{value_text(duration_ms)}')
+               f'"error_type":{value_text(error_type)},"duration_ms":{duration_ms:.3f}')
         if proxy:
             one += ',"proxy":' + value_text(proxy)
         if message:

@@ -463,7 +463,7 @@ def test_attempts_with_awkward_text_come_back_as_written(db_target: str) -> None
     attempts = (
         Attempt(4, None, "proxy_connect", 0.125, proxy="http://user@proxy.example:3128",
                 message='said "no" \\ twice\x01 é 😀', account_name='naïve "name" \\'),
-        Attempt(5, 529, "overloaded_error", 1e-7, account_name=None),
+        Attempt(5, 529, "overloaded_error", 0.001, account_name=None),
         Attempt(6, 200, None, 12345.5, account_name="plain"),
     )
     row = entry(1.0, status=200, account_id=6, attempts=attempts)
@@ -472,3 +472,14 @@ def test_attempts_with_awkward_text_come_back_as_written(db_target: str) -> None
         await store.insert_many([row])
         return (await everything(store))[0]
     assert with_store(db_target, body).log.attempts == attempts
+
+
+def test_attempt_durations_are_kept_to_the_microsecond(db_target: str) -> None:
+    durations = (11.234567891234567, 1e-7, 0.0004, 2.0, 1200)
+    row = entry(1.0, attempts=tuple(Attempt(1, 529, "overloaded_error", d) for d in durations))
+
+    async def body(store: RequestLogStore, db: Database) -> StoredLog:
+        await store.insert_many([row])
+        return (await everything(store))[0]
+    stored = with_store(db_target, body).log.attempts
+    assert [a.duration_ms for a in stored] == [11.235, 0.0, 0.0, 2.0, 1200.0]
