@@ -15,7 +15,8 @@ every instruction its event loop's thread executes over `--requests` requests, b
 and offset (`sys.settrace` with `f_trace_opcodes`), and reads how the interpreter had rewritten
 each of them by then (`dis.get_instructions(code, adaptive=True)`). It prints, per request,
 the instructions executed and how many of them were generic, by kind, then the generic sites
-executed most. Tracing makes Kestrel about fifty times slower; a run takes under a minute.
+executed most, then the footprint: how many distinct instructions a typical request runs, by
+package and by function. Tracing makes Kestrel about fifty times slower; a run takes under a minute.
 
 What counts as generic is named the way CPython 3.11 names it (`LOAD_ATTR_ADAPTIVE`, and
 `CALL_ADAPTIVE` after a Python call's `PRECALL_PYFUNC` or `PRECALL_BOUND_METHOD`, which is a
@@ -93,10 +94,18 @@ def _report(instructions: list[list[Any]], served: int, route: str, top: int) ->
     executed = 0.0
     kinds: Counter[str] = Counter()
     sites: Counter[tuple[str, int, str, str, str]] = Counter()
+    # The footprint: instructions a typical request runs at least once (half the requests or
+    # more), by where they are.
+    footprint: Counter[tuple[str, str]] = Counter()
     previous_call = ""
     for filename, qualname, line, opname, argrepr, count in instructions:
         each = count / served
         executed += each
+        short = re.sub(r".*/(site-packages|python3\.\d+)/", "", filename)
+        short = re.sub(rf"^{re.escape(str(Path(__file__).resolve().parent.parent))}/", "",
+                       short)
+        if each >= 0.5:
+            footprint[(short, qualname)] += 1
         if opname.startswith("PRECALL"):
             previous_call = opname
         generic = opname.endswith("_ADAPTIVE") and not (
@@ -105,9 +114,6 @@ def _report(instructions: list[list[Any]], served: int, route: str, top: int) ->
             generic = True
         if generic and each:
             kinds[opname] += each
-            short = re.sub(r".*/(site-packages|python3\.\d+)/", "", filename)
-            short = re.sub(rf"^{re.escape(str(Path(__file__).resolve().parent.parent))}/", "",
-                           short)
             sites[(short, line or 0, qualname, opname, argrepr)] += each
     print(f"## Unspecialised instructions, {route}, a request ({served} requests counted)\n")
     print(f"{executed:,.0f} instructions executed on the event loop's thread; "
@@ -120,6 +126,25 @@ def _report(instructions: list[list[Any]], served: int, route: str, top: int) ->
     for (short, line, qualname, opname, argrepr), each in sites.most_common(top):
         what = f"`{opname}` {argrepr}".rstrip()
         print(f"| {short}:{line} | `{qualname}` | {what} | {each:,.1f} |")
+    _report_footprint(footprint, top)
+
+
+def _report_footprint(footprint: Counter[tuple[str, str]], top: int) -> None:
+    """How much distinct code a request runs, by package and by function. The interpreter
+    reads a function's instructions as data, so a wide path misses the data cache where a
+    narrow one run as often does not (`bench/RESULTS.md`, run 21)."""
+    packages: Counter[str] = Counter()
+    for (short, _), distinct in footprint.items():
+        parts = short.split("/")
+        packages["/".join(parts[:2]) if parts[0] == "kestrel" else parts[0]] += distinct
+    print(f"\n## Footprint: {sum(footprint.values()):,} distinct instructions a typical "
+          "request runs (each at least once in half the requests)\n")
+    print("| package or module | distinct instructions |\n|---|--:|")
+    for package, distinct in packages.most_common():
+        print(f"| {package} | {distinct:,} |")
+    print(f"\n| function (the {top} widest) | distinct instructions |\n|---|--:|")
+    for (short, qualname), distinct in footprint.most_common(top):
+        print(f"| {short}: `{qualname}` | {distinct:,} |")
 
 
 # --- the tracer, run as `specialisation.py --trace PYTHON -m kestrel` ------------------------
