@@ -45,12 +45,12 @@ from pathlib import Path
 from load import ROUTE_BODIES, ROUTE_PATHS
 from procs import Process, free_port, raise_fd_limit, wait_until_ready
 from services import (
-    BENCH_DIR,
     FLOORS,
     REPO_DIR,
     Target,
     build_tools,
     export_ref,
+    floor_argv,
     start_kestrel,
     start_mock,
 )
@@ -136,9 +136,9 @@ def _count(valgrind: str, work: Path, mock: Target, name: str, source: Path | No
         under[2:2] = ["--cache-sim=yes", "--branch-sim=yes"]
     if name in FLOORS:
         port = free_port()
-        process = Process(out.stem, [*under, sys.executable, str(BENCH_DIR / "floor_servers.py"),
-                                     FLOORS[name], "--port", str(port), "--upstream",
-                                     mock.base_url], log_path=work / f"{out.stem}.log")
+        process = Process(out.stem, [*under, *floor_argv(name), "--port", str(port),
+                                     "--upstream", mock.base_url],
+                          log_path=work / f"{out.stem}.log")
         wait_until_ready(f"http://127.0.0.1:{port}/", process, timeout=READY_SECONDS)
         api_key = "unused"
     else:

@@ -238,10 +238,14 @@ def _render_nginx(directory: Path, port: int, upstream_port: int) -> None:
 FLOORS = {"floor": "proxy", "lean-floor": "lean-proxy"}
 
 
+def floor_argv(name: str) -> list[str]:
+    """The command that runs a floor, without its port and upstream."""
+    return [sys.executable, str(BENCH_DIR / "floor_servers.py"), FLOORS[name]]
+
+
 def floor_command(name: str) -> str:
     """The shell command of a floor, for `start_command`."""
-    return (f"{shlex.quote(sys.executable)} {shlex.quote(str(BENCH_DIR / 'floor_servers.py'))} "
-            f"{FLOORS[name]} --port {{port}} --upstream {{upstream}}")
+    return shlex.join(floor_argv(name)) + " --port {port} --upstream {upstream}"
 
 
 def start_command(name: str, command: str, workdir: Path, upstream: Target, *,
