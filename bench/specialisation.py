@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dis
+import functools
 import json
 import os
 import re
@@ -49,6 +50,7 @@ from services import build_tools, start_kestrel, start_mock
 _PYTHON_CALLS = ("PRECALL_PYFUNC", "PRECALL_BOUND_METHOD")
 # The tracer's file of counts, named in the environment of the process it runs in.
 _OUT_ENV = "KESTREL_SPECIALISATION_OUT"
+_CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
@@ -101,9 +103,7 @@ def _report(instructions: list[list[Any]], served: int, route: str, top: int) ->
     for filename, qualname, line, opname, argrepr, count in instructions:
         each = count / served
         executed += each
-        short = re.sub(r".*/(site-packages|python3\.\d+)/", "", filename)
-        short = re.sub(rf"^{re.escape(str(Path(__file__).resolve().parent.parent))}/", "",
-                       short)
+        short = _short(filename)
         if each >= 0.5:
             footprint[(short, qualname)] += 1
         if opname.startswith("PRECALL"):
@@ -127,6 +127,13 @@ def _report(instructions: list[list[Any]], served: int, route: str, top: int) ->
         what = f"`{opname}` {argrepr}".rstrip()
         print(f"| {short}:{line} | `{qualname}` | {what} | {each:,.1f} |")
     _report_footprint(footprint, top)
+
+
+@functools.cache
+def _short(filename: str) -> str:
+    """A code object's file as the report names it: from the package or the checkout down."""
+    short = re.sub(r".*/(site-packages|python3\.\d+)/", "", filename)
+    return re.sub(rf"^{re.escape(str(_CHECKOUT))}/", "", short)
 
 
 def _report_footprint(footprint: Counter[tuple[str, str]], top: int) -> None:
