@@ -79,11 +79,15 @@ def log_row(stack: Stack, request_id: str) -> dict[str, Any]:
 
 def test_plain_completion(stack: Stack) -> None:
     with sdk(stack) as client:
-        completion = client.chat.completions.create(
+        raw = client.chat.completions.with_raw_response.create(
             model="gpt-4o", max_tokens=50, temperature=1.5, stop="END", user="u-1",
             extra_headers={"x-request-id": "oa-plain"},
             messages=[{"role": "system", "content": "Be brief."},
                       {"role": "user", "content": "hi"}])
+    completion = raw.parse()
+    # Ours alone, for the body we wrote; the upstream's fields a client reads come along.
+    assert raw.headers.get_list("content-type") == ["application/json"]
+    assert raw.headers["request-id"].startswith("req_")
     assert completion.id.startswith("chatcmpl-msg_fake")
     assert completion.object == "chat.completion" and completion.model == MODEL
     choice = completion.choices[0]

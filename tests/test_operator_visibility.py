@@ -158,6 +158,26 @@ def test_api_key_accounts_show_their_rate_limit_headroom(stack: Stack) -> None:
     assert stack.account("b")["rate_limits"] is None  # b was not asked
 
 
+def test_an_api_key_account_behind_a_gateway_shows_every_answers_usage_windows(
+        stack: Stack) -> None:
+    """Anthropic sends usage windows to subscriptions only, and an API key's answers are read
+    for headroom once a second. A gateway in front of subscriptions (another Kestrel, say)
+    sends them to an API key too: once they show up, every answer's are read."""
+    def windows(utilization: float) -> dict[str, str]:
+        return {"anthropic-ratelimit-unified-status": "allowed",
+                "anthropic-ratelimit-unified-5h-status": "allowed",
+                "anthropic-ratelimit-unified-5h-utilization": str(utilization),
+                "anthropic-ratelimit-unified-5h-reset": str(int(time.time()) + 3600)}
+
+    stack.up.script(account_key("a"), [steps.success(headers=windows(0.42)),
+                                       steps.success(headers=windows(0.55))])
+    assert ask(stack).status_code == 200
+    assert stack.account("a")["usage_windows"]["windows"]["5h"]["utilization"] == 0.42
+    assert ask(stack).status_code == 200  # well within the second
+    assert stack.account("a")["usage_windows"]["windows"]["5h"]["utilization"] == 0.55
+    assert stack.account("b")["usage_windows"] is None
+
+
 def test_keys_in_use_have_names_of_their_own(stack: Stack) -> None:
     with stack.admin() as admin:
         first = admin.post("/admin/keys", json={"name": "laptop"}).json()

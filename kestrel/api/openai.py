@@ -114,13 +114,12 @@ class OpenAIApi:
             model=body["model"], headers=_upstream_headers(request.headers),
             body=compact(body).encode(), stream=translation.stream,
             conversation=conversation_key(request.headers.get("x-claude-code-session-id"),
-                                          body, key.id))
+                                          body, key.id), own_body=True)
         admit(self._forwarder, self._meter, key, forwarded, now=self._clock())
         relay = await forward_admitted(self._forwarder, forwarded)
         if not 200 <= relay.status < 300:
             raise _relayed_error(relay)
-        # The upstream's fields but its content type: the body is ours.
-        relayed = [(n, v) for n, v in relay.headers if n != b"content-type"]
+        relayed = relay.headers  # the upstream's fields but its content type: the body is ours
         headers = [("x-kestrel-request-id", request.request_id)]
         created = int(self._clock())
         if translation.stream:

@@ -116,13 +116,14 @@ class CallStart:
 
     def call(self, *, model: str | None = None,
              headers: list[tuple[bytes, bytes]] | None = None,
-             body: bytes = b"", stream: bool = False, conversation: str | None = None) -> Call:
+             body: bytes = b"", stream: bool = False, conversation: str | None = None,
+             own_body: bool = False) -> Call:
         request = self._request
         # By position, in the fields' order, for the reason `Forwarder._log_row` gives.
         return Call(self._route, "POST", self._target, headers or [], body,
                     request.request_id, model, stream, conversation, self._key.id,
                     client_of(request), request.headers.get("user-agent"), self.received,
-                    self.received_at)
+                    self.received_at, own_body)
 
 
 def admit(forwarder: Forwarder, meter: KeyMeter, key: ApiKey, call: Call, *,

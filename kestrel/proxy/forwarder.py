@@ -69,6 +69,8 @@ LogSink = Callable[[RequestLog], None]
 
 _UNIFIED_PREFIX = USAGE_HEADER_PREFIX.encode("ascii")
 _RATELIMIT_PREFIX = RATE_LIMIT_PREFIX.encode("ascii")
+# Read on every request: a plain name (see `kestrel/domain.py` on enum members in Python 3.11).
+_OAUTH = AccountType.OAUTH
 
 
 @dataclass(slots=True)
@@ -90,6 +92,8 @@ class Call:
     user_agent: str | None = None
     received: float = field(default_factory=time.monotonic)
     received_at: float = field(default_factory=time.time)
+    # The route answers with a body of its own (a translation), so with its own content type.
+    own_body: bool = False
     # The key's admission (its limits' counts): closed with the request's log row.
     ticket: Ticket | None = None
 
@@ -220,7 +224,7 @@ class Forwarder:
         credential = await self._credential(account, attempts)
         call_secrets = _secrets_of(credential)
         response = await self._send(call, account, credential, started, attempts)
-        if (response.status == 401 and account.type is AccountType.OAUTH
+        if (response.status == 401 and account.type is _OAUTH
                 and self._refresher is not None):
             # An access token can die before its expiry (revoked, or refreshed by another
             # client of the same login): refresh it and try this account once more before
@@ -258,7 +262,7 @@ class Forwarder:
                 "the stored credential cannot be opened; enter it again"), self._clock())
             attempts.append(_try_of(account, None, "credential_error", 0.0))
             raise _Retry from None
-        if (account.type is AccountType.OAUTH and self._refresher is not None
+        if (account.type is _OAUTH and self._refresher is not None
                 and refresh_due(credential, self._clock())):
             credential = await self._refresh(account, credential, attempts, keep_valid=True)
         return credential
@@ -312,6 +316,12 @@ class Forwarder:
         now = self._clock()
         # Headroom is read at most once a second per account: most answers skip it.
         limits_due = self._pool.rate_limits_due(account.id, now)
+        if not limits_due and account.type is not _OAUTH and account.usage_windows is None:
+            # Usage windows come with a subscription's answers. An API key's (a gateway's in
+            # front of subscriptions aside, whose first windows then show up within a second
+            # and are read from every answer after) have nothing to read until its headroom is
+            # due again.
+            return
         # Only the rate-limit headers matter here: pick them from the raw bytes rather than
         # decoding every header of every answer.
         unified: dict[str, str] = {}
@@ -363,7 +373,7 @@ class Forwarder:
         self.record(call, status=response.status, error_type=summary.error_type,
                     error_message=summary.error_message, attempts=attempts,
                     account_id=account.id, summary=summary)
-        return Relay(response.status, downstream_headers(response.headers), body,
+        return Relay(response.status, downstream_headers(response.headers, call.own_body), body,
                      account.id)
 
     async def _judge_error(self, account: Account, response: UpstreamResponse,
@@ -405,7 +415,7 @@ class Forwarder:
             account_id=account.id, summary=summary, ttfb_ms=upstream_ms))
         spent_upstream = sum(a.duration_ms for a in attempts)
         overhead = max(0.0, self.elapsed_ms(call.received) - spent_upstream)
-        headers = downstream_headers(response.headers)
+        headers = downstream_headers(response.headers, call.own_body)
         headers.append((b"x-kestrel-overhead-ms", b"%.2f" % overhead))
         return Relay(response.status, headers, body, account.id, summary.message)
 
@@ -432,7 +442,7 @@ class Forwarder:
         attempts.append(_try_of(account, response.status, None, self.elapsed_ms(started)))
         await self._succeeded(account)
         body = StreamRelay(self, call, account, response, first, chunks, attempts, secrets)
-        return Relay(response.status, downstream_headers(response.headers), body,
+        return Relay(response.status, downstream_headers(response.headers, call.own_body), body,
                      account.id)
 
     async def test_account(self, account: Account, request_id: str) -> AccountTest:

@@ -30,8 +30,12 @@ _KESTREL_ONLY = frozenset({b"x-api-key", b"authorization", b"x-admin-key", b"x-r
 _DROPPED = _HOP_BY_HOP | _KESTREL_ONLY
 
 OAUTH_BETA = "oauth-2025-04-20"
+# Read on every request: a plain name (see `kestrel/domain.py` on enum members in Python 3.11).
+_OAUTH = AccountType.OAUTH
 
 _DOWNSTREAM_EXACT = frozenset({b"content-type", b"request-id", b"retry-after", b"x-should-retry"})
+# For a route that answers with a body of its own (a translation), and its own content type.
+_DOWNSTREAM_EXACT_OWN_BODY = _DOWNSTREAM_EXACT - {b"content-type"}
 _DOWNSTREAM_PREFIX = b"anthropic-ratelimit-"
 
 
@@ -68,7 +72,7 @@ def upstream_headers(client_fields: list[tuple[bytes, bytes]], account_type: Acc
     listed = _connection_tokens(client_fields)
     dropped = _DROPPED | listed if listed else _DROPPED
     kept = [(name, value) for name, value in client_fields if name not in dropped]
-    if account_type is AccountType.OAUTH:
+    if account_type is _OAUTH:
         betas = [value.decode("latin-1") for name, value in kept if name == b"anthropic-beta"]
         kept = [(name, value) for name, value in kept if name != b"anthropic-beta"]
         kept.append((b"anthropic-beta", merge_beta(betas, OAUTH_BETA).encode("latin-1")))
@@ -78,9 +82,12 @@ def upstream_headers(client_fields: list[tuple[bytes, bytes]], account_type: Acc
     return kept
 
 
-def downstream_headers(upstream: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def downstream_headers(upstream: Iterable[tuple[bytes, bytes]], own_body: bool = False
+                       ) -> list[tuple[bytes, bytes]]:
     """The upstream response headers a client of Anthropic needs to see, as the transport
     parsed and checked them (names in lower case, values as they came): bytes, for the
-    server to send as they are (`Response.checked_headers`)."""
+    server to send as they are (`Response.checked_headers`). With `own_body` (the route
+    answers with a body of its own) the upstream's content type stays behind."""
+    exact = _DOWNSTREAM_EXACT_OWN_BODY if own_body else _DOWNSTREAM_EXACT
     return [(name, value) for name, value in upstream
-            if name in _DOWNSTREAM_EXACT or name.startswith(_DOWNSTREAM_PREFIX)]
+            if name in exact or name.startswith(_DOWNSTREAM_PREFIX)]

@@ -67,3 +67,5 @@ def test_downstream_keeps_what_clients_read() -> None:
         (b"content-type", b"text/event-stream"), (b"request-id", b"req_1"), (b"retry-after", b"3"),
         (b"anthropic-ratelimit-tokens-remaining", b"10"), (b"x-should-retry", b"true"),
         (b"anthropic-ratelimit-requests-limit", b"caf\xe9")]
+    # A route that writes a body of its own (the OpenAI one) sends its own content type.
+    assert downstream_headers(upstream, own_body=True) == downstream_headers(upstream)[1:]
