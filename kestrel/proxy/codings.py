@@ -80,16 +80,16 @@ class Decoder:
         return data
 
 
-def content_decoder(headers: Iterable[tuple[bytes, bytes]]) -> Decoder | None:
-    """The decoder an answer with these headers needs, None for the identity coding.
+def content_decoder(values: Iterable[bytes]) -> Decoder | None:
+    """The decoder an answer with these Content-Encoding values needs, None for the identity
+    coding.
 
     Raises `UndecodableBody` for a coding Kestrel did not offer.
     """
     codings: list[bytes] = []
-    for name, value in headers:  # names in lower case
-        if name == b"content-encoding":
-            codings.extend(c for c in (part.strip().lower() for part in value.split(b","))
-                           if c and c != b"identity")
+    for value in values:
+        codings.extend(c for c in (part.strip().lower() for part in value.split(b","))
+                       if c and c != b"identity")
     if not codings:
         return None
     unknown = [c for c in codings if c not in (b"gzip", b"x-gzip", b"deflate")]

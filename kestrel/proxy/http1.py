@@ -26,8 +26,10 @@ _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: ([^\r\n]*))?")
 _FIELDS = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*\r\n")
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?")
-# The fields that decide how the body is framed and whether the connection stays open.
-_FRAMING_FIELDS = frozenset({b"transfer-encoding", b"content-length", b"connection"})
+# The fields that decide how the body is framed, whether the connection stays open, and how
+# the body is decoded.
+_BODY_FIELDS = frozenset({b"transfer-encoding", b"content-length", b"connection",
+                          b"content-encoding"})
 
 
 class MalformedResponse(ValueError):
@@ -57,6 +59,7 @@ class ResponseHead(NamedTuple):
     framing: Framing
     length: int  # the body's size when `framing` is LENGTH, else 0
     keep_alive: bool  # whether the connection may carry another request after this one
+    codings: list[bytes]  # the Content-Encoding values, as they came (most answers: none)
 
 
 def parse_head(block: bytes, *, method: bytes) -> ResponseHead:
@@ -74,22 +77,23 @@ def parse_head(block: bytes, *, method: bytes) -> ResponseHead:
         raise MalformedResponse("the response has a malformed header block")
     minor, status, reason = match.group(1), int(match.group(2)), match.group(3) or b""
     headers: list[tuple[bytes, bytes]] = []
-    framing_fields: dict[bytes, list[bytes]] = {}  # the few headers framing depends on
+    body_fields: dict[bytes, list[bytes]] = {}  # the few headers the body depends on
     # Names are lower-cased here, once: everything downstream looks fields up by name.
     for line in fields[:-4].split(b"\r\n") if len(fields) > 2 else ():
         name, _, value = line.partition(b":")
         value = value.strip(b" \t")
         name = name.lower()
         headers.append((name, value))
-        if name in _FRAMING_FIELDS:
-            framing_fields.setdefault(name, []).append(value)
-    framing, length = _framing(status, method, framing_fields)
-    connection = framing_fields.get(b"connection")
+        if name in _BODY_FIELDS:
+            body_fields.setdefault(name, []).append(value)
+    framing, length = _framing(status, method, body_fields)
+    connection = body_fields.get(b"connection")
     keep_alive = (minor == b"1" and framing is not UNTIL_CLOSE
                   and not (connection and any(token.strip().lower() == b"close"
                                               for value in connection
                                               for token in value.split(b","))))
-    return ResponseHead(status, reason, headers, framing, length, keep_alive)
+    return ResponseHead(status, reason, headers, framing, length, keep_alive,
+                        body_fields.get(b"content-encoding", []))
 
 
 def parse_chunk_size(line: bytes) -> int:

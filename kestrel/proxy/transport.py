@@ -214,7 +214,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         head, stream = await self._round_trip(url, proxy, method, fields, body,
                                               self._connect_timeout, self._read_timeout)
         try:
-            decoder = content_decoder(head.headers)
+            decoder = content_decoder(head.codings)
         except UndecodableBody as exc:
             await stream.aclose()
             raise httpx.RemoteProtocolError(str(exc)) from None

@@ -50,6 +50,14 @@ def test_status_reason_and_headers_are_kept_in_order_names_in_lower_case() -> No
     assert parse_head(head("HTTP/1.1 200"), method=b"GET").reason == b""
 
 
+def test_content_codings_are_collected_as_they_came_in_order() -> None:
+    parsed = parse_head(head("HTTP/1.1 200 OK", "Content-Encoding: deflate", "Content-Length: 3",
+                             "content-encoding:  GZIP "), method=b"POST")
+    assert parsed.codings == [b"deflate", b"GZIP"]  # the decoder reads them without case
+    assert (b"content-encoding", b"deflate") in parsed.headers  # and they stay in the fields
+    assert parse_head(head("HTTP/1.1 200 OK", "Content-Length: 3"), method=b"POST").codings == []
+
+
 @pytest.mark.parametrize("block", [
     b"garbage\r\n\r\n",
     b"\x16\x03\x01\x02\x00\r\n\r\n",  # a TLS record where HTTP was expected
