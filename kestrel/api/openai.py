@@ -139,13 +139,12 @@ class OpenAIApi:
 
 
 def _upstream_headers(headers: http.Headers) -> list[tuple[bytes, bytes]]:
-    """The client's headers (the forwarder drops its credential and the hop-by-hop ones), with
-    our own content type for the body we wrote and an API version when the client sent none."""
-    kept = [(n, v) for n, v in headers.raw if n != b"content-type"]
-    kept.append((b"content-type", b"application/json"))
-    if "anthropic-version" not in headers:
-        kept.append((b"anthropic-version", DEFAULT_ANTHROPIC_VERSION))
-    return kept
+    """The client's headers, with an API version when the client sent none. The forwarder
+    drops its credential and the hop-by-hop fields, and (`own_body`) puts our content type,
+    for the body we wrote, in place of the client's."""
+    if "anthropic-version" in headers:
+        return headers.raw
+    return [*headers.raw, (b"anthropic-version", DEFAULT_ANTHROPIC_VERSION)]
 
 
 def _json(body: bytes | AsyncIterator[bytes]) -> dict[str, Any]:

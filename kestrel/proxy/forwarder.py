@@ -92,7 +92,8 @@ class Call:
     user_agent: str | None = None
     received: float = field(default_factory=time.monotonic)
     received_at: float = field(default_factory=time.time)
-    # The route answers with a body of its own (a translation), so with its own content type.
+    # The route wrote the request's body (JSON) and answers with a body of its own (a
+    # translation): the content type either way is the route's, not the client's or upstream's.
     own_body: bool = False
     # The key's admission (its limits' counts): closed with the request's log row.
     ticket: Ticket | None = None
@@ -296,7 +297,7 @@ class Forwarder:
     async def _send(self, call: Call, account: Account, credential: Credential, started: float,
                     attempts: list[Attempt]) -> UpstreamResponse:
         base_url = account.base_url or self._default_base_url
-        headers = upstream_headers(call.headers, account.type, credential)
+        headers = upstream_headers(call.headers, account.type, credential, call.own_body)
         try:
             url = self._destination(base_url + call.target)
         except httpx.InvalidURL:  # stored before base URLs were checked as strictly as now

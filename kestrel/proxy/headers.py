@@ -28,6 +28,9 @@ _KESTREL_ONLY = frozenset({b"x-api-key", b"authorization", b"x-admin-key", b"x-r
                            b"cookie", b"accept-encoding"})
 
 _DROPPED = _HOP_BY_HOP | _KESTREL_ONLY
+# A route that wrote the request's body itself (a translation, in JSON) sends its own type.
+_DROPPED_OWN_BODY = _DROPPED | {b"content-type"}
+_JSON_TYPE = (b"content-type", b"application/json")
 
 OAUTH_BETA = "oauth-2025-04-20"
 # Read on every request: a plain name (see `kestrel/domain.py` on enum members in Python 3.11).
@@ -62,16 +65,22 @@ def merge_beta(values: list[str], extra: str) -> str:
 
 
 def upstream_headers(client_fields: list[tuple[bytes, bytes]], account_type: AccountType,
-                     credential: Credential) -> list[tuple[bytes, bytes]]:
-    """Fields for the upstream request: the client's end-to-end ones and the account's auth.
+                     credential: Credential, own_body: bool = False
+                     ) -> list[tuple[bytes, bytes]]:
+    """Fields for the upstream request: the client's end-to-end ones and the account's auth;
+    with `own_body` (the route wrote the body, in JSON) its content type instead of theirs.
 
     Bytes in and out, names in lower case (`Headers.raw`): the client's fields go upstream as
     they came, obs-text included (RFC 9110 §5.5), and nothing is decoded or encoded again
     but the credential (latin-1, as every field).
     """
     listed = _connection_tokens(client_fields)
-    dropped = _DROPPED | listed if listed else _DROPPED
+    dropped = _DROPPED_OWN_BODY if own_body else _DROPPED
+    if listed:
+        dropped = dropped | listed
     kept = [(name, value) for name, value in client_fields if name not in dropped]
+    if own_body:
+        kept.append(_JSON_TYPE)
     if account_type is _OAUTH:
         betas = [value.decode("latin-1") for name, value in kept if name == b"anthropic-beta"]
         kept = [(name, value) for name, value in kept if name != b"anthropic-beta"]

@@ -39,6 +39,18 @@ def test_api_key_account_gets_end_to_end_headers_and_its_own_key() -> None:
     assert (b"x-team", b"caf\xe9") in sent
 
 
+def test_a_route_that_wrote_the_body_sends_its_own_content_type() -> None:
+    client = [*CLIENT, (b"content-type", b"text/plain")]  # twice, and not what we send
+    sent = upstream_headers(client, AccountType.API_KEY, Credential(api_key="sk-ant-upstream"),
+                            own_body=True)
+    assert [v for n, v in sent if n == b"content-type"] == [b"application/json"]
+    assert b"x-hop" not in [n for n, _ in sent]  # the client's Connection list still counts
+    # Relaying the client's own body, its content types go as they came.
+    relayed = upstream_headers(client, AccountType.API_KEY, Credential(api_key="k"))
+    assert [v for n, v in relayed if n == b"content-type"] == [b"application/json",
+                                                                b"text/plain"]
+
+
 def test_oauth_account_merges_its_beta_without_duplicates() -> None:
     sent = upstream_headers([*CLIENT, (b"anthropic-beta", b"oauth-2025-04-20")],
                             AccountType.OAUTH, Credential(access_token="sk-ant-oat01-tok"))
