@@ -318,10 +318,10 @@ class Forwarder:
         # Headroom is read at most once a second per account: most answers skip it.
         limits_due = self._pool.rate_limits_due(account.id, now)
         if not limits_due and account.type is not _OAUTH and account.usage_windows is None:
-            # Usage windows come with a subscription's answers. An API key's (a gateway's in
-            # front of subscriptions aside, whose first windows then show up within a second
-            # and are read from every answer after) have nothing to read until its headroom is
-            # due again.
+            # Usage windows come with a subscription's answers: an API key's have nothing to
+            # read until its headroom is due again. A gateway in front of subscriptions is the
+            # exception: its windows are found when headroom is next read (within a second),
+            # and read from every answer after that.
             return
         # Only the rate-limit headers matter here: pick them from the raw bytes rather than
         # decoding every header of every answer.
